@@ -1,0 +1,78 @@
+#include "core/memory.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <new>
+#include <string>
+
+namespace tsp {
+
+namespace {
+std::mutex g_mu;
+MemStats g_stats;
+}  // namespace
+
+std::string_view mem_name(Mem c) {
+  switch (c) {
+    case Mem::parameters: return "parameters";
+    case Mem::gradients: return "gradients";
+    case Mem::optimizer: return "optimizer";
+    case Mem::activations: return "activations";
+    case Mem::communication: return "communication";
+    case Mem::workspace: return "workspace";
+  }
+  return "?";
+}
+
+void* tracked_alloc(std::size_t bytes, Mem cat) {
+  std::size_t rounded = (bytes + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, rounded);
+  if (!p) throw std::bad_alloc();
+  std::memset(p, 0, rounded);
+  std::lock_guard lk(g_mu);
+  int c = static_cast<int>(cat);
+  g_stats.current[c] += static_cast<int64_t>(bytes);
+  if (g_stats.current[c] > g_stats.peak[c]) g_stats.peak[c] = g_stats.current[c];
+  g_stats.current_total += static_cast<int64_t>(bytes);
+  if (g_stats.current_total > g_stats.peak_total) g_stats.peak_total = g_stats.current_total;
+  return p;
+}
+
+void tracked_free(void* p, std::size_t bytes, Mem cat) {
+  std::free(p);
+  std::lock_guard lk(g_mu);
+  g_stats.current[static_cast<int>(cat)] -= static_cast<int64_t>(bytes);
+  g_stats.current_total -= static_cast<int64_t>(bytes);
+}
+
+MemStats mem_stats() {
+  std::lock_guard lk(g_mu);
+  return g_stats;
+}
+
+void mem_reset_peaks() {
+  std::lock_guard lk(g_mu);
+  g_stats.peak = g_stats.current;
+  g_stats.peak_total = g_stats.current_total;
+}
+
+int64_t vm_hwm_bytes() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  }
+  return -1;
+}
+
+bool reset_vm_hwm() {
+  std::ofstream f("/proc/self/clear_refs");
+  if (!f) return false;
+  f << "5";
+  return static_cast<bool>(f);
+}
+
+}  // namespace tsp

@@ -1,0 +1,87 @@
+// Training data: a byte-level tokenizer for any text file, and the built-in long-context associative recall
+// task. A Batch holds B sequences of S tokens and their next-token targets; positions with nothing to predict
+// carry kIgnoreIndex.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tsp {
+
+struct Batch {
+  int64_t batch = 0, seq_len = 0;
+  std::vector<int32_t> tokens;   // [batch * seq_len]
+  std::vector<int32_t> targets;  // [batch * seq_len]; kernels::kIgnoreIndex where nothing is predicted
+};
+
+// Bytes are tokens 0..255.
+std::vector<int32_t> byte_tokenize(const std::string& text);
+std::string byte_detokenize(const std::vector<int32_t>& tokens);  // tokens >= 256 are dropped
+
+class DataSource {
+ public:
+  virtual ~DataSource() = default;
+  // The next training batch; deterministic given the source's seed and how many batches came before.
+  virtual Batch next(int64_t batch, int64_t seq_len) = 0;
+  // Batches drawn so far (saved in checkpoints; set on resume so the stream continues exactly).
+  virtual int64_t position() const = 0;
+  virtual void seek(int64_t batches_drawn) = 0;
+  virtual int64_t vocab_needed() const = 0;  // smallest vocab_size that covers every token
+  virtual std::string describe() const = 0;
+};
+
+// Random windows of a byte-tokenized text file; target = next byte.
+class TextData : public DataSource {
+ public:
+  TextData(const std::string& path, uint64_t seed);
+  Batch next(int64_t batch, int64_t seq_len) override;
+  int64_t position() const override { return drawn_; }
+  void seek(int64_t batches_drawn) override { drawn_ = batches_drawn; }
+  int64_t vocab_needed() const override { return 256; }
+  std::string describe() const override;
+
+ private:
+  std::string path_;
+  std::vector<int32_t> tokens_;
+  uint64_t seed_;
+  int64_t drawn_ = 0;
+};
+
+// Long-context associative recall. Each sequence scatters `pairs` key→value bigrams (distinct keys) through
+// filler tokens, then ends with queries: a query marker, a key seen earlier, and its value as the target.
+// Only the value after each query is a target, so the loss and the accuracy measure recall alone; the answer
+// of an early key sits thousands of tokens back when seq_len is in the thousands. Chance accuracy is
+// 1 / num_values.
+struct RecallSpec {
+  int64_t num_keys = 64;    // key vocabulary
+  int64_t num_values = 64;  // value vocabulary (chance = 1 / num_values)
+  int64_t pairs = 32;       // key→value pairs per sequence
+  int64_t queries = 32;     // queries per sequence (<= pairs)
+};
+
+class RecallTask : public DataSource {
+ public:
+  RecallTask(uint64_t seed, RecallSpec spec = {});
+  Batch next(int64_t batch, int64_t seq_len) override;
+  int64_t position() const override { return drawn_; }
+  void seek(int64_t batches_drawn) override { drawn_ = batches_drawn; }
+  int64_t vocab_needed() const override;
+  std::string describe() const override;
+
+  // A fixed held-out set (drawn from a seed stream disjoint from training's).
+  Batch held_out(int64_t batch, int64_t seq_len) const;
+  double chance_accuracy() const { return 1.0 / double(spec_.num_values); }
+  const RecallSpec& spec() const { return spec_; }
+
+ private:
+  Batch make(uint64_t stream_seed, int64_t batch, int64_t seq_len) const;
+  uint64_t seed_;
+  RecallSpec spec_;
+  int64_t drawn_ = 0;
+};
+
+// Accuracy over target positions: predictions[i] == targets[i] where targets[i] != kIgnoreIndex.
+double target_accuracy(const std::vector<int32_t>& predictions, const std::vector<int32_t>& targets);
+
+}  // namespace tsp

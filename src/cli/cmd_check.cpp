@@ -1,0 +1,47 @@
+// tsp check: a parallel layout against the single-device model on the same random model and batch.
+#include <cstdio>
+
+#include "cli/common.h"
+#include "comm/comm_report.h"
+#include "parallel/equivalence.h"
+
+namespace tsp::cli {
+
+void add_check_command(CLI::App& root, std::vector<Command>& cmds) {
+  auto* app = root.add_subcommand("check", "compare a layout's forward+backward with the single-device model");
+  auto src = std::make_shared<ModelSource>();
+  auto o = std::make_shared<CheckOptions>();
+  auto json = std::make_shared<bool>(false);
+  add_model_options(app, *src);
+  src->preset = "tiny";
+  app->add_option("--strategy", o->strategy, "parallel layout to check: single, tsp")->capture_default_str();
+  app->add_option("--seq-len", o->seq_len, "tokens per sequence")->required();
+  app->add_option("--batch", o->batch, "sequences")->capture_default_str();
+  app->add_option("--dtype", o->dtype, "float32 or float64")->capture_default_str();
+  app->add_option("--seed", o->seed, "seed of the model and the batch")->capture_default_str();
+  app->add_flag("--keep-gathered-kv", o->keep_gathered_kv, "tsp: keep gathered K/V for the backward");
+  app->add_flag("--json", *json, "print one JSON document");
+  cmds.push_back({app, [src, o, json](Communicator& world) {
+                    CheckOptions opts = *o;
+                    opts.model = src->load();
+                    nlohmann::json r = run_check(opts, world);
+                    if (world.rank() == 0) {
+                      if (*json) {
+                        std::printf("%s\n", r.dump(2).c_str());
+                      } else {
+                        const auto& e = r["max_rel_err"];
+                        std::printf("tsp check | strategy %s on %d ranks | %s | batch %lld x seq %lld\n",
+                                    opts.strategy.c_str(), world.size(), opts.dtype.c_str(),
+                                    (long long)opts.batch, (long long)opts.seq_len);
+                        std::printf("max relative error: loss %.3e  logits %.3e  grads %.3e (worst: %s)\n",
+                                    e["loss"].get<double>(), e["logits"].get<double>(), e["grads"].get<double>(),
+                                    r["worst_grad_tensor"].get<std::string>().c_str());
+                        std::printf("tolerance %.0e: %s\n", r["tolerance"].get<double>(),
+                                    r["pass"].get<bool>() ? "PASS" : "FAIL");
+                      }
+                    }
+                    return r["pass"].get<bool>() ? 0 : 1;
+                  }});
+}
+
+}  // namespace tsp::cli

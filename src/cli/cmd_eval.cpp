@@ -1,0 +1,102 @@
+// tsp eval: mean next-token loss of a checkpoint on token sequences, optionally dumping the raw logits.
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "cli/common.h"
+#include "core/check.h"
+#include "infer/session.h"
+
+namespace tsp::cli {
+
+namespace {
+
+struct EvalOptions {
+  std::string checkpoint, tokens_file, logits_out, strategy = "single";
+  bool json = false;
+};
+
+std::vector<std::vector<int32_t>> read_token_file(const std::string& path) {
+  std::ifstream f(path);
+  TSP_REQUIRE(static_cast<bool>(f), "cannot open --tokens file {}", path);
+  std::vector<std::vector<int32_t>> seqs;
+  std::string line;
+  for (int lineno = 1; std::getline(f, line); ++lineno) {
+    auto ids = parse_token_ids(line, fmt::format("{} line {}", path, lineno));
+    if (!ids.empty()) seqs.push_back(std::move(ids));
+  }
+  TSP_REQUIRE(!seqs.empty(), "--tokens file {} holds no sequence (one per line, whitespace-separated ids)", path);
+  return seqs;
+}
+
+int run_eval(const EvalOptions& o, Communicator& world) {
+  auto seqs = read_token_file(o.tokens_file);
+  InferenceSession session(o.checkpoint, o.strategy, world);
+  const bool lead = world.rank() == 0;
+  double loss_sum = 0;
+  int64_t count = 0, total_tokens = 0;
+  for (const auto& s : seqs) {
+    auto [sum, n] = session.loss(s);
+    loss_sum += sum;
+    count += n;
+    total_tokens += int64_t(s.size());
+  }
+  if (!o.logits_out.empty()) {
+    // Raw little-endian float32 [total tokens x vocab], sequences in file order, tokens in original order.
+    std::string tmp = o.logits_out + ".tmp";
+    std::FILE* f = lead ? std::fopen(tmp.c_str(), "wb") : nullptr;
+    TSP_REQUIRE(!lead || f, "cannot write --logits-out {}", tmp);
+    for (const auto& s : seqs) {
+      std::vector<float> lg = session.logits(s);
+      if (lead && std::fwrite(lg.data(), sizeof(float), lg.size(), f) != lg.size()) {
+        std::fclose(f);
+        std::remove(tmp.c_str());
+        throw Error(fmt::format("short write to {}", tmp));
+      }
+    }
+    if (lead) {
+      TSP_CHECK(std::fclose(f) == 0, "cannot close {}", tmp);
+      std::filesystem::rename(tmp, o.logits_out);
+    }
+  }
+  const double loss = count ? loss_sum / double(count) : 0.0;
+  if (lead) {
+    if (o.json) {
+      nlohmann::json j = {{"loss", loss},
+                          {"tokens", count},
+                          {"sequences", seqs.size()},
+                          {"perplexity", std::exp(loss)},
+                          {"strategy", o.strategy},
+                          {"ranks", world.size()}};
+      if (!o.logits_out.empty()) {
+        j["logits_out"] = o.logits_out;
+        j["logits_shape"] = {total_tokens, session.config().vocab_size};
+      }
+      std::printf("%s\n", j.dump(2).c_str());
+    } else {
+      std::printf("loss %.6f over %lld predicted tokens in %zu sequences (perplexity %.3f)\n", loss,
+                  (long long)count, seqs.size(), std::exp(loss));
+      if (!o.logits_out.empty())
+        std::printf("logits: %s (float32, %lld x %lld)\n", o.logits_out.c_str(), (long long)total_tokens,
+                    (long long)session.config().vocab_size);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& root, std::vector<Command>& cmds) {
+  auto* app = root.add_subcommand("eval", "mean next-token loss of a checkpoint on token sequences");
+  auto o = std::make_shared<EvalOptions>();
+  app->add_option("--checkpoint", o->checkpoint, "checkpoint directory (config.json + model.safetensors)")
+      ->required();
+  app->add_option("--tokens", o->tokens_file, "one sequence per line, whitespace-separated token ids")->required();
+  app->add_option("--logits-out", o->logits_out, "write raw little-endian float32 logits [tokens x vocab]");
+  app->add_option("--strategy", o->strategy, "parallel layout: single, tsp")->capture_default_str();
+  app->add_flag("--json", o->json, "print one JSON document (fields loss, tokens)");
+  cmds.push_back({app, [o](Communicator& world) { return run_eval(*o, world); }});
+}
+
+}  // namespace tsp::cli

@@ -1,0 +1,40 @@
+// Pieces shared by the subcommands: how the model is chosen, how a subcommand registers itself, JSON output.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "model/config.h"
+
+namespace tsp::cli {
+
+// A registered subcommand: its CLI11 app and what runs when it was chosen. run returns the exit status.
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<int(Communicator&)> run;
+};
+
+// --preset NAME | --config FILE (config.json in HF format).
+struct ModelSource {
+  std::string preset = "small";
+  std::string config_path;
+  CLI::Option* preset_opt = nullptr;
+  CLI::Option* config_opt = nullptr;
+  bool given() const { return (preset_opt && preset_opt->count()) || (config_opt && config_opt->count()); }
+  ModelConfig load() const;
+};
+void add_model_options(CLI::App* app, ModelSource& src);
+
+void add_train_command(CLI::App& root, std::vector<Command>& cmds);
+void add_eval_command(CLI::App& root, std::vector<Command>& cmds);
+void add_generate_command(CLI::App& root, std::vector<Command>& cmds);
+void add_check_command(CLI::App& root, std::vector<Command>& cmds);
+
+// Parses whitespace-separated integer token ids; errors name `what` and the offending text.
+std::vector<int32_t> parse_token_ids(const std::string& text, const std::string& what);
+
+}  // namespace tsp::cli

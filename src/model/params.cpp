@@ -1,0 +1,182 @@
+#include "model/params.h"
+
+#include <cmath>
+
+#include "core/check.h"
+
+namespace tsp {
+
+ShardSpec ShardSpec::full(const ModelConfig& c) {
+  ShardSpec s;
+  s.q_heads = {0, c.num_attention_heads};
+  s.kv_heads = {0, c.num_key_value_heads};
+  s.intermediate = {0, c.intermediate_size};
+  s.vocab = {0, c.vocab_size};
+  s.vocab_padded = c.vocab_size;
+  return s;
+}
+
+ShardSpec ShardSpec::folded(const ModelConfig& c, int D, int p, const std::string& strategy) {
+  TSP_REQUIRE(c.num_attention_heads % D == 0,
+              "--strategy {} on {} ranks needs num_attention_heads divisible by {}, but it is {}", strategy, D, D,
+              c.num_attention_heads);
+  TSP_REQUIRE(c.num_key_value_heads % D == 0,
+              "--strategy {} on {} ranks needs num_key_value_heads divisible by {}, but it is {}", strategy, D, D,
+              c.num_key_value_heads);
+  TSP_REQUIRE(c.intermediate_size % D == 0,
+              "--strategy {} on {} ranks needs intermediate_size divisible by {}, but it is {}", strategy, D, D,
+              c.intermediate_size);
+  ShardSpec s;
+  s.q_heads = shard_range(c.num_attention_heads, D, p);
+  s.kv_heads = shard_range(c.num_key_value_heads, D, p);
+  s.intermediate = shard_range(c.intermediate_size, D, p);
+  s.vocab_padded = (c.vocab_size + D - 1) / D * D;
+  s.vocab = shard_range(s.vocab_padded, D, p);
+  return s;
+}
+
+template <class T>
+ModelParams<T>::ModelParams(const ModelConfig& c, const ShardSpec& spec, bool with_grads) : cfg_(c), spec_(spec) {
+  const int64_t h = c.hidden_size, d = c.head_dim, L = c.num_hidden_layers;
+  const int64_t qd = spec.q_heads.size * d, kd = spec.kv_heads.size * d, I = spec.intermediate.size;
+  attn_off_ = {0, qd * h, qd * h + kd * h, qd * h + 2 * kd * h};
+  mlp_off_ = {0, I * h, 2 * I * h};
+
+  auto row_view = [](std::string name, int64_t off, int64_t rows, int64_t cols, int64_t full_rows,
+                     int64_t row_begin) {
+    return TensorView{std::move(name), off, rows, cols, {full_rows, cols}, row_begin, 0, rows};
+  };
+  auto col_view = [](std::string name, int64_t off, int64_t rows, int64_t cols, int64_t full_cols,
+                     int64_t col_begin) {
+    return TensorView{std::move(name), off, rows, cols, {rows, full_cols}, 0, col_begin, rows};
+  };
+  for (int64_t l = 0; l < L; ++l) {
+    std::string p = fmt::format("model.layers.{}.", l);
+    ParamBlock attn{fmt::format("layers.{}.attn", l), Placement::sharded, {}, attn_off_.o + h * qd};
+    attn.views.push_back(
+        row_view(p + "self_attn.q_proj.weight", attn_off_.q, qd, h, c.q_dim(), spec.q_heads.begin * d));
+    attn.views.push_back(
+        row_view(p + "self_attn.k_proj.weight", attn_off_.k, kd, h, c.kv_dim(), spec.kv_heads.begin * d));
+    attn.views.push_back(
+        row_view(p + "self_attn.v_proj.weight", attn_off_.v, kd, h, c.kv_dim(), spec.kv_heads.begin * d));
+    attn.views.push_back(
+        col_view(p + "self_attn.o_proj.weight", attn_off_.o, h, qd, c.q_dim(), spec.q_heads.begin * d));
+    blocks_.push_back(std::move(attn));
+    ParamBlock mlp{fmt::format("layers.{}.mlp", l), Placement::sharded, {}, 3 * I * h};
+    int64_t full_i = c.intermediate_size, i0 = spec.intermediate.begin;
+    mlp.views.push_back(row_view(p + "mlp.gate_proj.weight", mlp_off_.gate, I, h, full_i, i0));
+    mlp.views.push_back(row_view(p + "mlp.up_proj.weight", mlp_off_.up, I, h, full_i, i0));
+    mlp.views.push_back(col_view(p + "mlp.down_proj.weight", mlp_off_.down, h, I, full_i, i0));
+    blocks_.push_back(std::move(mlp));
+  }
+  {
+    const int64_t vs = spec.vocab.size, valid = std::max<int64_t>(0, std::min(c.vocab_size, spec.vocab.end()) -
+                                                                         spec.vocab.begin);
+    ParamBlock vocab{"vocab", Placement::sharded, {}, (c.tie_word_embeddings ? 1 : 2) * vs * h};
+    TensorView e{"model.embed_tokens.weight", 0, vs, h, {c.vocab_size, h}, spec.vocab.begin, 0, valid};
+    vocab.views.push_back(e);
+    if (!c.tie_word_embeddings) {
+      e.name = "lm_head.weight";
+      e.offset = vs * h;
+      vocab.views.push_back(e);
+    }
+    blocks_.push_back(std::move(vocab));
+  }
+  {
+    ParamBlock norms{"norms", Placement::replicated, {}, (2 * L + 1) * h};
+    for (int64_t l = 0; l < L; ++l) {
+      std::string p = fmt::format("model.layers.{}.", l);
+      norms.views.push_back({p + "input_layernorm.weight", 2 * l * h, 1, h, {h}, 0, 0, 1});
+      norms.views.push_back({p + "post_attention_layernorm.weight", (2 * l + 1) * h, 1, h, {h}, 0, 0, 1});
+    }
+    norms.views.push_back({"model.norm.weight", 2 * L * h, 1, h, {h}, 0, 0, 1});
+    blocks_.push_back(std::move(norms));
+  }
+  for (const auto& b : blocks_) {
+    values_.emplace_back(b.numel, Mem::parameters);
+    grads_.emplace_back(with_grads ? b.numel : 0, Mem::gradients);
+  }
+}
+
+template <class T>
+LayerWeights<T> ModelParams<T>::layer(int l) {
+  T* a = values_[attn_block(l)].data();
+  T* m = values_[mlp_block(l)].data();
+  T* n = values_[norm_block()].data();
+  const int64_t h = cfg_.hidden_size;
+  return {n + 2 * l * h,       a + attn_off_.q,    a + attn_off_.k,  a + attn_off_.v,   a + attn_off_.o,
+          n + (2 * l + 1) * h, m + mlp_off_.gate, m + mlp_off_.up, m + mlp_off_.down};
+}
+
+template <class T>
+LayerWeights<T> ModelParams<T>::layer_grad(int l) {
+  T* a = grads_[attn_block(l)].data();
+  T* m = grads_[mlp_block(l)].data();
+  T* n = grads_[norm_block()].data();
+  const int64_t h = cfg_.hidden_size;
+  return {n + 2 * l * h,       a + attn_off_.q,    a + attn_off_.k,  a + attn_off_.v,   a + attn_off_.o,
+          n + (2 * l + 1) * h, m + mlp_off_.gate, m + mlp_off_.up, m + mlp_off_.down};
+}
+
+uint64_t name_hash(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+  return h;
+}
+
+namespace {
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+}  // namespace
+
+double counter_normal(uint64_t seed, uint64_t stream, uint64_t index) {
+  uint64_t a = splitmix64(seed ^ splitmix64(stream ^ splitmix64(2 * index)));
+  uint64_t b = splitmix64(a ^ 0x5851f42d4c957f2dull);
+  double u1 = (double(a >> 11) + 0.5) * 0x1.0p-53;  // (0, 1)
+  double u2 = double(b >> 11) * 0x1.0p-53;
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
+}
+
+template <class T>
+void ModelParams<T>::init(uint64_t seed, double init_std) {
+  for (size_t b = 0; b < blocks_.size(); ++b) {
+    T* base = values_[b].data();
+    for (const auto& v : blocks_[b].views) {
+      const bool is_norm = v.full_shape.size() == 1;
+      const int64_t full_cols = v.full_shape.back();
+      const uint64_t stream = name_hash(v.name);
+      for (int64_t r = 0; r < v.rows; ++r)
+        for (int64_t col = 0; col < v.cols; ++col) {
+          T val = T(0);
+          if (is_norm) {
+            val = T(1);
+          } else if (r < v.valid_rows) {
+            uint64_t gi = uint64_t((v.row_begin + r) * full_cols + (v.col_begin + col));
+            val = T(init_std * counter_normal(seed, stream, gi));
+          }
+          base[v.offset + r * v.cols + col] = val;
+        }
+    }
+  }
+}
+
+template <class T>
+void ModelParams<T>::zero_grads() {
+  for (auto& g : grads_) g.zero();
+}
+
+template <class T>
+int64_t ModelParams<T>::local_numel() const {
+  int64_t n = 0;
+  for (const auto& b : blocks_) n += b.numel;
+  return n;
+}
+
+template class ModelParams<float>;
+template class ModelParams<double>;
+
+}  // namespace tsp

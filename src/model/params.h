@@ -1,0 +1,119 @@
+// The parameters a rank holds, described in one vocabulary for every layout: each weight is either sharded
+// (this rank holds one block of the HF tensor, placed by a ShardSpec) or replicated. Storage is grouped in
+// blocks that travel together in TSP's schedules:
+//   attention block of layer l: [Wq_s | Wk_s | Wv_s | Wo_s]   (packed: one broadcast moves the whole shard)
+//   MLP block of layer l:       [W_gate_s | W_up_s | W_down_s] (packed: one ring step moves the whole shard)
+//   vocabulary block:           [embed_s | lm_head_s]           (lm_head_s absent when tied)
+//   norm block (replicated):    [attn_norm_0, mlp_norm_0, ..., attn_norm_{L-1}, mlp_norm_{L-1}, final_norm]
+// Column shards (Wo, W_down) are stored contiguously as [h, shard] so a shard is one contiguous matrix.
+// Gradients mirror the values block for block; optimizer state (train/optimizer.h) does too.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/memory.h"
+#include "model/config.h"
+#include "parallel/layout.h"
+
+namespace tsp {
+
+// Which part of every sharded weight this rank holds.
+struct ShardSpec {
+  Range q_heads, kv_heads, intermediate;
+  Range vocab;               // rows of the padded vocabulary; rows >= vocab_size are padding (never used)
+  int64_t vocab_padded = 0;  // vocab_size rounded up to a multiple of the number of vocabulary shards
+
+  // Everything (single device, or a layout with replicated weights).
+  static ShardSpec full(const ModelConfig& c);
+  // Shard p of D of heads, intermediate channels and vocabulary (TSP, Megatron TP). Throws UsageError unless
+  // n_heads, n_kv_heads and intermediate_size divide by D.
+  static ShardSpec folded(const ModelConfig& c, int D, int p, const std::string& strategy);
+};
+
+enum class Placement { sharded, replicated };
+
+// A local block of one HF tensor inside a parameter block.
+struct TensorView {
+  std::string name;                  // HF tensor name, e.g. model.layers.0.self_attn.q_proj.weight
+  int64_t offset = 0;                // element offset inside the block
+  int64_t rows = 0, cols = 0;        // local block, row-major and contiguous
+  std::vector<int64_t> full_shape;   // the HF tensor's shape (1-D for norms)
+  int64_t row_begin = 0, col_begin = 0;
+  int64_t valid_rows = 0;            // rows present in the HF tensor (< rows only for vocabulary padding)
+  int64_t numel() const { return rows * cols; }
+};
+
+struct ParamBlock {
+  std::string name;  // "layers.3.attn", "layers.3.mlp", "vocab", "norms"
+  Placement placement = Placement::sharded;
+  std::vector<TensorView> views;
+  int64_t numel = 0;
+};
+
+// Element offsets of the packed attention and MLP blocks; equal on every rank for equal shards, so a block
+// received from another rank is read with the same offsets.
+struct AttnOffsets {
+  int64_t q = 0, k = 0, v = 0, o = 0;
+};
+struct MlpOffsets {
+  int64_t gate = 0, up = 0, down = 0;
+};
+
+template <class T>
+struct LayerWeights {
+  T *attn_norm, *wq, *wk, *wv, *wo, *mlp_norm, *gate, *up, *down;
+};
+
+template <class T>
+class ModelParams {
+ public:
+  ModelParams(const ModelConfig& c, const ShardSpec& spec, bool with_grads = true);
+
+  const ModelConfig& config() const { return cfg_; }
+  const ShardSpec& spec() const { return spec_; }
+  const std::vector<ParamBlock>& blocks() const { return blocks_; }
+  int num_blocks() const { return int(blocks_.size()); }
+  int attn_block(int layer) const { return 2 * layer; }
+  int mlp_block(int layer) const { return 2 * layer + 1; }
+  int vocab_block() const { return 2 * int(cfg_.num_hidden_layers); }
+  int norm_block() const { return vocab_block() + 1; }
+
+  Buffer<T>& value(int block) { return values_[block]; }
+  Buffer<T>& grad(int block) { return grads_[block]; }
+  const Buffer<T>& value(int block) const { return values_[block]; }
+  const Buffer<T>& grad(int block) const { return grads_[block]; }
+
+  const AttnOffsets& attn_offsets() const { return attn_off_; }
+  const MlpOffsets& mlp_offsets() const { return mlp_off_; }
+  int64_t embed_offset() const { return 0; }
+  int64_t lm_head_offset() const { return cfg_.tie_word_embeddings ? 0 : spec_.vocab.size * cfg_.hidden_size; }
+
+  LayerWeights<T> layer(int l);
+  LayerWeights<T> layer_grad(int l);
+  T* final_norm() { return values_[norm_block()].data() + 2 * cfg_.num_hidden_layers * cfg_.hidden_size; }
+  T* final_norm_grad() { return grads_[norm_block()].data() + 2 * cfg_.num_hidden_layers * cfg_.hidden_size; }
+
+  // Deterministic initialisation that does not depend on the sharding: every element's value is a function
+  // of (seed, tensor name, global row, global column), so every layout builds the same model.
+  // Matrices ~ N(0, init_std^2); norm weights = 1.
+  void init(uint64_t seed, double init_std = 0.02);
+  void zero_grads();
+
+  int64_t local_numel() const;  // elements held here (values)
+
+ private:
+  ModelConfig cfg_;
+  ShardSpec spec_;
+  std::vector<ParamBlock> blocks_;
+  std::vector<Buffer<T>> values_, grads_;
+  AttnOffsets attn_off_;
+  MlpOffsets mlp_off_;
+};
+
+// A standard normal draw that depends only on its arguments (splitmix64 + Box-Muller).
+double counter_normal(uint64_t seed, uint64_t stream, uint64_t index);
+uint64_t name_hash(const std::string& s);
+
+}  // namespace tsp

@@ -1,0 +1,173 @@
+#include "parallel/single/single.h"
+
+#include <cstring>
+#include <numeric>
+
+#include "core/check.h"
+#include "core/trace.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/embedding.h"
+#include "kernels/gemm.h"
+
+namespace tsp {
+
+template <class T>
+void SingleStrategy<T>::validate(const ModelConfig& c, int64_t batch, int64_t seq_len) const {
+  TSP_REQUIRE(batch > 0, "--batch must be positive, got {}", batch);
+  TSP_REQUIRE(seq_len > 0 && seq_len <= c.max_position_embeddings,
+              "--seq-len {} is outside 1..max_position_embeddings ({})", seq_len, c.max_position_embeddings);
+}
+
+template <class T>
+std::vector<int64_t> SingleStrategy<T>::local_positions(int64_t seq_len) const {
+  std::vector<int64_t> p(static_cast<size_t>(seq_len));
+  std::iota(p.begin(), p.end(), int64_t(0));
+  return p;
+}
+
+template <class T>
+void SingleStrategy<T>::prepare(ModelParams<T>& p, int64_t batch, int64_t seq_len) {
+  const ModelConfig& c = p.config();
+  batch_ = batch;
+  seq_ = seq_len;
+  n_ = batch * seq_len;
+  pos_seq_ = local_positions(seq_len);
+  pos_tok_.resize(size_t(n_));
+  for (int64_t i = 0; i < n_; ++i) pos_tok_[size_t(i)] = pos_seq_[size_t(i % seq_len)];
+  shape_ = {n_, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim};
+  attn_ = {seq_len, seq_len, c.num_attention_heads, c.num_key_value_heads, c.head_dim};
+  const int64_t qd = shape_.q_dim(), kd = shape_.kv_dim(), I = c.intermediate_size, V = c.vocab_size;
+  saved_.clear();
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    LayerSaved s;
+    s.q = Buffer<T>(n_ * qd, Mem::activations);
+    s.k = Buffer<T>(n_ * kd, Mem::activations);
+    s.v = Buffer<T>(n_ * kd, Mem::activations);
+    s.o = Buffer<T>(n_ * qd, Mem::activations);
+    s.lse = Buffer<T>(n_ * c.num_attention_heads, Mem::activations);
+    s.g = Buffer<T>(n_ * I, Mem::activations);
+    s.up = Buffer<T>(n_ * I, Mem::activations);
+    saved_.push_back(std::move(s));
+  }
+  lse_ = Buffer<T>(n_, Mem::activations);
+  loss_ = Buffer<T>(n_, Mem::workspace);
+  run_max_ = Buffer<T>(n_, Mem::workspace);
+  run_sum_ = Buffer<T>(n_, Mem::workspace);
+  target_logit_ = Buffer<T>(n_, Mem::workspace);
+  dq_ = Buffer<T>(n_ * qd, Mem::workspace);
+  dk_ = Buffer<T>(n_ * kd, Mem::workspace);
+  dv_ = Buffer<T>(n_ * kd, Mem::workspace);
+  do_ = Buffer<T>(n_ * qd, Mem::workspace);
+  act_ = Buffer<T>(n_ * I, Mem::workspace);
+  dact_ = Buffer<T>(n_ * I, Mem::workspace);
+  dg_ = Buffer<T>(n_ * I, Mem::workspace);
+  dup_ = Buffer<T>(n_ * I, Mem::workspace);
+  logits_ = Buffer<T>(n_ * V, Mem::workspace);
+  dlogits_ = Buffer<T>(n_ * V, Mem::workspace);
+}
+
+template <class T>
+void SingleStrategy<T>::embed_forward(ModelParams<T>& p, const int32_t* tokens, T* x) {
+  const ModelConfig& c = p.config();
+  for (int64_t i = 0; i < n_; ++i)
+    TSP_REQUIRE(tokens[i] >= 0 && tokens[i] < c.vocab_size, "token id {} is outside the vocabulary [0, {})",
+                tokens[i], c.vocab_size);
+  std::memset(x, 0, sizeof(T) * size_t(n_ * c.hidden_size));
+  kernels::embedding_forward(x, p.value(p.vocab_block()).data() + p.embed_offset(), tokens, n_, c.hidden_size,
+                             0, c.vocab_size);
+}
+
+template <class T>
+void SingleStrategy<T>::embed_backward(ModelParams<T>& p, const int32_t* tokens, const T* dx) {
+  const ModelConfig& c = p.config();
+  kernels::embedding_backward(p.grad(p.vocab_block()).data() + p.embed_offset(), dx, tokens, n_, c.hidden_size,
+                              0, c.vocab_size);
+}
+
+template <class T>
+void SingleStrategy<T>::attention_forward(ModelParams<T>& p, int layer, const T* u, T* y) {
+  TraceSpan span("attn.fwd", "compute");
+  LayerWeights<T> w = p.layer(layer);
+  LayerSaved& s = saved_[size_t(layer)];
+  qkv_forward(s.q.data(), s.k.data(), s.v.data(), u, w.wq, w.wk, w.wv, pos_tok_.data(), shape_,
+              p.config().rope_theta);
+  attention_batched_forward(s.o.data(), s.lse.data(), s.q.data(), s.k.data(), s.v.data(), pos_seq_.data(),
+                            pos_seq_.data(), batch_, attn_);
+  kernels::linear_forward(y, s.o.data(), w.wo, n_, shape_.q_dim(), shape_.hidden);
+}
+
+template <class T>
+void SingleStrategy<T>::attention_backward(ModelParams<T>& p, int layer, const T* u, const T* dy, T* du) {
+  TraceSpan span("attn.bwd", "compute");
+  LayerWeights<T> w = p.layer(layer);
+  LayerWeights<T> g = p.layer_grad(layer);
+  LayerSaved& s = saved_[size_t(layer)];
+  do_.zero();
+  kernels::linear_backward(do_.data(), g.wo, dy, s.o.data(), w.wo, n_, shape_.q_dim(), shape_.hidden);
+  dq_.zero();
+  dk_.zero();
+  dv_.zero();
+  attention_batched_backward(dq_.data(), dk_.data(), dv_.data(), do_.data(), s.q.data(), s.k.data(), s.v.data(),
+                             s.o.data(), s.lse.data(), pos_seq_.data(), pos_seq_.data(), batch_, attn_);
+  qkv_backward(du, g.wq, g.wk, g.wv, dq_.data(), dk_.data(), dv_.data(), u, w.wq, w.wk, w.wv, pos_tok_.data(),
+               shape_, p.config().rope_theta);
+}
+
+template <class T>
+void SingleStrategy<T>::mlp_forward(ModelParams<T>& p, int layer, const T* u, T* y) {
+  TraceSpan span("mlp.fwd", "compute");
+  LayerWeights<T> w = p.layer(layer);
+  LayerSaved& s = saved_[size_t(layer)];
+  mlp_shard_forward(y, s.g.data(), s.up.data(), act_.data(), u, w.gate, w.up, w.down, n_, shape_.hidden,
+                    p.config().intermediate_size, false);
+}
+
+template <class T>
+void SingleStrategy<T>::mlp_backward(ModelParams<T>& p, int layer, const T* u, const T* dy, T* du) {
+  TraceSpan span("mlp.bwd", "compute");
+  LayerWeights<T> w = p.layer(layer);
+  LayerWeights<T> g = p.layer_grad(layer);
+  LayerSaved& s = saved_[size_t(layer)];
+  mlp_shard_backward(du, g.gate, g.up, g.down, dy, u, w.gate, w.up, w.down, s.g.data(), s.up.data(), act_.data(),
+                     dact_.data(), dg_.data(), dup_.data(), n_, shape_.hidden, p.config().intermediate_size);
+}
+
+template <class T>
+double SingleStrategy<T>::head_forward(ModelParams<T>& p, const T* u, const int32_t* targets, int32_t* argmax) {
+  const ModelConfig& c = p.config();
+  kernels::online_lse_init(run_max_.data(), run_sum_.data(), target_logit_.data(), argmax, n_);
+  OnlineLse<T> st{run_max_.data(), run_sum_.data(), target_logit_.data(), argmax};
+  head_shard_fold(st, logits_.data(), u, p.value(p.vocab_block()).data() + p.lm_head_offset(), targets, n_,
+                  c.hidden_size, 0, c.vocab_size);
+  T* loss = loss_.data();
+  kernels::online_lse_finish(lse_.data(), loss, run_max_.data(), run_sum_.data(), target_logit_.data(), targets,
+                             n_, kernels::kIgnoreIndex);
+  double sum = 0;
+  for (int64_t i = 0; i < n_; ++i) sum += double(loss[i]);
+  return sum;
+}
+
+template <class T>
+void SingleStrategy<T>::head_backward(ModelParams<T>& p, const T* u, const int32_t* targets, T scale, T* du) {
+  const ModelConfig& c = p.config();
+  head_shard_backward(du, p.grad(p.vocab_block()).data() + p.lm_head_offset(), logits_.data(), dlogits_.data(), u,
+                      p.value(p.vocab_block()).data() + p.lm_head_offset(), lse_.data(), targets, n_,
+                      c.hidden_size, 0, c.vocab_size, scale);
+}
+
+template <class T>
+void SingleStrategy<T>::head_logits(ModelParams<T>& p, const T* u, T* logits) {
+  const ModelConfig& c = p.config();
+  kernels::linear_forward(logits, u, p.value(p.vocab_block()).data() + p.lm_head_offset(), n_, c.hidden_size,
+                          c.vocab_size);
+}
+
+template <class T>
+void SingleStrategy<T>::gather_token_rows(const T* local, T* full, int64_t cols) {
+  std::memcpy(full, local, sizeof(T) * size_t(n_ * cols));
+}
+
+template class SingleStrategy<float>;
+template class SingleStrategy<double>;
+
+}  // namespace tsp

@@ -1,0 +1,52 @@
+// The single-device layout: every weight and every token on one rank, no communication. It is the reference
+// every parallel layout is checked against (tsp check).
+#pragma once
+
+#include <vector>
+
+#include "parallel/blocks.h"
+#include "parallel/strategy.h"
+
+namespace tsp {
+
+template <class T>
+class SingleStrategy : public Strategy<T> {
+ public:
+  std::string name() const override { return "single"; }
+  int ranks() const override { return 1; }
+  Communicator* comm() override { return nullptr; }
+  void validate(const ModelConfig& c, int64_t batch, int64_t seq_len) const override;
+  ShardSpec shard_spec(const ModelConfig& c) const override { return ShardSpec::full(c); }
+  std::vector<int64_t> local_positions(int64_t seq_len) const override;
+  void prepare(ModelParams<T>& p, int64_t batch, int64_t seq_len) override;
+
+  void embed_forward(ModelParams<T>& p, const int32_t* tokens, T* x) override;
+  void embed_backward(ModelParams<T>& p, const int32_t* tokens, const T* dx) override;
+  void attention_forward(ModelParams<T>& p, int layer, const T* u, T* y) override;
+  void attention_backward(ModelParams<T>& p, int layer, const T* u, const T* dy, T* du) override;
+  void mlp_forward(ModelParams<T>& p, int layer, const T* u, T* y) override;
+  void mlp_backward(ModelParams<T>& p, int layer, const T* u, const T* dy, T* du) override;
+  double head_forward(ModelParams<T>& p, const T* u, const int32_t* targets, int32_t* argmax) override;
+  void head_backward(ModelParams<T>& p, const T* u, const int32_t* targets, T scale, T* du) override;
+  void head_logits(ModelParams<T>& p, const T* u, T* logits) override;
+  void sum_over_tokens(double*, int, const char*) override {}
+  void sum_over_shards(double*, int, const char*) override {}
+  void reduce_replicated_grads(ModelParams<T>&) override {}
+  void gather_token_rows(const T* local, T* full, int64_t cols) override;
+
+ private:
+  struct LayerSaved {
+    Buffer<T> q, k, v, o, lse;  // attention, post-RoPE q and k
+    Buffer<T> g, up;            // MLP gate and up projections
+  };
+  AttnShardShape shape_;
+  kernels::AttentionShape attn_;
+  int64_t batch_ = 0, seq_ = 0, n_ = 0;
+  std::vector<int64_t> pos_seq_, pos_tok_;
+  std::vector<LayerSaved> saved_;
+  Buffer<T> lse_, loss_, run_max_, run_sum_, target_logit_;
+  // Transient: gradients of q, k, v, o; MLP scratch; logits.
+  Buffer<T> dq_, dk_, dv_, do_, act_, dact_, dg_, dup_, logits_, dlogits_;
+};
+
+}  // namespace tsp

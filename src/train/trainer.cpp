@@ -1,0 +1,234 @@
+#include "train/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "comm/comm_report.h"
+#include "core/check.h"
+#include "core/memory.h"
+#include "core/trace.h"
+#include "model/checkpoint.h"
+#include "model/params.h"
+#include "model/transformer.h"
+#include "parallel/registry.h"
+#include "train/data.h"
+#include "train/optimizer.h"
+
+namespace tsp {
+
+namespace {
+
+double mib(int64_t bytes) { return double(bytes) / (1024.0 * 1024.0); }
+
+// Writes `name` into dir/latest atomically, so a reader never sees a partial name.
+void write_latest(const std::string& dir, const std::string& name) {
+  std::string tmp = dir + "/.latest.tmp";
+  {
+    std::ofstream f(tmp);
+    f << name << "\n";
+    TSP_CHECK(static_cast<bool>(f), "cannot write {}", tmp);
+  }
+  std::filesystem::rename(tmp, dir + "/latest");
+}
+
+nlohmann::json memory_json(const MemStats& m) {
+  nlohmann::json j;
+  for (int c = 0; c < kMemCategories; ++c) j[std::string(mem_name(Mem(c)))] = m.peak[size_t(c)];
+  j["total"] = m.peak_total;
+  j["vmhwm"] = vm_hwm_bytes();
+  return j;
+}
+
+class ProgressBar {
+ public:
+  ProgressBar(bool on, int64_t first, int64_t last) : on_(on), first_(first), last_(last) {}
+  void clear() {
+    if (on_) std::fputs("\r\033[K", stdout);
+  }
+  void draw(int64_t step, double sec_per_step) {
+    if (!on_) return;
+    const int width = 30;
+    double frac = double(step - first_ + 1) / double(std::max<int64_t>(1, last_ - first_ + 1));
+    int fill = int(frac * width);
+    std::string bar(size_t(fill), '=');
+    bar.resize(size_t(width), ' ');
+    std::printf("[%s] %lld/%lld  eta %.0fs", bar.c_str(), (long long)step, (long long)last_,
+                sec_per_step * double(last_ - step));
+    std::fflush(stdout);
+  }
+
+ private:
+  bool on_;
+  int64_t first_, last_;
+};
+
+template <class T>
+nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
+  const bool lead = world.rank() == 0;
+  ModelConfig c = o.model;
+  c.validate();
+  TSP_REQUIRE(o.steps > 0, "--steps must be positive, got {}", o.steps);
+  TSP_REQUIRE(o.lr > 0 && o.min_lr >= 0 && o.min_lr <= o.lr, "need 0 <= --min-lr <= --lr and --lr > 0 (got {} and {})",
+              o.min_lr, o.lr);
+  if (!o.trace.empty()) trace_enable(world.rank());
+
+  std::unique_ptr<DataSource> data;
+  RecallTask* recall = nullptr;
+  if (o.data.empty()) {
+    auto r = std::make_unique<RecallTask>(o.seed + 1);
+    recall = r.get();
+    data = std::move(r);
+  } else {
+    data = std::make_unique<TextData>(o.data, o.seed + 1);
+  }
+  TSP_REQUIRE(c.vocab_size >= data->vocab_needed(), "the data ({}) needs vocab_size >= {}, but the model has {}",
+              data->describe(), data->vocab_needed(), c.vocab_size);
+
+  StrategyOptions sopts;
+  sopts.keep_gathered_kv = o.keep_gathered_kv;
+  auto strategy = make_strategy<T>(o.strategy, world, sopts);
+  strategy->validate(c, o.batch, o.seq_len);
+
+  ModelParams<T> params(c, strategy->shard_spec(c));
+  params.init(o.seed);
+  kernels::AdamWHyper hp;
+  hp.weight_decay = o.weight_decay;
+  AdamW<T> opt(params, hp);
+  Transformer<T> model(params, *strategy);
+  TrainState state;
+  state.seed = o.seed;
+  if (!o.resume.empty()) {
+    load_checkpoint(o.resume, params, &opt, &state);
+    data->seek(state.data_position);
+    TSP_REQUIRE(state.step < o.steps, "the checkpoint {} is at step {}, which is not before --steps {}", o.resume,
+                state.step, o.steps);
+  }
+
+  std::FILE* log = o.json ? stderr : stdout;
+  const bool bar_on = lead && o.progress && !o.json && isatty(fileno(stdout));
+  if (lead) {
+    std::fprintf(log, "tsp train | strategy %s on %d rank%s | %s | model %.2fM params (h %lld, L %lld, heads %lld/%lld) | %s\n",
+                 o.strategy.c_str(), world.size(), world.size() == 1 ? "" : "s", o.dtype.c_str(),
+                 double(c.parameter_count()) / 1e6, (long long)c.hidden_size, (long long)c.num_hidden_layers,
+                 (long long)c.num_attention_heads, (long long)c.num_key_value_heads, data->describe().c_str());
+    std::fprintf(log, "batch %lld x seq %lld = %lld tokens/step | steps %lld | lr %.2e -> %.2e (warm-up %lld)%s\n",
+                 (long long)o.batch, (long long)o.seq_len, (long long)(o.batch * o.seq_len), (long long)o.steps,
+                 o.lr, o.min_lr, (long long)o.warmup,
+                 o.resume.empty() ? "" : fmt::format(" | resumed at step {}", state.step).c_str());
+  }
+  ProgressBar bar(bar_on, state.step + 1, o.steps);
+  nlohmann::json steps = nlohmann::json::array();
+  double time_sum = 0, tokens_sum = 0, last_loss = 0;
+  std::string last_ckpt;
+  auto save = [&](int64_t step) {
+    if (o.checkpoint_dir.empty()) return;
+    std::string name = fmt::format("step_{:06d}", step);
+    if (lead) std::filesystem::create_directories(o.checkpoint_dir);
+    world.barrier();
+    state.step = step;
+    state.data_position = data->position();
+    save_checkpoint(o.checkpoint_dir + "/" + name, params, &opt, &state, strategy->comm());
+    if (lead) write_latest(o.checkpoint_dir, name);
+    last_ckpt = o.checkpoint_dir + "/" + name;
+  };
+
+  for (int64_t step = state.step + 1; step <= o.steps; ++step) {
+    Batch b = data->next(o.batch, o.seq_len);
+    auto t0 = std::chrono::steady_clock::now();
+    params.zero_grads();
+    StepResult r = model.forward(b.tokens.data(), b.targets.data(), o.batch, o.seq_len);
+    model.backward();
+    strategy->set_phase("optimizer");
+    const double lr = kernels::cosine_lr(step, o.warmup, o.steps, o.lr, o.min_lr);
+    const double gnorm = opt.step(*strategy, lr, o.grad_clip);
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double tps = double(o.batch * o.seq_len) / sec;
+    if (step > state.step + 1 || o.steps - state.step == 1) {  // the first step pays one-time costs
+      time_sum += sec;
+      tokens_sum += double(o.batch * o.seq_len);
+    }
+    last_loss = r.loss;
+    const MemStats m = mem_stats();
+    steps.push_back({{"step", step},
+                     {"loss", r.loss},
+                     {"grad_norm", gnorm},
+                     {"lr", lr},
+                     {"ms", sec * 1e3},
+                     {"tokens_per_s", tps},
+                     {"peak_bytes", m.peak_total}});
+    if (lead) {
+      bar.clear();
+      std::fprintf(log, "step %5lld/%lld | loss %.4f | grad norm %.3f | lr %.2e | %7.1f ms | %8.0f tok/s | peak %.1f MiB\n",
+                   (long long)step, (long long)o.steps, r.loss, gnorm, lr, sec * 1e3, tps, mib(m.peak_total));
+      std::fflush(log);
+      bar.draw(step, sec);
+    }
+    if (o.save_every > 0 && step % o.save_every == 0 && step != o.steps) save(step);
+  }
+  bar.clear();
+  if (!o.checkpoint_dir.empty()) save(o.steps);
+
+  nlohmann::json summary = {{"strategy", o.strategy},
+                            {"ranks", world.size()},
+                            {"dtype", o.dtype},
+                            {"steps", o.steps},
+                            {"final_loss", last_loss},
+                            {"tokens_per_s", time_sum > 0 ? tokens_sum / time_sum : 0.0},
+                            {"memory_peak_bytes", memory_json(mem_stats())}};
+  if (!last_ckpt.empty()) summary["checkpoint"] = last_ckpt;
+  if (recall) {
+    // Held-out recall accuracy: argmax at every query's answer position, over sequences never trained on.
+    int64_t correct = 0, total = 0;
+    Batch hb = recall->held_out(o.batch * o.eval_batches, o.seq_len);
+    for (int64_t e = 0; e < o.eval_batches; ++e) {
+      const int64_t off = e * o.batch * o.seq_len;
+      StepResult r = model.forward(hb.tokens.data() + off, hb.targets.data() + off, o.batch, o.seq_len, true);
+      correct += r.correct;
+      total += r.targets;
+    }
+    summary["recall_accuracy"] = total ? double(correct) / double(total) : 0.0;
+    summary["recall_queries"] = total;
+    summary["chance_accuracy"] = recall->chance_accuracy();
+  }
+  if (strategy->comm()) summary["comm"] = comm_stats_json(strategy->comm()->stats());
+  if (!o.trace.empty()) {
+    std::string path = o.trace;
+    if (world.size() > 1) {
+      std::string stem = path.size() > 5 && path.ends_with(".json") ? path.substr(0, path.size() - 5) : path;
+      path = fmt::format("{}.rank{}.json", stem, world.rank());
+    }
+    trace_write(path);
+    if (lead) summary["trace"] = o.trace;
+  }
+  if (lead) {
+    std::fprintf(log, "\n== summary ==\n");
+    std::fprintf(log, "final loss %.4f after %lld steps | %.0f tokens/s | peak tracked memory (rank 0) %.1f MiB, VmHWM %.1f MiB\n",
+                 last_loss, (long long)o.steps, summary["tokens_per_s"].get<double>(),
+                 mib(mem_stats().peak_total), mib(vm_hwm_bytes()));
+    if (recall)
+      std::fprintf(log, "held-out recall accuracy %.1f%% over %lld queries (chance %.1f%%)\n",
+                   100.0 * summary["recall_accuracy"].get<double>(), (long long)summary["recall_queries"].get<int64_t>(),
+                   100.0 * recall->chance_accuracy());
+    if (!last_ckpt.empty()) std::fprintf(log, "checkpoint: %s\n", last_ckpt.c_str());
+    if (o.json) {
+      nlohmann::json doc = summary;
+      doc["log"] = steps;
+      std::printf("%s\n", doc.dump(2).c_str());
+    }
+  }
+  return summary;
+}
+
+}  // namespace
+
+nlohmann::json run_training(const TrainOptions& o, Communicator& world) {
+  if (o.dtype == "float32") return train_impl<float>(o, world);
+  if (o.dtype == "float64") return train_impl<double>(o, world);
+  throw UsageError(fmt::format("--dtype {} is not supported (allowed: float32, float64)", o.dtype));
+}
+
+}  // namespace tsp

@@ -1,0 +1,42 @@
+// The training loop: one optimizer step per batch, one log line per step (rank 0), periodic checkpoints, exact
+// resume, and a final summary (with held-out recall accuracy on the built-in task).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "comm/communicator.h"
+#include "model/config.h"
+
+namespace tsp {
+
+struct TrainOptions {
+  ModelConfig model;
+  std::string strategy = "single";
+  std::string dtype = "float32";  // float32 | float64
+  int64_t seq_len = 512;
+  int64_t batch = 4;
+  int64_t steps = 100;
+  double lr = 3e-3;
+  double min_lr = 3e-4;
+  int64_t warmup = 10;
+  double weight_decay = 0.1;
+  double grad_clip = 1.0;
+  uint64_t seed = 1234;
+  std::string data;            // text file; empty = the built-in recall task
+  std::string checkpoint_dir;  // empty = no checkpoints
+  int64_t save_every = 0;      // 0 = only at the end (when checkpoint_dir is set)
+  std::string resume;          // checkpoint directory to resume from
+  int64_t eval_batches = 4;    // held-out batches for the final recall accuracy (recall task only)
+  bool keep_gathered_kv = false;
+  std::string trace;           // Chrome-trace output path (per rank: suffix .rank<N>.json)
+  bool json = false;           // step lines to stderr, one JSON document on stdout
+  bool progress = true;        // progress bar when stdout is a terminal
+};
+
+// Runs the whole job on `world`'s ranks; returns the summary (also printed by rank 0).
+nlohmann::json run_training(const TrainOptions& opts, Communicator& world);
+
+}  // namespace tsp

@@ -22,6 +22,13 @@ void add_train_command(CLI::App& root, std::vector<Command>& cmds) {
   app->add_option("--grad-clip", o->grad_clip, "global gradient-norm clip (0 = off)")->capture_default_str();
   app->add_option("--seed", o->seed, "seed of the model init and the data stream")->capture_default_str();
   app->add_option("--data", o->data, "train on a text file (byte-level tokens) instead of the recall task");
+  app->add_option("--recall-keys", o->recall.num_keys, "recall task: key vocabulary")->capture_default_str();
+  app->add_option("--recall-values", o->recall.num_values, "recall task: value vocabulary (chance = 1/values)")
+      ->capture_default_str();
+  app->add_option("--recall-pairs", o->recall.pairs, "recall task: key-value pairs per sequence")
+      ->capture_default_str();
+  app->add_option("--recall-queries", o->recall.queries, "recall task: queries per sequence")
+      ->capture_default_str();
   app->add_option("--checkpoint-dir", o->checkpoint_dir, "write checkpoints here (step_N/ and 'latest')");
   app->add_option("--save-every", o->save_every, "checkpoint every N steps (0: only at the end)");
   app->add_option("--resume", o->resume, "resume from a checkpoint directory (or a --checkpoint-dir)");

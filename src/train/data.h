@@ -53,6 +53,18 @@ class TextData : public DataSource {
 // Only the value after each query is a target, so the loss and the accuracy measure recall alone; the answer
 // of an early key sits thousands of tokens back when seq_len is in the thousands. Chance accuracy is
 // 1 / num_values.
+//
+// Token map (K = num_keys, V = num_values; the default spec needs 64 + 64 + 2 + 64 = 194 tokens):
+//   [0, K)                    keys
+//   [K, K + V)                values
+//   K + V                     QUERY marker
+//   K + V + 1                 SEPARATOR (ends the context, starts the queries)
+//   [K + V + 2, K + V + 66)   filler (kFillerTokens of them)
+// Sequence layout, C = seq_len - 3 * queries - 1:
+//   [0, C)       `pairs` (key, value) bigrams at uniformly random non-overlapping places; filler elsewhere
+//   C            SEPARATOR
+//   C + 1 + 3q   QUERY, key, value of query q (distinct keys from the pairs, in random order)
+// targets[i] is the value at each queried key's position (the token after QUERY key), kIgnoreIndex elsewhere.
 struct RecallSpec {
   int64_t num_keys = 64;    // key vocabulary
   int64_t num_values = 64;  // value vocabulary (chance = 1 / num_values)
@@ -62,6 +74,10 @@ struct RecallSpec {
 
 class RecallTask : public DataSource {
  public:
+  static constexpr int64_t kFillerTokens = 64;
+  // Shortest seq_len for a spec: the pairs, as much filler as pairs, the separator and the queries.
+  static int64_t min_seq_len(const RecallSpec& spec);
+
   RecallTask(uint64_t seed, RecallSpec spec = {});
   Batch next(int64_t batch, int64_t seq_len) override;
   int64_t position() const override { return drawn_; }

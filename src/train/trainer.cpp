@@ -79,7 +79,10 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   std::unique_ptr<DataSource> data;
   RecallTask* recall = nullptr;
   if (o.data.empty()) {
-    auto r = std::make_unique<RecallTask>(o.seed + 1);
+    TSP_REQUIRE(o.seq_len >= RecallTask::min_seq_len(o.recall),
+                "--seq-len {} is too short for the recall task with {} pairs and {} queries: the minimum is {}",
+                o.seq_len, o.recall.pairs, o.recall.queries, RecallTask::min_seq_len(o.recall));
+    auto r = std::make_unique<RecallTask>(o.seed + 1, o.recall);
     recall = r.get();
     data = std::move(r);
   } else {

@@ -9,6 +9,7 @@
 
 #include "comm/communicator.h"
 #include "model/config.h"
+#include "train/data.h"
 
 namespace tsp {
 
@@ -26,6 +27,7 @@ struct TrainOptions {
   double grad_clip = 1.0;
   uint64_t seed = 1234;
   std::string data;            // text file; empty = the built-in recall task
+  RecallSpec recall;           // shape of the built-in recall task
   std::string checkpoint_dir;  // empty = no checkpoints
   int64_t save_every = 0;      // 0 = only at the end (when checkpoint_dir is set)
   std::string resume;          // checkpoint directory to resume from

@@ -1,0 +1,220 @@
+#include "train/data.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <numeric>
+#include <random>
+
+#include "core/check.h"
+#include "kernels/cross_entropy.h"
+
+namespace tsp {
+
+namespace {
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Seeds are derived by hashing (seed, domain, index), so every batch (and every sequence in it) has its own
+// generator: the stream resumes exactly from a batch count, and sequence b of a batch does not depend on the
+// batch size.
+uint64_t derive_seed(uint64_t seed, uint64_t domain, uint64_t index) {
+  return splitmix64(splitmix64(splitmix64(seed) ^ domain) ^ index);
+}
+
+constexpr uint64_t kTrainDomain = 0x7472'6169'6eull;         // "train"
+constexpr uint64_t kHeldOutDomain = 0x6865'6c64'6f75'74ull;  // "heldout"
+constexpr uint64_t kSequenceDomain = 0x7365'7175'656eull;    // "sequen"
+
+// Uniform integer in [0, n) by rejection; std::uniform_int_distribution's algorithm differs between standard
+// libraries, and a checkpoint must resume to the same data anywhere.
+int64_t uniform_below(std::mt19937_64& rng, int64_t n) {
+  const uint64_t un = uint64_t(n);
+  const uint64_t limit = std::numeric_limits<uint64_t>::max() - std::numeric_limits<uint64_t>::max() % un;
+  uint64_t x;
+  do x = rng();
+  while (x >= limit);
+  return int64_t(x % un);
+}
+
+// The first k entries of a uniformly shuffled 0..n-1 (partial Fisher-Yates).
+std::vector<int64_t> sample_distinct(std::mt19937_64& rng, int64_t n, int64_t k) {
+  std::vector<int64_t> v(static_cast<size_t>(n));
+  std::iota(v.begin(), v.end(), 0);
+  for (int64_t i = 0; i < k; ++i) std::swap(v[size_t(i)], v[size_t(i + uniform_below(rng, n - i))]);
+  v.resize(size_t(k));
+  return v;
+}
+
+}  // namespace
+
+std::vector<int32_t> byte_tokenize(const std::string& text) {
+  std::vector<int32_t> out(text.size());
+  for (size_t i = 0; i < text.size(); ++i) out[i] = int32_t(static_cast<unsigned char>(text[i]));
+  return out;
+}
+
+std::string byte_detokenize(const std::vector<int32_t>& tokens) {
+  std::string out;
+  out.reserve(tokens.size());
+  for (int32_t t : tokens) {
+    if (t >= 0 && t < 256) out.push_back(char(static_cast<unsigned char>(t)));
+  }
+  return out;
+}
+
+// ---- TextData ---------------------------------------------------------------------------------------------
+
+TextData::TextData(const std::string& path, uint64_t seed) : path_(path), seed_(seed) {
+  std::ifstream in(path, std::ios::binary);
+  TSP_REQUIRE(in.good(), "cannot open text data file '{}': {}", path, std::strerror(errno));
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  TSP_REQUIRE(!in.bad(), "cannot read text data file '{}'", path);
+  tokens_ = byte_tokenize(bytes);
+}
+
+Batch TextData::next(int64_t batch, int64_t seq_len) {
+  TSP_REQUIRE(batch > 0 && seq_len > 0, "text data: batch ({}) and seq_len ({}) must be positive", batch,
+              seq_len);
+  const int64_t n = int64_t(tokens_.size());
+  TSP_REQUIRE(n >= seq_len + 1,
+              "text data file '{}' has {} bytes; seq_len {} needs at least {} (a window plus its next byte)",
+              path_, n, seq_len, seq_len + 1);
+  Batch out;
+  out.batch = batch;
+  out.seq_len = seq_len;
+  out.tokens.resize(size_t(batch * seq_len));
+  out.targets.resize(size_t(batch * seq_len));
+  const uint64_t batch_seed = derive_seed(seed_, kTrainDomain, uint64_t(drawn_));
+  for (int64_t b = 0; b < batch; ++b) {
+    std::mt19937_64 rng(derive_seed(batch_seed, kSequenceDomain, uint64_t(b)));
+    const int64_t start = uniform_below(rng, n - seq_len);  // windows [start, start + seq_len] inclusive
+    std::copy_n(tokens_.begin() + start, seq_len, out.tokens.begin() + b * seq_len);
+    std::copy_n(tokens_.begin() + start + 1, seq_len, out.targets.begin() + b * seq_len);
+  }
+  ++drawn_;
+  return out;
+}
+
+std::string TextData::describe() const {
+  return fmt::format("text file '{}' ({} bytes, byte tokens, seed {})", path_, tokens_.size(), seed_);
+}
+
+// ---- RecallTask -------------------------------------------------------------------------------------------
+
+RecallTask::RecallTask(uint64_t seed, RecallSpec spec) : seed_(seed), spec_(spec) {
+  TSP_REQUIRE(spec.num_keys > 0, "recall task: num_keys must be positive, got {}", spec.num_keys);
+  TSP_REQUIRE(spec.num_values > 0, "recall task: num_values must be positive, got {}", spec.num_values);
+  TSP_REQUIRE(spec.pairs > 0, "recall task: pairs must be positive, got {}", spec.pairs);
+  TSP_REQUIRE(spec.pairs <= spec.num_keys,
+              "recall task: pairs ({}) must be <= num_keys ({}): keys are distinct", spec.pairs,
+              spec.num_keys);
+  TSP_REQUIRE(spec.queries > 0 && spec.queries <= spec.pairs,
+              "recall task: queries must be in [1, pairs = {}], got {}", spec.pairs, spec.queries);
+  TSP_REQUIRE(vocab_needed() <= std::numeric_limits<int32_t>::max(), "recall task: vocabulary too large");
+}
+
+int64_t RecallTask::vocab_needed() const {
+  return spec_.num_keys + spec_.num_values + 2 + kFillerTokens;
+}
+
+int64_t RecallTask::min_seq_len(const RecallSpec& s) {
+  // Pairs, at least as many filler tokens as pairs (so pairs are scattered), the separator, the queries.
+  return 2 * s.pairs + s.pairs + 1 + 3 * s.queries;
+}
+
+Batch RecallTask::next(int64_t batch, int64_t seq_len) {
+  Batch out = make(derive_seed(seed_, kTrainDomain, uint64_t(drawn_)), batch, seq_len);
+  ++drawn_;
+  return out;
+}
+
+Batch RecallTask::held_out(int64_t batch, int64_t seq_len) const {
+  return make(derive_seed(seed_, kHeldOutDomain, 0), batch, seq_len);
+}
+
+Batch RecallTask::make(uint64_t stream_seed, int64_t batch, int64_t seq_len) const {
+  const RecallSpec& s = spec_;
+  TSP_REQUIRE(batch > 0, "recall task: batch must be positive, got {}", batch);
+  TSP_REQUIRE(seq_len >= min_seq_len(s),
+              "recall task: seq_len {} is too short for {} pairs and {} queries; the minimum is {}", seq_len,
+              s.pairs, s.queries, min_seq_len(s));
+  const int32_t value0 = int32_t(s.num_keys);
+  const int32_t query_token = int32_t(s.num_keys + s.num_values);
+  const int32_t separator = query_token + 1;
+  const int32_t filler0 = query_token + 2;
+  const int64_t context = seq_len - 3 * s.queries - 1;  // pairs and filler; then the separator, then queries
+  const int64_t filler = context - 2 * s.pairs;
+
+  Batch out;
+  out.batch = batch;
+  out.seq_len = seq_len;
+  out.tokens.resize(size_t(batch * seq_len));
+  out.targets.assign(size_t(batch * seq_len), kernels::kIgnoreIndex);
+  for (int64_t b = 0; b < batch; ++b) {
+    std::mt19937_64 rng(derive_seed(stream_seed, kSequenceDomain, uint64_t(b)));
+    int32_t* tok = out.tokens.data() + b * seq_len;
+    int32_t* tgt = out.targets.data() + b * seq_len;
+
+    const std::vector<int64_t> keys = sample_distinct(rng, s.num_keys, s.pairs);
+    std::vector<int32_t> values(size_t(s.pairs));
+    for (auto& v : values) v = value0 + int32_t(uniform_below(rng, s.num_values));
+
+    // A uniform arrangement of `pairs` two-token blocks among `filler` single tokens: choose which of the
+    // pairs + filler items are blocks. Block i (in order) starts at its item index + i, since each earlier
+    // block takes one extra slot.
+    std::vector<int64_t> slots = sample_distinct(rng, s.pairs + filler, s.pairs);
+    std::sort(slots.begin(), slots.end());
+    for (int64_t p = 0; p < context; ++p) tok[p] = filler0 + int32_t(uniform_below(rng, kFillerTokens));
+    std::vector<int64_t> key_pos(size_t(s.pairs));
+    for (int64_t i = 0; i < s.pairs; ++i) {
+      const int64_t pos = slots[size_t(i)] + i;
+      key_pos[size_t(i)] = pos;
+      tok[pos] = int32_t(keys[size_t(i)]);
+      tok[pos + 1] = values[size_t(i)];
+    }
+    tok[context] = separator;
+
+    // Queries ask distinct pairs in random order; only the queried key's position predicts (its value).
+    const std::vector<int64_t> asked = sample_distinct(rng, s.pairs, s.queries);
+    for (int64_t q = 0; q < s.queries; ++q) {
+      const int64_t p = context + 1 + 3 * q;
+      const size_t pair = size_t(asked[size_t(q)]);
+      tok[p] = query_token;
+      tok[p + 1] = int32_t(keys[pair]);
+      tok[p + 2] = values[pair];
+      tgt[p + 1] = values[pair];
+    }
+  }
+  return out;
+}
+
+std::string RecallTask::describe() const {
+  return fmt::format(
+      "associative recall ({} keys, {} values, {} pairs, {} queries per sequence, chance {:.4f}, seed {})",
+      spec_.num_keys, spec_.num_values, spec_.pairs, spec_.queries, chance_accuracy(), seed_);
+}
+
+double target_accuracy(const std::vector<int32_t>& predictions, const std::vector<int32_t>& targets) {
+  TSP_CHECK(predictions.size() == targets.size(), "target_accuracy: {} predictions for {} targets",
+            predictions.size(), targets.size());
+  int64_t counted = 0, correct = 0;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    if (targets[i] == kernels::kIgnoreIndex) continue;
+    ++counted;
+    correct += predictions[i] == targets[i];
+  }
+  return counted == 0 ? 0.0 : double(correct) / double(counted);
+}
+
+}  // namespace tsp

@@ -125,12 +125,12 @@ RecallTask::RecallTask(uint64_t seed, RecallSpec spec) : seed_(seed), spec_(spec
 }
 
 int64_t RecallTask::vocab_needed() const {
-  return spec_.num_keys + spec_.num_values + 2 + kFillerTokens;
+  return spec_.num_keys + spec_.num_values + 2 + spec_.num_keys * spec_.num_values + kFillerTokens;
 }
 
 int64_t RecallTask::min_seq_len(const RecallSpec& s) {
-  // Pairs, at least as many filler tokens as pairs (so pairs are scattered), the separator, the queries.
-  return 2 * s.pairs + s.pairs + 1 + 3 * s.queries;
+  // Facts, at least as many filler tokens as facts (so facts are scattered), the separator, the queries.
+  return 2 * s.pairs + 1 + 2 * s.queries;
 }
 
 Batch RecallTask::next(int64_t batch, int64_t seq_len) {
@@ -152,9 +152,9 @@ Batch RecallTask::make(uint64_t stream_seed, int64_t batch, int64_t seq_len) con
   const int32_t value0 = int32_t(s.num_keys);
   const int32_t query_token = int32_t(s.num_keys + s.num_values);
   const int32_t separator = query_token + 1;
-  const int32_t filler0 = query_token + 2;
-  const int64_t context = seq_len - 3 * s.queries - 1;  // pairs and filler; then the separator, then queries
-  const int64_t filler = context - 2 * s.pairs;
+  const int32_t fact0 = query_token + 2;
+  const int32_t filler0 = fact0 + int32_t(s.num_keys * s.num_values);
+  const int64_t context = seq_len - 2 * s.queries - 1;  // facts and filler; then the separator, then queries
 
   Batch out;
   out.batch = batch;
@@ -167,33 +167,23 @@ Batch RecallTask::make(uint64_t stream_seed, int64_t batch, int64_t seq_len) con
     int32_t* tgt = out.targets.data() + b * seq_len;
 
     const std::vector<int64_t> keys = sample_distinct(rng, s.num_keys, s.pairs);
-    std::vector<int32_t> values(size_t(s.pairs));
-    for (auto& v : values) v = value0 + int32_t(uniform_below(rng, s.num_values));
+    std::vector<int64_t> values(static_cast<size_t>(s.pairs));
+    for (auto& v : values) v = uniform_below(rng, s.num_values);
 
-    // A uniform arrangement of `pairs` two-token blocks among `filler` single tokens: choose which of the
-    // pairs + filler items are blocks. Block i (in order) starts at its item index + i, since each earlier
-    // block takes one extra slot.
-    std::vector<int64_t> slots = sample_distinct(rng, s.pairs + filler, s.pairs);
-    std::sort(slots.begin(), slots.end());
     for (int64_t p = 0; p < context; ++p) tok[p] = filler0 + int32_t(uniform_below(rng, kFillerTokens));
-    std::vector<int64_t> key_pos(size_t(s.pairs));
-    for (int64_t i = 0; i < s.pairs; ++i) {
-      const int64_t pos = slots[size_t(i)] + i;
-      key_pos[size_t(i)] = pos;
-      tok[pos] = int32_t(keys[size_t(i)]);
-      tok[pos + 1] = values[size_t(i)];
-    }
+    const std::vector<int64_t> places = sample_distinct(rng, context, s.pairs);
+    for (int64_t i = 0; i < s.pairs; ++i)
+      tok[places[size_t(i)]] = fact0 + int32_t(keys[size_t(i)] * s.num_values + values[size_t(i)]);
     tok[context] = separator;
 
-    // Queries ask distinct pairs in random order; only the queried key's position predicts (its value).
+    // Queries ask distinct facts in random order; only the queried key's position predicts (its value).
     const std::vector<int64_t> asked = sample_distinct(rng, s.pairs, s.queries);
     for (int64_t q = 0; q < s.queries; ++q) {
-      const int64_t p = context + 1 + 3 * q;
-      const size_t pair = size_t(asked[size_t(q)]);
+      const int64_t p = context + 1 + 2 * q;
+      const size_t fact = size_t(asked[size_t(q)]);
       tok[p] = query_token;
-      tok[p + 1] = int32_t(keys[pair]);
-      tok[p + 2] = values[pair];
-      tgt[p + 1] = values[pair];
+      tok[p + 1] = int32_t(keys[fact]);
+      tgt[p + 1] = value0 + int32_t(values[fact]);
     }
   }
   return out;
@@ -201,7 +191,7 @@ Batch RecallTask::make(uint64_t stream_seed, int64_t batch, int64_t seq_len) con
 
 std::string RecallTask::describe() const {
   return fmt::format(
-      "associative recall ({} keys, {} values, {} pairs, {} queries per sequence, chance {:.4f}, seed {})",
+      "associative recall ({} keys, {} values, {} facts, {} queries per sequence, chance {:.4f}, seed {})",
       spec_.num_keys, spec_.num_values, spec_.pairs, spec_.queries, chance_accuracy(), seed_);
 }
 

@@ -48,34 +48,42 @@ class TextData : public DataSource {
   int64_t drawn_ = 0;
 };
 
-// Long-context associative recall. Each sequence scatters `pairs` key→value bigrams (distinct keys) through
-// filler tokens, then ends with queries: a query marker, a key seen earlier, and its value as the target.
-// Only the value after each query is a target, so the loss and the accuracy measure recall alone; the answer
-// of an early key sits thousands of tokens back when seq_len is in the thousands. Chance accuracy is
-// 1 / num_values.
+// Long-context associative recall. Each sequence scatters `pairs` key→value facts (distinct keys, random
+// values) through filler tokens, then ends with queries: a query marker and a key seen earlier, whose target is
+// that key's value. Only the value after each queried key is a target, so the loss and the accuracy measure
+// recall alone; with seq_len in the thousands, most answers sit thousands of tokens back, so a layout that
+// cannot attend across the whole context cannot solve it. Chance accuracy is 1 / num_values.
 //
-// Token map (K = num_keys, V = num_values; the default spec needs 64 + 64 + 2 + 64 = 194 tokens):
-//   [0, K)                    keys
-//   [K, K + V)                values
-//   K + V                     QUERY marker
-//   K + V + 1                 SEPARATOR (ends the context, starts the queries)
-//   [K + V + 2, K + V + 66)   filler (kFillerTokens of them)
-// Sequence layout, C = seq_len - 3 * queries - 1:
-//   [0, C)       `pairs` (key, value) bigrams at uniformly random non-overlapping places; filler elsewhere
+// Each fact is ONE token, pair(k, v): a single attention lookup by content (the query's key against the facts'
+// keys) answers a query. Two-token "k v" facts would also require an induction head (a previous-token head
+// composed with a content lookup), which small models take tens of millions of tokens to form — far beyond
+// what the CPU demo and tests can train on — while the fused form still tests exactly the long-range attention
+// that distinguishes a correct layout.
+//
+// Token map (K = num_keys, V = num_values, F = kFillerTokens; the default spec needs 16 + 10 + 2 + 160 + 64 =
+// 252 tokens, inside the byte-level vocabulary of 256):
+//   [0, K)                      keys (as queried)
+//   [K, K + V)                  values (the targets)
+//   K + V                       QUERY marker
+//   K + V + 1                   SEPARATOR (ends the context, starts the queries)
+//   K + V + 2 + k·V + v         the fact pair(k, v), for k < K, v < V
+//   [K + V + 2 + K·V, ... + F)  filler
+// Sequence layout, C = seq_len - 2 * queries - 1:
+//   [0, C)       `pairs` fact tokens at uniformly random distinct places; filler elsewhere
 //   C            SEPARATOR
-//   C + 1 + 3q   QUERY, key, value of query q (distinct keys from the pairs, in random order)
-// targets[i] is the value at each queried key's position (the token after QUERY key), kIgnoreIndex elsewhere.
+//   C + 1 + 2q   QUERY, then the key of query q (distinct keys from the facts, in random order)
+// targets[i] is the value at each queried key's position, kIgnoreIndex elsewhere.
 struct RecallSpec {
-  int64_t num_keys = 64;    // key vocabulary
-  int64_t num_values = 64;  // value vocabulary (chance = 1 / num_values)
-  int64_t pairs = 32;       // key→value pairs per sequence
-  int64_t queries = 32;     // queries per sequence (<= pairs)
+  int64_t num_keys = 16;    // key vocabulary
+  int64_t num_values = 10;  // value vocabulary (chance = 1 / num_values)
+  int64_t pairs = 16;       // key→value facts per sequence (<= num_keys: keys are distinct)
+  int64_t queries = 16;     // queries per sequence (<= pairs)
 };
 
 class RecallTask : public DataSource {
  public:
   static constexpr int64_t kFillerTokens = 64;
-  // Shortest seq_len for a spec: the pairs, as much filler as pairs, the separator and the queries.
+  // Shortest seq_len for a spec: the facts, as much filler as facts, the separator and the queries.
   static int64_t min_seq_len(const RecallSpec& spec);
 
   RecallTask(uint64_t seed, RecallSpec spec = {});

@@ -1,0 +1,479 @@
+#include "comm/communicator.h"
+
+#include <malloc.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "core/check.h"
+#include "core/trace.h"
+
+namespace tsp {
+
+namespace {
+
+int64_t g_max_count = INT_MAX;
+
+// Point-to-point messages match in posting order under one tag (MPI's non-overtaking rule), see the header.
+constexpr int kSendRecvTag = 7;
+
+template <class T>
+MPI_Datatype mpi_type();
+template <>
+MPI_Datatype mpi_type<float>() {
+  return MPI_FLOAT;
+}
+template <>
+MPI_Datatype mpi_type<double>() {
+  return MPI_DOUBLE;
+}
+template <>
+MPI_Datatype mpi_type<int32_t>() {
+  return MPI_INT32_T;
+}
+template <>
+MPI_Datatype mpi_type<int64_t>() {
+  return MPI_INT64_T;
+}
+
+bool mpi_usable() {
+  int init = 0, fin = 0;
+  MPI_Initialized(&init);
+  MPI_Finalized(&fin);
+  return init && !fin;
+}
+
+int world_rank() {
+  if (!mpi_usable()) return -1;
+  int r = -1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+// The label of the call site helps more than the MPI function name when a job fails in a big model.
+void check_call(int rc, const char* what, std::string_view label) {
+  if (rc != MPI_SUCCESS) mpi_check(rc, fmt::format("{} [{}]", what, label).c_str());
+}
+
+// n elements as (count, datatype) for one call without a reduction. Above the per-call count limit a single
+// derived datatype describes the whole buffer: `body` = q chunks of `max` elements, then a tail of r
+// elements, resized so that its extent is exactly n elements (all_gather places rank j's block at j·extent).
+class Contiguous {
+ public:
+  Contiguous(MPI_Datatype base, int64_t n, size_t elem_size) : type(base) {
+    TSP_CHECK(n >= 0, "negative element count {}", n);
+    if (n <= g_max_count) {
+      count = static_cast<int>(n);
+      return;
+    }
+    const int64_t q = n / g_max_count, r = n % g_max_count;
+    TSP_CHECK(q <= INT_MAX, "message of {} elements is too large for one MPI datatype", n);
+    MPI_Datatype chunk, body, whole;
+    mpi_check(MPI_Type_contiguous(static_cast<int>(g_max_count), base, &chunk), "MPI_Type_contiguous");
+    mpi_check(MPI_Type_contiguous(static_cast<int>(q), chunk, &body), "MPI_Type_contiguous");
+    MPI_Type_free(&chunk);
+    if (r == 0) {
+      whole = body;
+    } else {
+      MPI_Datatype tail;
+      mpi_check(MPI_Type_contiguous(static_cast<int>(r), base, &tail), "MPI_Type_contiguous");
+      int lens[2] = {1, 1};
+      MPI_Aint displs[2] = {0, static_cast<MPI_Aint>(q * g_max_count * static_cast<int64_t>(elem_size))};
+      MPI_Datatype types[2] = {body, tail};
+      mpi_check(MPI_Type_create_struct(2, lens, displs, types, &whole), "MPI_Type_create_struct");
+      MPI_Type_free(&body);
+      MPI_Type_free(&tail);
+    }
+    // A struct's extent may be padded for alignment; the buffer is exactly n elements.
+    mpi_check(
+        MPI_Type_create_resized(whole, 0, static_cast<MPI_Aint>(n * static_cast<int64_t>(elem_size)), &type),
+        "MPI_Type_create_resized");
+    MPI_Type_free(&whole);
+    mpi_check(MPI_Type_commit(&type), "MPI_Type_commit");
+    owned_ = true;
+    count = 1;
+  }
+  // Freeing a datatype that a posted non-blocking operation uses is allowed: MPI completes the operation.
+  ~Contiguous() {
+    if (owned_) MPI_Type_free(&type);
+  }
+  Contiguous(const Contiguous&) = delete;
+  Contiguous& operator=(const Contiguous&) = delete;
+
+  int count = 0;
+  MPI_Datatype type;
+
+ private:
+  bool owned_ = false;
+};
+
+// Reductions cannot use derived datatypes with MPI_SUM, so they run as consecutive chunks of at most
+// g_max_count.
+template <class F>
+void for_each_chunk(int64_t n, F&& f) {
+  for (int64_t off = 0; off < n; off += g_max_count) f(off, static_cast<int>(std::min(g_max_count, n - off)));
+}
+
+void check_count(std::string_view label, int64_t n) {
+  TSP_CHECK(n >= 0, "comm call '{}': element count {} is negative", label, n);
+}
+
+template <class T>
+void copy_elems(const T* src, T* dst, int64_t n) {
+  if (n > 0 && src != dst) std::memmove(dst, src, static_cast<size_t>(n) * sizeof(T));
+}
+
+CommCounter& find_counter(CommStats& stats, const std::string& phase, std::string_view label,
+                          const char* op) {
+  CommCounter& c = stats[phase][std::string(label)];
+  if (c.op.empty()) c.op = op;
+  TSP_CHECK(c.op == op,
+            "comm label '{}' in phase '{}' is used for both {} and {}; give each call site its own label",
+            label, phase, c.op, op);
+  return c;
+}
+
+}  // namespace
+
+void mpi_check(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING] = {};
+  int len = 0;
+  if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) std::snprintf(msg, sizeof msg, "MPI error code %d", rc);
+  const int r = world_rank();
+  throw Error(
+      fmt::format("{} failed on rank {}: {}", what, r >= 0 ? std::to_string(r) : std::string("?"), msg));
+}
+
+namespace detail {
+int64_t comm_set_max_count(int64_t max_count) {
+  TSP_CHECK(max_count >= 1 && max_count <= INT_MAX, "max count {} must be in [1, INT_MAX]", max_count);
+  return std::exchange(g_max_count, max_count);
+}
+}  // namespace detail
+
+void Communicator::init(int* argc, char*** argv) {
+  int init = 0;
+  MPI_Initialized(&init);
+  if (init) return;
+  // machine.md: OpenMPI mallocs and frees large temporaries in every reduction; served by mmap, each call
+  // would page-fault them in again. Keep big blocks on the heap and never return them to the OS.
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  int provided = 0;
+  // Errors in MPI_Init_thread itself are fatal under the default handler, which is what we want there.
+  MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+  mpi_check(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+}
+
+void Communicator::finalize() {
+  if (mpi_usable()) MPI_Finalize();
+}
+
+bool Communicator::initialized() {
+  return mpi_usable();
+}
+
+void Communicator::abort(const std::string& message, int code) {
+  const int r = world_rank();
+  if (r >= 0)
+    std::fprintf(stderr, "[rank %d] error: %s\n", r, message.c_str());
+  else
+    std::fprintf(stderr, "[rank ?] error: %s\n", message.c_str());
+  std::fflush(stderr);
+  if (r >= 0) MPI_Abort(MPI_COMM_WORLD, code);
+  std::exit(code);
+}
+
+Communicator Communicator::world() {
+  TSP_CHECK(mpi_usable(), "Communicator::world() needs Communicator::init() first");
+  return Communicator(MPI_COMM_WORLD, false);
+}
+
+Communicator::Communicator(MPI_Comm comm, bool owned)
+    : comm_(comm), owned_(owned), stats_(std::make_unique<CommStats>()) {
+  TSP_CHECK(comm != MPI_COMM_NULL, "Communicator needs a valid MPI communicator, got MPI_COMM_NULL");
+  mpi_check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
+  mpi_check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+}
+
+Communicator::~Communicator() {
+  // Communicators destroyed after MPI_Finalize (globals, leaked objects) were already released by MPI.
+  if (owned_ && comm_ != MPI_COMM_NULL && mpi_usable()) MPI_Comm_free(&comm_);
+}
+
+Communicator::Communicator(Communicator&& o) noexcept
+    : comm_(std::exchange(o.comm_, MPI_COMM_NULL)),
+      owned_(std::exchange(o.owned_, false)),
+      rank_(o.rank_),
+      size_(o.size_),
+      phase_(std::move(o.phase_)),
+      stats_(std::move(o.stats_)) {}
+
+Communicator& Communicator::operator=(Communicator&& o) noexcept {
+  if (this != &o) {
+    if (owned_ && comm_ != MPI_COMM_NULL && mpi_usable()) MPI_Comm_free(&comm_);
+    comm_ = std::exchange(o.comm_, MPI_COMM_NULL);
+    owned_ = std::exchange(o.owned_, false);
+    rank_ = o.rank_;
+    size_ = o.size_;
+    phase_ = std::move(o.phase_);
+    stats_ = std::move(o.stats_);
+  }
+  return *this;
+}
+
+Communicator Communicator::split(int color, int key) const {
+  TSP_CHECK(color >= 0, "Communicator::split color must be >= 0, got {}", color);
+  MPI_Comm sub = MPI_COMM_NULL;
+  mpi_check(MPI_Comm_split(comm_, color, key, &sub), "MPI_Comm_split");
+  Communicator c(sub, true);
+  c.set_phase(phase_);
+  return c;
+}
+
+CommCounter& Communicator::counter(std::string_view label, const char* op) {
+  return find_counter(*stats_, phase_, label, op);
+}
+
+CommCounter& Communicator::account(std::string_view label, const char* op, int64_t payload_bytes,
+                                   int64_t recv_bytes) {
+  CommCounter& c = counter(label, op);
+  c.calls += 1;
+  c.payload_bytes += payload_bytes;
+  c.recv_bytes += recv_bytes;
+  return c;
+}
+
+void Communicator::charge(const std::string& phase, std::string_view label, const char* op, double t0_us) {
+  const double dt_us = trace_now_us() - t0_us;
+  find_counter(*stats_, phase, label, op).seconds += dt_us * 1e-6;
+  if (trace_enabled()) trace_record(label, "comm", t0_us, dt_us);
+}
+
+void Communicator::barrier() {
+  mpi_check(MPI_Barrier(comm_), "MPI_Barrier");
+}
+
+template <class T>
+void Communicator::broadcast(std::string_view label, T* buf, int64_t n, int root) {
+  TSP_CHECK(root >= 0 && root < size_, "broadcast '{}': root {} is not a rank of a communicator of size {}",
+            label, root, size_);
+  check_count(label, n);
+  const int64_t bytes = n * static_cast<int64_t>(sizeof(T));
+  account(label, "broadcast", bytes, size_ > 1 && rank_ != root ? bytes : 0);
+  const double t0 = trace_now_us();
+  if (size_ > 1) {
+    Contiguous c(mpi_type<T>(), n, sizeof(T));
+    check_call(MPI_Bcast(buf, c.count, c.type, root, comm_), "MPI_Bcast", label);
+  }
+  charge(phase_, label, "broadcast", t0);
+}
+
+template <class T>
+void Communicator::all_gather(std::string_view label, const T* send, T* recv, int64_t n_per_rank) {
+  check_count(label, n_per_rank);
+  const int64_t bytes = n_per_rank * static_cast<int64_t>(sizeof(T));
+  account(label, "all_gather", bytes, (size_ - 1) * bytes);
+  const double t0 = trace_now_us();
+  if (size_ == 1) {
+    copy_elems(send, recv, n_per_rank);
+  } else {
+    Contiguous c(mpi_type<T>(), n_per_rank, sizeof(T));
+    const void* s = send == recv + rank_ * n_per_rank ? MPI_IN_PLACE : send;
+    check_call(MPI_Allgather(s, c.count, c.type, recv, c.count, c.type, comm_), "MPI_Allgather", label);
+  }
+  charge(phase_, label, "all_gather", t0);
+}
+
+template <class T>
+void Communicator::reduce_scatter(std::string_view label, const T* send, T* recv, int64_t n_per_rank) {
+  check_count(label, n_per_rank);
+  const int64_t bytes = n_per_rank * static_cast<int64_t>(sizeof(T));
+  account(label, "reduce_scatter", bytes, (size_ - 1) * bytes);
+  const double t0 = trace_now_us();
+  if (size_ == 1) {
+    copy_elems(send, recv, n_per_rank);
+  } else if (n_per_rank <= g_max_count) {
+    check_call(
+        MPI_Reduce_scatter_block(send, recv, static_cast<int>(n_per_rank), mpi_type<T>(), MPI_SUM, comm_),
+        "MPI_Reduce_scatter_block", label);
+  } else {
+    // Block j's chunks are not contiguous across blocks, so each chunk of each block is reduced to its owner.
+    for_each_chunk(n_per_rank, [&](int64_t off, int cnt) {
+      for (int j = 0; j < size_; ++j)
+        check_call(MPI_Reduce(send + j * n_per_rank + off, j == rank_ ? recv + off : nullptr, cnt,
+                              mpi_type<T>(), MPI_SUM, j, comm_),
+                   "MPI_Reduce", label);
+    });
+  }
+  charge(phase_, label, "reduce_scatter", t0);
+}
+
+template <class T>
+void Communicator::reduce(std::string_view label, const T* send, T* recv, int64_t n, int root) {
+  TSP_CHECK(root >= 0 && root < size_, "reduce '{}': root {} is not a rank of a communicator of size {}",
+            label, root, size_);
+  check_count(label, n);
+  const int64_t bytes = n * static_cast<int64_t>(sizeof(T));
+  account(label, "reduce", bytes, size_ > 1 && rank_ == root ? (size_ - 1) * bytes : 0);
+  const double t0 = trace_now_us();
+  if (size_ == 1) {
+    copy_elems(send, recv, n);
+  } else {
+    const bool is_root = rank_ == root, in_place = is_root && send == recv;
+    for_each_chunk(n, [&](int64_t off, int cnt) {
+      const void* s = in_place ? MPI_IN_PLACE : static_cast<const void*>(send + off);
+      check_call(MPI_Reduce(s, is_root ? recv + off : nullptr, cnt, mpi_type<T>(), MPI_SUM, root, comm_),
+                 "MPI_Reduce", label);
+    });
+  }
+  charge(phase_, label, "reduce", t0);
+}
+
+template <class T>
+void Communicator::all_reduce(std::string_view label, T* buf, int64_t n) {
+  check_count(label, n);
+  const int64_t bytes = n * static_cast<int64_t>(sizeof(T));
+  // Ring all-reduce: P-1 steps of n/P in the reduce-scatter, P-1 in the all-gather; floor to whole bytes.
+  account(label, "all_reduce", bytes, 2 * (size_ - 1) * bytes / size_);
+  const double t0 = trace_now_us();
+  if (size_ > 1) {
+    for_each_chunk(n, [&](int64_t off, int cnt) {
+      check_call(MPI_Allreduce(MPI_IN_PLACE, buf + off, cnt, mpi_type<T>(), MPI_SUM, comm_), "MPI_Allreduce",
+                 label);
+    });
+  }
+  charge(phase_, label, "all_reduce", t0);
+}
+
+template <class T>
+void Communicator::send_recv(std::string_view label, const T* send, int64_t n_send, int dest, T* recv,
+                             int64_t n_recv, int source) {
+  check_count(label, n_send);
+  check_count(label, n_recv);
+  account(label, "send_recv", n_send * static_cast<int64_t>(sizeof(T)),
+          n_recv * static_cast<int64_t>(sizeof(T)));
+  const double t0 = trace_now_us();
+  Contiguous cs(mpi_type<T>(), n_send, sizeof(T)), cr(mpi_type<T>(), n_recv, sizeof(T));
+  check_call(
+      MPI_Sendrecv(send, cs.count, cs.type, n_send > 0 ? dest : MPI_PROC_NULL, kSendRecvTag, recv, cr.count,
+                   cr.type, n_recv > 0 ? source : MPI_PROC_NULL, kSendRecvTag, comm_, MPI_STATUS_IGNORE),
+      "MPI_Sendrecv", label);
+  charge(phase_, label, "send_recv", t0);
+}
+
+template <class T>
+CommRequest Communicator::ibroadcast(std::string_view label, T* buf, int64_t n, int root) {
+  TSP_CHECK(root >= 0 && root < size_, "ibroadcast '{}': root {} is not a rank of a communicator of size {}",
+            label, root, size_);
+  check_count(label, n);
+  const int64_t bytes = n * static_cast<int64_t>(sizeof(T));
+  account(label, "broadcast", bytes, size_ > 1 && rank_ != root ? bytes : 0);
+  CommRequest r;
+  r.pending_ = true;
+  r.phase_ = phase_;
+  r.label_ = label;
+  r.op_ = "broadcast";
+  if (size_ > 1) {
+    Contiguous c(mpi_type<T>(), n, sizeof(T));
+    MPI_Request q;
+    check_call(MPI_Ibcast(buf, c.count, c.type, root, comm_, &q), "MPI_Ibcast", label);
+    r.reqs_.push_back(q);
+  }
+  return r;
+}
+
+template <class T>
+CommRequest Communicator::iall_gather(std::string_view label, const T* send, T* recv, int64_t n_per_rank) {
+  check_count(label, n_per_rank);
+  const int64_t bytes = n_per_rank * static_cast<int64_t>(sizeof(T));
+  account(label, "all_gather", bytes, (size_ - 1) * bytes);
+  CommRequest r;
+  r.pending_ = true;
+  r.phase_ = phase_;
+  r.label_ = label;
+  r.op_ = "all_gather";
+  if (size_ == 1) {
+    copy_elems(send, recv, n_per_rank);
+  } else {
+    Contiguous c(mpi_type<T>(), n_per_rank, sizeof(T));
+    const void* s = send == recv + rank_ * n_per_rank ? MPI_IN_PLACE : send;
+    MPI_Request q;
+    check_call(MPI_Iallgather(s, c.count, c.type, recv, c.count, c.type, comm_, &q), "MPI_Iallgather", label);
+    r.reqs_.push_back(q);
+  }
+  return r;
+}
+
+template <class T>
+CommRequest Communicator::isend_recv(std::string_view label, const T* send, int64_t n_send, int dest, T* recv,
+                                     int64_t n_recv, int source) {
+  check_count(label, n_send);
+  check_count(label, n_recv);
+  account(label, "send_recv", n_send * static_cast<int64_t>(sizeof(T)),
+          n_recv * static_cast<int64_t>(sizeof(T)));
+  CommRequest r;
+  r.pending_ = true;
+  r.phase_ = phase_;
+  r.label_ = label;
+  r.op_ = "send_recv";
+  Contiguous cs(mpi_type<T>(), n_send, sizeof(T)), cr(mpi_type<T>(), n_recv, sizeof(T));
+  // The receive is posted first so that the matching send never waits in an unexpected-message queue.
+  if (n_recv > 0) {
+    MPI_Request q;
+    check_call(MPI_Irecv(recv, cr.count, cr.type, source, kSendRecvTag, comm_, &q), "MPI_Irecv", label);
+    r.reqs_.push_back(q);
+  }
+  if (n_send > 0) {
+    MPI_Request q;
+    const int rc = MPI_Isend(send, cs.count, cs.type, dest, kSendRecvTag, comm_, &q);
+    if (rc != MPI_SUCCESS) {
+      // Do not leave the posted receive pointing at the caller's buffer.
+      for (MPI_Request& p : r.reqs_) {
+        MPI_Cancel(&p);
+        MPI_Request_free(&p);
+      }
+      check_call(rc, "MPI_Isend", label);
+    }
+    r.reqs_.push_back(q);
+  }
+  return r;
+}
+
+void Communicator::wait(CommRequest& r) {
+  if (!r.active()) return;
+  const double t0 = trace_now_us();
+  r.pending_ = false;
+  if (!r.reqs_.empty()) {
+    const int rc = MPI_Waitall(static_cast<int>(r.reqs_.size()), r.reqs_.data(), MPI_STATUSES_IGNORE);
+    r.reqs_.clear();
+    check_call(rc, "MPI_Waitall", r.label_);
+  }
+  charge(r.phase_, r.label_, r.op_, t0);
+}
+
+#define TSP_COMM_INSTANTIATE(T)                                                                           \
+  template void Communicator::broadcast<T>(std::string_view, T*, int64_t, int);                           \
+  template void Communicator::all_gather<T>(std::string_view, const T*, T*, int64_t);                     \
+  template void Communicator::reduce_scatter<T>(std::string_view, const T*, T*, int64_t);                 \
+  template void Communicator::reduce<T>(std::string_view, const T*, T*, int64_t, int);                    \
+  template void Communicator::all_reduce<T>(std::string_view, T*, int64_t);                               \
+  template void Communicator::send_recv<T>(std::string_view, const T*, int64_t, int, T*, int64_t, int);   \
+  template CommRequest Communicator::ibroadcast<T>(std::string_view, T*, int64_t, int);                   \
+  template CommRequest Communicator::iall_gather<T>(std::string_view, const T*, T*, int64_t);             \
+  template CommRequest Communicator::isend_recv<T>(std::string_view, const T*, int64_t, int, T*, int64_t, \
+                                                   int);
+
+TSP_COMM_INSTANTIATE(float)
+TSP_COMM_INSTANTIATE(double)
+TSP_COMM_INSTANTIATE(int32_t)
+TSP_COMM_INSTANTIATE(int64_t)
+
+#undef TSP_COMM_INSTANTIATE
+
+}  // namespace tsp

@@ -1,0 +1,78 @@
+#include "kernels/rmsnorm.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/check.h"
+
+namespace tsp::kernels {
+
+namespace {
+// Below this many elements the OpenMP fork/join costs more than the loop.
+constexpr int64_t kParallelElements = int64_t(1) << 16;
+// Columns per task of the dw reduction: a slab narrow enough that its partial sums stay in registers/L1.
+constexpr int64_t kDwColumnBlock = 256;
+}  // namespace
+
+template <class T>
+void rmsnorm_forward(T* out, T* rstd, const T* x, const T* w, int64_t n, int64_t h, double eps) {
+  TSP_CHECK(n >= 0 && h > 0, "rmsnorm_forward: bad shape n={} h={}", n, h);
+  TSP_CHECK(eps >= 0, "rmsnorm_forward: eps={} must be non-negative", eps);
+#pragma omp parallel for schedule(static) if (n * h > kParallelElements)
+  for (int64_t i = 0; i < n; ++i) {
+    const T* xi = x + i * h;
+    T* oi = out + i * h;
+    T ss = 0;
+#pragma omp simd reduction(+ : ss)
+    for (int64_t j = 0; j < h; ++j) ss += xi[j] * xi[j];
+    const T r = T(1) / std::sqrt(ss / T(h) + T(eps));
+    rstd[i] = r;
+    // HF normalises first and multiplies by the weight last; the same order keeps the rounding identical.
+    for (int64_t j = 0; j < h; ++j) oi[j] = w[j] * (xi[j] * r);
+  }
+}
+
+template <class T>
+void rmsnorm_backward(T* dx, T* dw, const T* dout, const T* x, const T* w, const T* rstd, int64_t n,
+                      int64_t h) {
+  TSP_CHECK(n >= 0 && h > 0, "rmsnorm_backward: bad shape n={} h={}", n, h);
+  const bool parallel = n * h > kParallelElements;
+  // With xhat = x r and g = dout w:  dx = r (g - xhat mean(g xhat)), since d r / d x = -r^3 x / h.
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t i = 0; i < n; ++i) {
+    const T* xi = x + i * h;
+    const T* gi = dout + i * h;
+    T* dxi = dx + i * h;
+    const T r = rstd[i];
+    T dot = 0;
+#pragma omp simd reduction(+ : dot)
+    for (int64_t j = 0; j < h; ++j) dot += gi[j] * w[j] * xi[j];
+    const T c = dot * r * r * r / T(h);
+    for (int64_t j = 0; j < h; ++j) dxi[j] += r * gi[j] * w[j] - c * xi[j];
+  }
+  if (!dw) return;
+  // dw sums over tokens; splitting by column slabs instead of tokens needs no per-thread copies of dw and
+  // sums every column in token order, so the result does not depend on the thread count.
+  const int64_t blocks = (h + kDwColumnBlock - 1) / kDwColumnBlock;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t j0 = b * kDwColumnBlock, width = std::min(kDwColumnBlock, h - j0);
+    T acc[kDwColumnBlock] = {};
+    for (int64_t i = 0; i < n; ++i) {
+      const T* xi = x + i * h + j0;
+      const T* gi = dout + i * h + j0;
+      const T r = rstd[i];
+      for (int64_t j = 0; j < width; ++j) acc[j] += gi[j] * xi[j] * r;
+    }
+    for (int64_t j = 0; j < width; ++j) dw[j0 + j] += acc[j];
+  }
+}
+
+#define TSP_INSTANTIATE_RMSNORM(T)                                                        \
+  template void rmsnorm_forward<T>(T*, T*, const T*, const T*, int64_t, int64_t, double); \
+  template void rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t, int64_t);
+
+TSP_INSTANTIATE_RMSNORM(float)
+TSP_INSTANTIATE_RMSNORM(double)
+
+}  // namespace tsp::kernels

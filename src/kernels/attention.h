@@ -17,6 +17,13 @@ struct AttentionShape {
   int64_t head_dim = 0;
 };
 
+// Tile sizes of the blocked kernels: each thread holds [block_q x block_k] scores (two such tiles in the
+// backward), so the workspace never depends on nq * nk. Sizes need not divide nq or nk.
+struct AttentionBlocks {
+  int64_t block_q = 128;
+  int64_t block_k = 256;
+};
+
 // q: [nq, n_heads, d]; k, v: [nk, n_kv_heads, d]; out: [nq, n_heads, d]; lse: [nq, n_heads] (natural log of
 // sum_j exp(scale * q·k_j) over visible keys). A query with no visible key gets out = 0 and lse = -inf.
 template <class T>
@@ -29,6 +36,16 @@ template <class T>
 void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* out,
                         const T* lse, const int64_t* q_pos, const int64_t* k_pos, const AttentionShape& s,
                         double scale);
+
+// The same with explicit tile sizes (tests and tuning); the overloads above use AttentionBlocks{}.
+template <class T>
+void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const int64_t* q_pos,
+                       const int64_t* k_pos, const AttentionShape& s, double scale,
+                       const AttentionBlocks& blocks);
+template <class T>
+void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* out,
+                        const T* lse, const int64_t* q_pos, const int64_t* k_pos, const AttentionShape& s,
+                        double scale, const AttentionBlocks& blocks);
 
 // Reference O(nq * nk) implementation that materialises the probabilities (tests only).
 template <class T>

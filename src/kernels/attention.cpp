@@ -1,0 +1,487 @@
+// Blocked online-softmax attention (FlashAttention-2 schedule) on CPU: every tile product goes through
+// single-threaded BLAS, parallelism comes from OpenMP over independent tiles.
+//
+// Forward: one task per (query block, head). It streams the key blocks, keeps the running row max m and sum
+// l, and rescales its private output tile whenever m grows, so only [block_q x block_k] scores exist at a
+// time.
+//
+// Backward: one task per (KV head, key block). The task owns dK and dV of its key block outright (it loops
+// over every query head of its GQA group and every query block), so those need no reduction. dQ rows, in
+// contrast, receive contributions from every key block; each thread accumulates them into its own dQ copy
+// (thread 0 into dq itself) and the copies are summed once at the end. That costs (threads - 1) * |q| of
+// memory but keeps the five tile products of FlashAttention-2 (a two-pass dK/dV + dQ split would need seven).
+#include "kernels/attention.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <bit>
+#include <climits>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/check.h"
+#include "core/memory.h"
+
+namespace tsp::kernels {
+
+namespace {
+
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, float alpha,
+               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta, tb, static_cast<blasint>(m), static_cast<blasint>(n),
+              static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b, static_cast<blasint>(ldb),
+              beta, c, static_cast<blasint>(ldc));
+}
+
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, double alpha,
+               const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c,
+               int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta, tb, static_cast<blasint>(m), static_cast<blasint>(n),
+              static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b, static_cast<blasint>(ldb),
+              beta, c, static_cast<blasint>(ldc));
+}
+
+// exp(x) for the softmax numerators, where x <= 0 up to rounding. glibc only offers a vector expf under
+// -ffast-math, and a scalar expf per score would cost more than the tile products, so float uses the Cephes
+// expf scheme written branch-free: x = n ln2 + r, |r| <= ln2 / 2, a degree-6 polynomial for e^r and 2^n built
+// from its exponent bits. About 1 ulp; anything below e^-87 (including -inf, i.e. masked) becomes 0.
+inline float exp_score(float x) {
+  constexpr float kLog2e = 1.44269504088896341f;
+  constexpr float kLn2Hi = 0.693359375f;
+  constexpr float kLn2Lo = -2.12194440e-4f;
+  constexpr float kRoundToInt = 12582912.0f;  // 1.5 * 2^23: adding it rounds to the nearest integer
+  const float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  const float n = (xc * kLog2e + kRoundToInt) - kRoundToInt;
+  float r = xc - n * kLn2Hi;
+  r = r - n * kLn2Lo;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float er = p * r * r + r + 1.0f;
+  const float two_n = std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+  return x < -87.0f ? 0.0f : er * two_n;
+}
+
+// Double is the reference precision (tests, gradient checks): the library exp keeps it exact to the last
+// bits.
+inline double exp_score(double x) {
+  return std::exp(x);
+}
+
+template <class T>
+constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+
+// The smallest and largest position of each block: a key block is invisible to a query block when its
+// smallest key comes after the largest query, and needs no mask when its largest key precedes the smallest
+// query. Taking min/max (not the first/last entry) keeps this right for unsorted lists such as zigzag shards
+// or keys gathered from several ranks.
+struct PositionRange {
+  int64_t lo;
+  int64_t hi;
+};
+
+std::vector<PositionRange> block_ranges(const int64_t* pos, int64_t n, int64_t block) {
+  std::vector<PositionRange> r;
+  for (int64_t b0 = 0; b0 < n; b0 += block) {
+    const int64_t b1 = std::min(n, b0 + block);
+    PositionRange pr{pos[b0], pos[b0]};
+    for (int64_t i = b0 + 1; i < b1; ++i) {
+      pr.lo = std::min(pr.lo, pos[i]);
+      pr.hi = std::max(pr.hi, pos[i]);
+    }
+    r.push_back(pr);
+  }
+  return r;
+}
+
+// The part of a [query block x key block] tile that has to be computed: queries [i0, i0 + rows) against keys
+// [j0, j0 + cols). `masked` says some pairs inside are invisible and need the per-score mask.
+struct Tile {
+  int64_t i0 = 0;
+  int64_t rows = 0;
+  int64_t j0 = 0;
+  int64_t cols = 0;
+  bool masked = false;
+};
+
+// Blocks start at bi0 / bj0 with bq / bk entries and position ranges qr / kr. A straddling tile is trimmed to
+// the bounding box of its visible pairs: leading and trailing queries that precede every key of the block,
+// and keys that follow every query of the block, would only produce masked scores. On the diagonal of sorted
+// (or piecewise sorted, as in zigzag) positions this cuts the tile down to its triangle's box.
+Tile visible_tile(const int64_t* q_pos, const int64_t* k_pos, int64_t bi0, int64_t bq, int64_t bj0,
+                  int64_t bk, const PositionRange& qr, const PositionRange& kr) {
+  if (kr.lo > qr.hi) return {};
+  if (kr.hi <= qr.lo) return {bi0, bq, bj0, bk, false};
+  // Both loops stop: the query at qr.hi sees the key at kr.lo.
+  int64_t r0 = bi0, r1 = bi0 + bq, c0 = bj0, c1 = bj0 + bk;
+  while (q_pos[r0] < kr.lo) ++r0;
+  while (q_pos[r1 - 1] < kr.lo) --r1;
+  while (k_pos[c0] > qr.hi) ++c0;
+  while (k_pos[c1 - 1] > qr.hi) --c1;
+  return {r0, r1 - r0, c0, c1 - c0, true};
+}
+
+void check_shape(const AttentionShape& s, const AttentionBlocks& b, const char* who) {
+  TSP_CHECK(s.nq >= 0 && s.nk >= 0, "{}: token counts must be non-negative (nq={}, nk={})", who, s.nq, s.nk);
+  TSP_CHECK(s.n_heads > 0 && s.n_kv_heads > 0 && s.head_dim > 0,
+            "{}: heads and head_dim must be positive (n_heads={}, n_kv_heads={}, head_dim={})", who,
+            s.n_heads, s.n_kv_heads, s.head_dim);
+  TSP_CHECK(s.n_heads % s.n_kv_heads == 0, "{}: n_heads={} is not a multiple of n_kv_heads={}", who,
+            s.n_heads, s.n_kv_heads);
+  TSP_CHECK(b.block_q > 0 && b.block_k > 0, "{}: block sizes must be positive (block_q={}, block_k={})", who,
+            b.block_q, b.block_k);
+  // Tile dimensions and row strides go to BLAS as 32-bit integers.
+  TSP_CHECK(b.block_q <= INT_MAX && b.block_k <= INT_MAX && s.n_heads * s.head_dim <= INT_MAX,
+            "{}: block sizes ({}, {}) and n_heads * head_dim = {} must fit a 32-bit BLAS integer", who,
+            b.block_q, b.block_k, s.n_heads * s.head_dim);
+}
+
+// The tiles are issued from inside an OpenMP team, so each BLAS call must stay on its calling thread; the
+// previous OpenBLAS thread count is restored for the GEMMs that run outside attention.
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas() : saved_(openblas_get_num_threads()) { openblas_set_num_threads(1); }
+  ~SingleThreadedBlas() { openblas_set_num_threads(saved_); }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  int saved_;
+};
+
+// Threads for a call doing `macs` multiply-adds per tile product. Below about a million a parallel region's
+// start-up and barrier cost more than they save, and on a loaded machine a team waiting for a descheduled
+// member stalls: small calls (decoding one token, the tests' finite differences) stay on the calling thread.
+int team_size(int64_t nq, int64_t nk, int64_t n_heads, int64_t head_dim) {
+  const double macs = double(nq) * double(nk) * double(n_heads) * double(head_dim);
+  return macs < double(1 << 20) ? 1 : omp_get_max_threads();
+}
+
+// Masked scores become -inf, so the max ignores them and exp_score turns them into exact zeros.
+template <class T>
+void mask_row(T* row, const int64_t* k_pos, int64_t n, int64_t q_pos) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) row[j] = k_pos[j] <= q_pos ? row[j] : kNegInf<T>;
+}
+
+template <class T>
+T row_max(const T* row, int64_t n) {
+  T m = kNegInf<T>;
+#pragma omp simd reduction(max : m)
+  for (int64_t j = 0; j < n; ++j) m = row[j] > m ? row[j] : m;
+  return m;
+}
+
+// row[j] = exp(row[j] - shift); returns the sum of the new row.
+template <class T>
+T exp_row(T* row, int64_t n, T shift) {
+  T sum = T(0);
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) {
+    const T p = exp_score(row[j] - shift);
+    row[j] = p;
+    sum += p;
+  }
+  return sum;
+}
+
+}  // namespace
+
+template <class T>
+void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const int64_t* q_pos,
+                       const int64_t* k_pos, const AttentionShape& s, double scale,
+                       const AttentionBlocks& blocks) {
+  check_shape(s, blocks, "attention_forward");
+  const int64_t nq = s.nq, nk = s.nk, n_heads = s.n_heads, d = s.head_dim;
+  const int64_t group = n_heads / s.n_kv_heads;
+  const int64_t ldq = n_heads * d, ldk = s.n_kv_heads * d;
+  if (nq == 0) return;
+  const int64_t bq = std::min(blocks.block_q, nq);
+  const int64_t bk = std::max<int64_t>(1, std::min(blocks.block_k, nk));
+  const auto q_ranges = block_ranges(q_pos, nq, bq);
+  const auto k_ranges = block_ranges(k_pos, nk, bk);
+  const int64_t n_qblocks = static_cast<int64_t>(q_ranges.size());
+  const int64_t n_kblocks = static_cast<int64_t>(k_ranges.size());
+  const int64_t n_tasks = n_qblocks * n_heads;
+  const T alpha_qk = static_cast<T>(scale);
+  const int n_threads = team_size(nq, nk, n_heads, d);
+
+  SingleThreadedBlas single_threaded_blas;
+#pragma omp parallel num_threads(n_threads)
+  {
+    std::vector<T> scores(static_cast<size_t>(bq * bk));
+    std::vector<T> acc(static_cast<size_t>(bq * d));
+    std::vector<T> row_m(static_cast<size_t>(bq));
+    std::vector<T> row_l(static_cast<size_t>(bq));
+
+    // Under causal masking later query blocks see more keys: hand them out first so the cheap ones fill gaps.
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < n_tasks; ++t) {
+      const int64_t qb = n_qblocks - 1 - t / n_heads;
+      const int64_t h = t % n_heads;
+      const int64_t kvh = h / group;
+      const int64_t i0 = qb * bq;
+      const int64_t mq = std::min(bq, nq - i0);
+      std::fill(acc.begin(), acc.end(), T(0));
+      std::fill(row_m.begin(), row_m.end(), kNegInf<T>);
+      std::fill(row_l.begin(), row_l.end(), T(0));
+
+      for (int64_t kb = 0; kb < n_kblocks; ++kb) {
+        const int64_t j0 = kb * bk;
+        const Tile tile =
+            visible_tile(q_pos, k_pos, i0, mq, j0, std::min(bk, nk - j0), q_ranges[qb], k_ranges[kb]);
+        if (tile.rows == 0) continue;
+        const int64_t r0 = tile.i0 - i0;  // first tile row within this task's accumulators
+        const int64_t cols = tile.cols;
+        const T* k_tile = k + tile.j0 * ldk + kvh * d;
+        const T* v_tile = v + tile.j0 * ldk + kvh * d;
+        blas_gemm(CblasNoTrans, CblasTrans, tile.rows, cols, d, alpha_qk, q + tile.i0 * ldq + h * d, ldq,
+                  k_tile, ldk, T(0), scores.data(), cols);
+
+        for (int64_t i = 0; i < tile.rows; ++i) {
+          T* row = scores.data() + i * cols;
+          T* m = &row_m[static_cast<size_t>(r0 + i)];
+          T* l = &row_l[static_cast<size_t>(r0 + i)];
+          if (tile.masked) mask_row(row, k_pos + tile.j0, cols, q_pos[tile.i0 + i]);
+          const T m_new = std::max(*m, row_max(row, cols));
+          if (m_new == kNegInf<T>) {
+            // Nothing visible to this query yet: its probabilities are zero, not exp(-inf - -inf).
+            std::fill(row, row + cols, T(0));
+            continue;
+          }
+          // Online softmax: earlier numerators were relative to the old max, rescale them to the new one.
+          const T correction = exp_score(*m - m_new);
+          *l = *l * correction + exp_row(row, cols, m_new);
+          *m = m_new;
+          if (correction != T(1)) {
+            T* acc_row = acc.data() + (r0 + i) * d;
+            for (int64_t c = 0; c < d; ++c) acc_row[c] *= correction;
+          }
+        }
+        blas_gemm(CblasNoTrans, CblasNoTrans, tile.rows, d, cols, T(1), scores.data(), cols, v_tile, ldk,
+                  T(1), acc.data() + r0 * d, d);
+      }
+
+      for (int64_t i = 0; i < mq; ++i) {
+        T* out_row = out + (i0 + i) * ldq + h * d;
+        const T* acc_row = acc.data() + i * d;
+        if (row_l[i] == T(0)) {
+          std::fill(out_row, out_row + d, T(0));
+          lse[(i0 + i) * n_heads + h] = kNegInf<T>;
+          continue;
+        }
+        const T inv_l = T(1) / row_l[i];
+        for (int64_t c = 0; c < d; ++c) out_row[c] = acc_row[c] * inv_l;
+        lse[(i0 + i) * n_heads + h] = row_m[i] + std::log(row_l[i]);
+      }
+    }
+  }
+}
+
+template <class T>
+void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const int64_t* q_pos,
+                       const int64_t* k_pos, const AttentionShape& s, double scale) {
+  attention_forward(out, lse, q, k, v, q_pos, k_pos, s, scale, AttentionBlocks{});
+}
+
+template <class T>
+void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* out,
+                        const T* lse, const int64_t* q_pos, const int64_t* k_pos, const AttentionShape& s,
+                        double scale, const AttentionBlocks& blocks) {
+  check_shape(s, blocks, "attention_backward");
+  const int64_t nq = s.nq, nk = s.nk, n_heads = s.n_heads, n_kv_heads = s.n_kv_heads, d = s.head_dim;
+  const int64_t group = n_heads / n_kv_heads;
+  const int64_t ldq = n_heads * d, ldk = n_kv_heads * d;
+  if (nq == 0 || nk == 0) return;
+  const int64_t bq = std::min(blocks.block_q, nq);
+  const int64_t bk = std::min(blocks.block_k, nk);
+  const auto q_ranges = block_ranges(q_pos, nq, bq);
+  const auto k_ranges = block_ranges(k_pos, nk, bk);
+  const int64_t n_qblocks = static_cast<int64_t>(q_ranges.size());
+  const int64_t n_kblocks = static_cast<int64_t>(k_ranges.size());
+  const T alpha = static_cast<T>(scale);
+
+  const int n_threads = team_size(nq, nk, n_heads, d);
+
+  // FlashAttention-2 row terms: D_i = dout_i . out_i equals sum_j P_ij dP_ij, the softmax Jacobian's diagonal
+  // correction. A query that saw no key (lse = -inf) gets shift +inf, which makes every recomputed P zero.
+  std::vector<T> row_d(static_cast<size_t>(nq * n_heads));
+  std::vector<T> row_shift(static_cast<size_t>(nq * n_heads));
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+  for (int64_t i = 0; i < nq; ++i) {
+    for (int64_t h = 0; h < n_heads; ++h) {
+      const T* o = out + i * ldq + h * d;
+      const T* g = dout + i * ldq + h * d;
+      T sum = T(0);
+      for (int64_t c = 0; c < d; ++c) sum += o[c] * g[c];
+      row_d[i * n_heads + h] = sum;
+      const T l = lse[i * n_heads + h];
+      row_shift[i * n_heads + h] = l == kNegInf<T> ? std::numeric_limits<T>::infinity() : l;
+    }
+  }
+
+  std::vector<Buffer<T>> dq_private;
+  for (int t = 1; t < n_threads; ++t) dq_private.emplace_back(nq * ldq, Mem::workspace);  // zero-filled
+  const int64_t n_tasks = n_kblocks * n_kv_heads;
+
+  SingleThreadedBlas single_threaded_blas;
+  // num_threads bounds the team by the number of dQ copies even when called from inside another team.
+#pragma omp parallel num_threads(n_threads)
+  {
+    const int tid = omp_get_thread_num();
+    T* dq_acc = tid == 0 ? dq : dq_private[static_cast<size_t>(tid - 1)].data();
+    std::vector<T> p(static_cast<size_t>(bq * bk));
+    std::vector<T> ds(static_cast<size_t>(bq * bk));
+    std::vector<T> dk_acc(static_cast<size_t>(bk * d));
+    std::vector<T> dv_acc(static_cast<size_t>(bk * d));
+
+    // Early key blocks are visible to the most queries under causal masking: hand them out first.
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < n_tasks; ++t) {
+      const int64_t kb = t / n_kv_heads;
+      const int64_t kvh = t % n_kv_heads;
+      const int64_t j0 = kb * bk;
+      const int64_t nkk = std::min(bk, nk - j0);
+      std::fill(dk_acc.begin(), dk_acc.end(), T(0));
+      std::fill(dv_acc.begin(), dv_acc.end(), T(0));
+
+      for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
+        for (int64_t qb = 0; qb < n_qblocks; ++qb) {
+          const int64_t i0 = qb * bq;
+          const Tile tile =
+              visible_tile(q_pos, k_pos, i0, std::min(bq, nq - i0), j0, nkk, q_ranges[qb], k_ranges[kb]);
+          if (tile.rows == 0) continue;
+          const int64_t rows = tile.rows, cols = tile.cols;
+          const int64_t c0 = tile.j0 - j0;  // first tile column within this task's dK/dV accumulators
+          const T* q_tile = q + tile.i0 * ldq + h * d;
+          const T* dout_tile = dout + tile.i0 * ldq + h * d;
+          const T* k_tile = k + tile.j0 * ldk + kvh * d;
+          const T* v_tile = v + tile.j0 * ldk + kvh * d;
+
+          // P = exp(scale * Q K^T - lse), recomputed instead of stored.
+          blas_gemm(CblasNoTrans, CblasTrans, rows, cols, d, alpha, q_tile, ldq, k_tile, ldk, T(0), p.data(),
+                    cols);
+          for (int64_t i = 0; i < rows; ++i) {
+            T* row = p.data() + i * cols;
+            if (tile.masked) mask_row(row, k_pos + tile.j0, cols, q_pos[tile.i0 + i]);
+            exp_row(row, cols, row_shift[(tile.i0 + i) * n_heads + h]);
+          }
+          // dV += P^T dO
+          blas_gemm(CblasTrans, CblasNoTrans, cols, d, rows, T(1), p.data(), cols, dout_tile, ldq, T(1),
+                    dv_acc.data() + c0 * d, d);
+          // dP = dO V^T, then dS = P * (dP - D) in place
+          blas_gemm(CblasNoTrans, CblasTrans, rows, cols, d, T(1), dout_tile, ldq, v_tile, ldk, T(0),
+                    ds.data(), cols);
+          for (int64_t i = 0; i < rows; ++i) {
+            const T di = row_d[(tile.i0 + i) * n_heads + h];
+            const T* p_row = p.data() + i * cols;
+            T* ds_row = ds.data() + i * cols;
+#pragma omp simd
+            for (int64_t j = 0; j < cols; ++j) ds_row[j] = p_row[j] * (ds_row[j] - di);
+          }
+          // dQ += scale * dS K ;  dK += scale * dS^T Q
+          blas_gemm(CblasNoTrans, CblasNoTrans, rows, d, cols, alpha, ds.data(), cols, k_tile, ldk, T(1),
+                    dq_acc + tile.i0 * ldq + h * d, ldq);
+          blas_gemm(CblasTrans, CblasNoTrans, cols, d, rows, alpha, ds.data(), cols, q_tile, ldq, T(1),
+                    dk_acc.data() + c0 * d, d);
+        }
+      }
+
+      for (int64_t j = 0; j < nkk; ++j) {
+        T* dk_row = dk + (j0 + j) * ldk + kvh * d;
+        T* dv_row = dv + (j0 + j) * ldk + kvh * d;
+        for (int64_t c = 0; c < d; ++c) {
+          dk_row[c] += dk_acc[static_cast<size_t>(j * d + c)];
+          dv_row[c] += dv_acc[static_cast<size_t>(j * d + c)];
+        }
+      }
+    }
+  }
+
+  if (!dq_private.empty()) {
+    const int64_t n = nq * ldq;
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int64_t e = 0; e < n; ++e) {
+      T sum = dq[e];
+      for (const Buffer<T>& b : dq_private) sum += b[e];
+      dq[e] = sum;
+    }
+  }
+}
+
+template <class T>
+void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* out,
+                        const T* lse, const int64_t* q_pos, const int64_t* k_pos, const AttentionShape& s,
+                        double scale) {
+  attention_backward(dq, dk, dv, dout, q, k, v, out, lse, q_pos, k_pos, s, scale, AttentionBlocks{});
+}
+
+template <class T>
+void attention_forward_naive(T* out, T* lse, const T* q, const T* k, const T* v, const int64_t* q_pos,
+                             const int64_t* k_pos, const AttentionShape& s, double scale) {
+  check_shape(s, AttentionBlocks{}, "attention_forward_naive");
+  const int64_t nq = s.nq, nk = s.nk, n_heads = s.n_heads, d = s.head_dim;
+  const int64_t group = n_heads / s.n_kv_heads;
+  const int64_t ldq = n_heads * d, ldk = s.n_kv_heads * d;
+  // Accumulates in double whatever T is, so that it serves as the reference for the float kernel too.
+  std::vector<double> prob(static_cast<size_t>(nk));
+  std::vector<double> o(static_cast<size_t>(d));
+  for (int64_t i = 0; i < nq; ++i) {
+    for (int64_t h = 0; h < n_heads; ++h) {
+      const int64_t kvh = h / group;
+      const T* qi = q + i * ldq + h * d;
+      double m = -std::numeric_limits<double>::infinity();
+      for (int64_t j = 0; j < nk; ++j) {
+        if (k_pos[j] > q_pos[i]) continue;
+        const T* kj = k + j * ldk + kvh * d;
+        double dot = 0.0;
+        for (int64_t c = 0; c < d; ++c) dot += double(qi[c]) * double(kj[c]);
+        prob[static_cast<size_t>(j)] = scale * dot;
+        m = std::max(m, scale * dot);
+      }
+      T* out_row = out + i * ldq + h * d;
+      if (m == -std::numeric_limits<double>::infinity()) {
+        std::fill(out_row, out_row + d, T(0));
+        lse[i * n_heads + h] = kNegInf<T>;
+        continue;
+      }
+      double l = 0.0;
+      std::fill(o.begin(), o.end(), 0.0);
+      for (int64_t j = 0; j < nk; ++j) {
+        if (k_pos[j] > q_pos[i]) continue;
+        const double pj = std::exp(prob[static_cast<size_t>(j)] - m);
+        l += pj;
+        const T* vj = v + j * ldk + kvh * d;
+        for (int64_t c = 0; c < d; ++c) o[static_cast<size_t>(c)] += pj * double(vj[c]);
+      }
+      for (int64_t c = 0; c < d; ++c) out_row[c] = static_cast<T>(o[static_cast<size_t>(c)] / l);
+      lse[i * n_heads + h] = static_cast<T>(m + std::log(l));
+    }
+  }
+}
+
+#define TSP_INSTANTIATE_ATTENTION(T)                                                                       \
+  template void attention_forward<T>(T*, T*, const T*, const T*, const T*, const int64_t*, const int64_t*, \
+                                     const AttentionShape&, double);                                       \
+  template void attention_forward<T>(T*, T*, const T*, const T*, const T*, const int64_t*, const int64_t*, \
+                                     const AttentionShape&, double, const AttentionBlocks&);               \
+  template void attention_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*,        \
+                                      const T*, const int64_t*, const int64_t*, const AttentionShape&,     \
+                                      double);                                                             \
+  template void attention_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*,        \
+                                      const T*, const int64_t*, const int64_t*, const AttentionShape&,     \
+                                      double, const AttentionBlocks&);                                     \
+  template void attention_forward_naive<T>(T*, T*, const T*, const T*, const T*, const int64_t*,           \
+                                           const int64_t*, const AttentionShape&, double);
+
+TSP_INSTANTIATE_ATTENTION(float)
+TSP_INSTANTIATE_ATTENTION(double)
+#undef TSP_INSTANTIATE_ATTENTION
+
+}  // namespace tsp::kernels

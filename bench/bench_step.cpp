@@ -32,11 +32,12 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 double sgemm_gflops(int n, int reps) {
   std::vector<float> a(size_t(n) * n, 0.5f), b(size_t(n) * n, 0.25f), c(size_t(n) * n, 0.f);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f,
+              c.data(), n);
   auto t0 = std::chrono::steady_clock::now();
   for (int r = 0; r < reps; ++r)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(),
-                n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f,
+                c.data(), n);
   return 2.0 * n * double(n) * n * reps / seconds_since(t0) / 1e9;
 }
 
@@ -47,10 +48,14 @@ int main(int argc, char** argv) {
   int64_t S = 4096, B = 1, steps = 3;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
-    if (k == "--preset") preset = argv[i + 1];
-    else if (k == "--seq-len") S = std::stoll(argv[i + 1]);
-    else if (k == "--batch") B = std::stoll(argv[i + 1]);
-    else if (k == "--steps") steps = std::stoll(argv[i + 1]);
+    if (k == "--preset")
+      preset = argv[i + 1];
+    else if (k == "--seq-len")
+      S = std::stoll(argv[i + 1]);
+    else if (k == "--batch")
+      B = std::stoll(argv[i + 1]);
+    else if (k == "--steps")
+      steps = std::stoll(argv[i + 1]);
     else {
       std::fprintf(stderr, "unknown option %s (allowed: --preset --seq-len --batch --steps)\n", k.c_str());
       return 2;
@@ -85,8 +90,8 @@ int main(int argc, char** argv) {
   const double matrix_params =
       double(L) * (2.0 * h * c.q_dim() + 2.0 * h * c.kv_dim() + 3.0 * h * c.intermediate_size) +
       double(c.vocab_size) * h;
-  const double flops = 6.0 * matrix_params * double(B * S) + 7.0 * double(S) * double(S) * double(c.q_dim()) *
-                                                                   double(L) * double(B);
+  const double flops = 6.0 * matrix_params * double(B * S) +
+                       7.0 * double(S) * double(S) * double(c.q_dim()) * double(L) * double(B);
   const double model_gflops = flops / sec / 1e9;
   std::printf("bench_step | preset %s | batch %lld x seq %lld | %lld timed steps\n", preset.c_str(),
               (long long)B, (long long)S, (long long)steps);
@@ -98,11 +103,13 @@ int main(int argc, char** argv) {
   const MemStats m = mem_stats();
   std::printf("peak memory per category (MiB):\n");
   for (int k = 0; k < kMemCategories; ++k)
-    std::printf("  %-14s %10.2f\n", std::string(mem_name(Mem(k))).c_str(), double(m.peak[size_t(k)]) / 1048576.0);
+    std::printf("  %-14s %10.2f\n", std::string(mem_name(Mem(k))).c_str(),
+                double(m.peak[size_t(k)]) / 1048576.0);
   std::printf("  %-14s %10.2f\n", "total", double(m.peak_total) / 1048576.0);
   std::printf("  %-14s %10.2f\n", "VmHWM", double(vm_hwm_bytes()) / 1048576.0);
   // Attention keeps O(S·d) per head: q, k, v, o and the log-sum-exp, never an S×S matrix.
-  const double attn_saved = double(L) * double(B * S) * double(2 * c.q_dim() + 2 * c.kv_dim() + c.num_attention_heads) * 4;
+  const double attn_saved =
+      double(L) * double(B * S) * double(2 * c.q_dim() + 2 * c.kv_dim() + c.num_attention_heads) * 4;
   std::printf("attention activations saved: %.2f MiB (S×S scores would be %.2f MiB per layer and head)\n",
               attn_saved / 1048576.0, double(S) * double(S) * 4 / 1048576.0);
   return 0;

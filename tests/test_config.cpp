@@ -109,10 +109,10 @@ TEST(Config, TinyPreset) {
 
 TEST(Config, SmallPreset) {
   const ModelConfig c = tsp::preset_config("small");
-  EXPECT_EQ(c.hidden_size, 256);
-  EXPECT_EQ(c.intermediate_size, 768);
-  EXPECT_EQ(c.num_hidden_layers, 4);
-  EXPECT_EQ(c.num_attention_heads, 8);
+  EXPECT_EQ(c.hidden_size, 128);
+  EXPECT_EQ(c.intermediate_size, 384);
+  EXPECT_EQ(c.num_hidden_layers, 2);
+  EXPECT_EQ(c.num_attention_heads, 4);
   EXPECT_EQ(c.num_key_value_heads, 4);
   EXPECT_EQ(c.head_dim, 32);
   EXPECT_EQ(c.vocab_size, 256);
@@ -164,10 +164,10 @@ TEST(Config, ToJsonUsesHuggingFaceFieldNames) {
   EXPECT_EQ(j.at("model_type"), "llama");
   EXPECT_EQ(j.at("hidden_act"), "silu");
   EXPECT_EQ(j.at("torch_dtype"), "float32");
-  EXPECT_EQ(j.at("hidden_size"), 256);
-  EXPECT_EQ(j.at("intermediate_size"), 768);
-  EXPECT_EQ(j.at("num_hidden_layers"), 4);
-  EXPECT_EQ(j.at("num_attention_heads"), 8);
+  EXPECT_EQ(j.at("hidden_size"), 128);
+  EXPECT_EQ(j.at("intermediate_size"), 384);
+  EXPECT_EQ(j.at("num_hidden_layers"), 2);
+  EXPECT_EQ(j.at("num_attention_heads"), 4);
   EXPECT_EQ(j.at("num_key_value_heads"), 4);
   EXPECT_EQ(j.at("head_dim"), 32);
   EXPECT_EQ(j.at("vocab_size"), 256);

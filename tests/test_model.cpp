@@ -106,14 +106,15 @@ TEST(ModelParams, InitialisationDoesNotDependOnSharding) {
                         full.value(b)[fv.offset + (v.row_begin + r) * fv.cols + v.col_begin + col])
                   << v.name << " D=" << D << " rank=" << rank;
           for (int64_t r = v.valid_rows; r < v.rows; ++r)  // vocabulary padding stays zero
-            for (int64_t col = 0; col < v.cols; ++col) ASSERT_EQ(part.value(b)[v.offset + r * v.cols + col], 0.0);
+            for (int64_t col = 0; col < v.cols; ++col)
+              ASSERT_EQ(part.value(b)[v.offset + r * v.cols + col], 0.0);
         }
     }
   }
 }
 
 TEST(ModelParams, ShardingRejectsSizesThatDoNotDivide) {
-  ModelConfig c = micro_config(false);  // 4 heads, 2 kv heads, intermediate 24
+  ModelConfig c = micro_config(false);                          // 4 heads, 2 kv heads, intermediate 24
   EXPECT_THROW(ShardSpec::folded(c, 4, 0, "tsp"), UsageError);  // kv heads 2 % 4
   c.num_key_value_heads = 4;
   c.intermediate_size = 30;

@@ -8,7 +8,9 @@ namespace {
 struct Four {
   int64_t a, b, c, d;
 };
-__attribute__((noinline)) int64_t last_two(Four s) { return s.c * 1000 + s.d; }
+__attribute__((noinline)) int64_t last_two(Four s) {
+  return s.c * 1000 + s.d;
+}
 }  // namespace
 
 TEST(Toolchain, AggregateWithTrailingZerosSurvives) {

@@ -8,7 +8,8 @@
 namespace tsp::cli {
 
 void add_check_command(CLI::App& root, std::vector<Command>& cmds) {
-  auto* app = root.add_subcommand("check", "compare a layout's forward+backward with the single-device model");
+  auto* app =
+      root.add_subcommand("check", "compare a layout's forward+backward with the single-device model");
   auto src = std::make_shared<ModelSource>();
   auto o = std::make_shared<CheckOptions>();
   auto json = std::make_shared<bool>(false);
@@ -34,7 +35,8 @@ void add_check_command(CLI::App& root, std::vector<Command>& cmds) {
                                     opts.strategy.c_str(), world.size(), opts.dtype.c_str(),
                                     (long long)opts.batch, (long long)opts.seq_len);
                         std::printf("max relative error: loss %.3e  logits %.3e  grads %.3e (worst: %s)\n",
-                                    e["loss"].get<double>(), e["logits"].get<double>(), e["grads"].get<double>(),
+                                    e["loss"].get<double>(), e["logits"].get<double>(),
+                                    e["grads"].get<double>(),
                                     r["worst_grad_tensor"].get<std::string>().c_str());
                         std::printf("tolerance %.0e: %s\n", r["tolerance"].get<double>(),
                                     r["pass"].get<bool>() ? "PASS" : "FAIL");

@@ -26,7 +26,8 @@ std::vector<std::vector<int32_t>> read_token_file(const std::string& path) {
     auto ids = parse_token_ids(line, fmt::format("{} line {}", path, lineno));
     if (!ids.empty()) seqs.push_back(std::move(ids));
   }
-  TSP_REQUIRE(!seqs.empty(), "--tokens file {} holds no sequence (one per line, whitespace-separated ids)", path);
+  TSP_REQUIRE(!seqs.empty(), "--tokens file {} holds no sequence (one per line, whitespace-separated ids)",
+              path);
   return seqs;
 }
 
@@ -92,7 +93,8 @@ void add_eval_command(CLI::App& root, std::vector<Command>& cmds) {
   auto o = std::make_shared<EvalOptions>();
   app->add_option("--checkpoint", o->checkpoint, "checkpoint directory (config.json + model.safetensors)")
       ->required();
-  app->add_option("--tokens", o->tokens_file, "one sequence per line, whitespace-separated token ids")->required();
+  app->add_option("--tokens", o->tokens_file, "one sequence per line, whitespace-separated token ids")
+      ->required();
   app->add_option("--logits-out", o->logits_out, "write raw little-endian float32 logits [tokens x vocab]");
   app->add_option("--strategy", o->strategy, "parallel layout: single, tsp")->capture_default_str();
   app->add_flag("--json", o->json, "print one JSON document (fields loss, tokens)");

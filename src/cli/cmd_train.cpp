@@ -15,6 +15,11 @@ void add_train_command(CLI::App& root, std::vector<Command>& cmds) {
   app->add_option("--seq-len", o->seq_len, "tokens per sequence")->capture_default_str();
   app->add_option("--batch", o->batch, "sequences per step")->capture_default_str();
   app->add_option("--steps", o->steps, "optimizer steps")->capture_default_str();
+  app->add_option("--seq-len-warmup", o->seq_len_warmup,
+                  "grow the sequence length from --seq-len-start to --seq-len over this many steps (0: off)")
+      ->capture_default_str();
+  app->add_option("--seq-len-start", o->seq_len_start, "first sequence length of the warm-up")
+      ->capture_default_str();
   app->add_option("--lr", o->lr, "peak learning rate")->capture_default_str();
   app->add_option("--min-lr", o->min_lr, "final learning rate of the cosine schedule")->capture_default_str();
   app->add_option("--warmup", o->warmup, "linear warm-up steps")->capture_default_str();
@@ -23,7 +28,8 @@ void add_train_command(CLI::App& root, std::vector<Command>& cmds) {
   app->add_option("--seed", o->seed, "seed of the model init and the data stream")->capture_default_str();
   app->add_option("--data", o->data, "train on a text file (byte-level tokens) instead of the recall task");
   app->add_option("--recall-keys", o->recall.num_keys, "recall task: key vocabulary")->capture_default_str();
-  app->add_option("--recall-values", o->recall.num_values, "recall task: value vocabulary (chance = 1/values)")
+  app->add_option("--recall-values", o->recall.num_values,
+                  "recall task: value vocabulary (chance = 1/values)")
       ->capture_default_str();
   app->add_option("--recall-pairs", o->recall.pairs, "recall task: key-value pairs per sequence")
       ->capture_default_str();
@@ -33,6 +39,9 @@ void add_train_command(CLI::App& root, std::vector<Command>& cmds) {
   app->add_option("--save-every", o->save_every, "checkpoint every N steps (0: only at the end)");
   app->add_option("--resume", o->resume, "resume from a checkpoint directory (or a --checkpoint-dir)");
   app->add_option("--eval-batches", o->eval_batches, "held-out batches for the final recall accuracy")
+      ->capture_default_str();
+  app->add_option("--eval-seq-len", o->eval_seq_len,
+                  "sequence length of the held-out recall batches (0: --seq-len)")
       ->capture_default_str();
   app->add_flag("--keep-gathered-kv", o->keep_gathered_kv,
                 "tsp: keep the all-gathered K/V for the backward instead of re-gathering (costs memory)");

@@ -16,7 +16,8 @@ void add_model_options(CLI::App* app, ModelSource& src) {
   src.preset_opt = app->add_option("--preset", src.preset,
                                    "built-in model: " + fmt::format("{}", fmt::join(preset_names(), ", ")))
                        ->capture_default_str();
-  src.config_opt = app->add_option("--config", src.config_path, "model config.json (Hugging Face LlamaConfig)");
+  src.config_opt =
+      app->add_option("--config", src.config_path, "model config.json (Hugging Face LlamaConfig)");
   src.preset_opt->excludes(src.config_opt);
 }
 

@@ -45,7 +45,8 @@ int main(int argc, char** argv) {
   tsp::Communicator::init(&argc, &argv);
   tsp::Communicator world = tsp::Communicator::world();
 
-  CLI::App app{"tsp: folded tensor and sequence parallel (TSP) training and inference for Llama-style models"};
+  CLI::App app{
+      "tsp: folded tensor and sequence parallel (TSP) training and inference for Llama-style models"};
   app.require_subcommand(1);
   std::vector<tsp::cli::Command> cmds;
   tsp::cli::add_train_command(app, cmds);

@@ -32,13 +32,13 @@ namespace detail {
 
 }  // namespace tsp
 
-#define TSP_CHECK(cond, ...)                                                             \
-  do {                                                                                   \
+#define TSP_CHECK(cond, ...)                                                               \
+  do {                                                                                     \
     if (!(cond)) ::tsp::detail::throw_check(__FILE__, __LINE__, fmt::format(__VA_ARGS__)); \
   } while (0)
 
 // Validation of user input: the message must name the value and what is allowed.
-#define TSP_REQUIRE(cond, ...)                                  \
-  do {                                                          \
+#define TSP_REQUIRE(cond, ...)                                      \
+  do {                                                              \
     if (!(cond)) throw ::tsp::UsageError(fmt::format(__VA_ARGS__)); \
   } while (0)

@@ -17,12 +17,18 @@ MemStats g_stats;
 
 std::string_view mem_name(Mem c) {
   switch (c) {
-    case Mem::parameters: return "parameters";
-    case Mem::gradients: return "gradients";
-    case Mem::optimizer: return "optimizer";
-    case Mem::activations: return "activations";
-    case Mem::communication: return "communication";
-    case Mem::workspace: return "workspace";
+    case Mem::parameters:
+      return "parameters";
+    case Mem::gradients:
+      return "gradients";
+    case Mem::optimizer:
+      return "optimizer";
+    case Mem::activations:
+      return "activations";
+    case Mem::communication:
+      return "communication";
+    case Mem::workspace:
+      return "workspace";
   }
   return "?";
 }

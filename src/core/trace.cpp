@@ -29,7 +29,9 @@ void trace_enable(int pid) {
   g_pid = pid;
 }
 
-bool trace_enabled() { return g_on; }
+bool trace_enabled() {
+  return g_on;
+}
 
 double trace_now_us() {
   return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - g_epoch).count();

@@ -28,8 +28,8 @@ void InferenceSession::check_tokens(const std::vector<int32_t>& tokens) const {
               "a sequence of {} tokens (padded to {}) exceeds max_position_embeddings {}", tokens.size(),
               padded_len(int64_t(tokens.size())), c.max_position_embeddings);
   for (size_t i = 0; i < tokens.size(); ++i)
-    TSP_REQUIRE(tokens[i] >= 0 && tokens[i] < c.vocab_size, "token {} (at index {}) is outside the vocabulary [0, {})",
-                tokens[i], i, c.vocab_size);
+    TSP_REQUIRE(tokens[i] >= 0 && tokens[i] < c.vocab_size,
+                "token {} (at index {}) is outside the vocabulary [0, {})", tokens[i], i, c.vocab_size);
 }
 
 std::vector<float> InferenceSession::logits(const std::vector<int32_t>& tokens) {
@@ -52,16 +52,16 @@ std::pair<double, int64_t> InferenceSession::loss(const std::vector<int32_t>& to
   return {r.loss * double(r.targets), r.targets};
 }
 
-std::vector<int32_t> InferenceSession::generate(std::vector<int32_t> tokens, int64_t max_new, double temperature,
-                                                uint64_t seed) {
+std::vector<int32_t> InferenceSession::generate(std::vector<int32_t> tokens, int64_t max_new,
+                                                double temperature, uint64_t seed) {
   TSP_REQUIRE(max_new >= 0, "--max-new-tokens must be >= 0, got {}", max_new);
   TSP_REQUIRE(temperature >= 0, "--temperature must be >= 0, got {}", temperature);
   std::mt19937_64 rng(seed);
   const int64_t V = config().vocab_size;
   for (int64_t step = 0; step < max_new; ++step) {
     if (padded_len(int64_t(tokens.size()) + 1) > config().max_position_embeddings) break;
-    // The whole sequence is run again for each new token (no KV cache yet): the prefill-shaped pass is the one
-    // every layout implements, and it gives exactly the single-device answer.
+    // The whole sequence is run again for each new token (no KV cache yet): the prefill-shaped pass is the
+    // one every layout implements, and it gives exactly the single-device answer.
     std::vector<float> lg = logits(tokens);
     const float* last = lg.data() + (int64_t(tokens.size()) - 1) * V;
     int32_t next = 0;

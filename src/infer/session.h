@@ -27,7 +27,8 @@ class InferenceSession {
 
   // Appends up to max_new tokens: greedy at temperature 0, else sampling from softmax(logits / T) with a
   // generator seeded by `seed` (identical on every rank, since every rank sees the same logits).
-  std::vector<int32_t> generate(std::vector<int32_t> tokens, int64_t max_new, double temperature, uint64_t seed);
+  std::vector<int32_t> generate(std::vector<int32_t> tokens, int64_t max_new, double temperature,
+                                uint64_t seed);
 
  private:
   int64_t padded_len(int64_t n) const;

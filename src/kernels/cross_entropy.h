@@ -26,14 +26,15 @@ void online_lse_finish(T* lse, T* loss, const T* run_max, const T* run_sum, cons
                        const int32_t* targets, int64_t n, int32_t ignore_index);
 
 // Gradient of scale * sum_i loss_i w.r.t. a shard of logits [n, v] (columns [v_begin, v_begin + v)):
-//   dlogits[i, j] += scale * (exp(logits[i, j] - lse[i]) - [targets[i] == v_begin + j]), ignored rows skipped.
+//   dlogits[i, j] += scale * (exp(logits[i, j] - lse[i]) - [targets[i] == v_begin + j]), ignored rows
+//   skipped.
 template <class T>
 void cross_entropy_backward(T* dlogits, const T* logits, const T* lse, const int32_t* targets, int64_t n,
                             int64_t v_begin, int64_t v, int32_t ignore_index, T scale);
 
 // Convenience for whole-vocabulary logits: init + one fold + finish. argmax may be null.
 template <class T>
-void cross_entropy_forward(T* loss, T* lse, int32_t* argmax, const T* logits, const int32_t* targets, int64_t n,
-                           int64_t v, int32_t ignore_index);
+void cross_entropy_forward(T* loss, T* lse, int32_t* argmax, const T* logits, const int32_t* targets,
+                           int64_t n, int64_t v, int32_t ignore_index);
 
 }  // namespace tsp::kernels

@@ -14,7 +14,7 @@ void embedding_forward(T* out, const T* table, const int32_t* tokens, int64_t n,
 
 // dtable[tokens[i] - row_begin, :] += dout[i, :] for tokens inside the range.
 template <class T>
-void embedding_backward(T* dtable, const T* dout, const int32_t* tokens, int64_t n, int64_t h, int64_t row_begin,
-                        int64_t rows);
+void embedding_backward(T* dtable, const T* dout, const int32_t* tokens, int64_t n, int64_t h,
+                        int64_t row_begin, int64_t rows);
 
 }  // namespace tsp::kernels

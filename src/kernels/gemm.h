@@ -13,13 +13,16 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
 
 // y[n, out] = x[n, in] · w[out, in]^T   (accumulate: y += ...)
 template <class T>
-void linear_forward(T* y, const T* x, const T* w, int64_t n, int64_t in, int64_t out, bool accumulate = false);
+void linear_forward(T* y, const T* x, const T* w, int64_t n, int64_t in, int64_t out,
+                    bool accumulate = false);
 
 // dx[n, in] += dy[n, out] · w ;  dw[out, in] += dy^T · x.  Either output may be null (not wanted).
 template <class T>
 void linear_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, int64_t n, int64_t in, int64_t out);
 
 // FLOPs of one [m,k]x[k,n] product (2mnk), for throughput reports.
-inline double gemm_flops(int64_t m, int64_t n, int64_t k) { return 2.0 * double(m) * double(n) * double(k); }
+inline double gemm_flops(int64_t m, int64_t n, int64_t k) {
+  return 2.0 * double(m) * double(n) * double(k);
+}
 
 }  // namespace tsp::kernels

@@ -11,6 +11,7 @@ void rmsnorm_forward(T* out, T* rstd, const T* x, const T* w, int64_t n, int64_t
 
 // Accumulates: dx += d(loss)/dx, dw += d(loss)/dw (dw may be null).
 template <class T>
-void rmsnorm_backward(T* dx, T* dw, const T* dout, const T* x, const T* w, const T* rstd, int64_t n, int64_t h);
+void rmsnorm_backward(T* dx, T* dw, const T* dout, const T* x, const T* w, const T* rstd, int64_t n,
+                      int64_t h);
 
 }  // namespace tsp::kernels

@@ -26,8 +26,8 @@ constexpr DType storage_dtype() {
   return sizeof(T) == 4 ? DType::F32 : DType::F64;
 }
 
-// Assembles the full HF tensor of view `v` on rank 0 from every rank's block (rank 0 returns it; others send).
-// Replicated tensors are taken from rank 0 alone.
+// Assembles the full HF tensor of view `v` on rank 0 from every rank's block (rank 0 returns it; others
+// send). Replicated tensors are taken from rank 0 alone.
 template <class T>
 std::vector<T> gather_tensor(const TensorView& v, Placement placement, const T* local, Communicator* comm) {
   const int64_t full_rows = v.full_shape.size() == 1 ? 1 : v.full_shape[0];
@@ -37,7 +37,8 @@ std::vector<T> gather_tensor(const TensorView& v, Placement placement, const T* 
   auto place = [&](const int64_t* meta, const T* data) {
     // meta: row_begin, col_begin, valid_rows, cols
     for (int64_t r = 0; r < meta[2]; ++r)
-      std::copy(data + r * meta[3], data + (r + 1) * meta[3], full.data() + (meta[0] + r) * full_cols + meta[1]);
+      std::copy(data + r * meta[3], data + (r + 1) * meta[3],
+                full.data() + (meta[0] + r) * full_cols + meta[1]);
   };
   int64_t meta[4] = {v.row_begin, v.col_begin, v.valid_rows, v.cols};
   if (rank == 0) {
@@ -109,8 +110,8 @@ void read_tensors(const SafetensorsReader& r, const std::string& prefix, ModelPa
 }  // namespace
 
 template <class T>
-void save_checkpoint(const std::string& dir, ModelParams<T>& params, AdamW<T>* optimizer, const TrainState* state,
-                     Communicator* comm) {
+void save_checkpoint(const std::string& dir, ModelParams<T>& params, AdamW<T>* optimizer,
+                     const TrainState* state, Communicator* comm) {
   const bool writer = !comm || comm->rank() == 0;
   const fs::path final_dir(dir);
   const fs::path tmp_dir = final_dir.parent_path() / fmt::format(".{}.tmp", final_dir.filename().string());
@@ -121,8 +122,8 @@ void save_checkpoint(const std::string& dir, ModelParams<T>& params, AdamW<T>* o
     TSP_REQUIRE(!ec, "cannot create checkpoint directory {}: {}", tmp_dir.string(), ec.message());
     save_config(params.config(), (tmp_dir / "config.json").string());
   }
-  write_tensors<T>((tmp_dir / kModelFile).string(), params, {{"", [&](int b) { return params.value(b).data(); }}},
-                   comm);
+  write_tensors<T>((tmp_dir / kModelFile).string(), params,
+                   {{"", [&](int b) { return params.value(b).data(); }}}, comm);
   if (optimizer)
     write_tensors<T>((tmp_dir / kOptimizerFile).string(), params,
                      {{"exp_avg.", [&](int b) { return optimizer->m(b).data(); }},
@@ -147,7 +148,8 @@ void save_checkpoint(const std::string& dir, ModelParams<T>& params, AdamW<T>* o
 }
 
 template <class T>
-void load_checkpoint(const std::string& dir_in, ModelParams<T>& params, AdamW<T>* optimizer, TrainState* state) {
+void load_checkpoint(const std::string& dir_in, ModelParams<T>& params, AdamW<T>* optimizer,
+                     TrainState* state) {
   const fs::path dir(resolve_checkpoint_dir(dir_in));
   ModelConfig c = load_config((dir / "config.json").string());
   const ModelConfig& m = params.config();
@@ -192,11 +194,12 @@ std::string resolve_checkpoint_dir(const std::string& dir) {
   std::ifstream f(d / "latest");
   std::string name;
   if (f && (f >> name)) return (d / name).string();
-  throw UsageError(fmt::format("{} is not a checkpoint: it has neither config.json nor a 'latest' file", dir));
+  throw UsageError(
+      fmt::format("{} is not a checkpoint: it has neither config.json nor a 'latest' file", dir));
 }
 
-template void save_checkpoint<float>(const std::string&, ModelParams<float>&, AdamW<float>*, const TrainState*,
-                                     Communicator*);
+template void save_checkpoint<float>(const std::string&, ModelParams<float>&, AdamW<float>*,
+                                     const TrainState*, Communicator*);
 template void save_checkpoint<double>(const std::string&, ModelParams<double>&, AdamW<double>*,
                                       const TrainState*, Communicator*);
 template void load_checkpoint<float>(const std::string&, ModelParams<float>&, AdamW<float>*, TrainState*);

@@ -1,8 +1,8 @@
-// Checkpoints in the Hugging Face layout: a directory with config.json and model.safetensors (HF tensor names),
-// loadable by transformers' LlamaForCausalLM. Training checkpoints add optimizer.safetensors (AdamW moments
-// under "exp_avg.<name>" / "exp_avg_sq.<name>", full-size like the weights) and trainer_state.json (step, data
-// position, seed), so a run resumes exactly. Tensors are always stored whole (unsharded), so a checkpoint
-// written by any layout at any rank count loads into any other.
+// Checkpoints in the Hugging Face layout: a directory with config.json and model.safetensors (HF tensor
+// names), loadable by transformers' LlamaForCausalLM. Training checkpoints add optimizer.safetensors (AdamW
+// moments under "exp_avg.<name>" / "exp_avg_sq.<name>", full-size like the weights) and trainer_state.json
+// (step, data position, seed), so a run resumes exactly. Tensors are always stored whole (unsharded), so a
+// checkpoint written by any layout at any rank count loads into any other.
 //
 // Saving is collective over the strategy's communicator: every rank sends its shards to rank 0, which writes.
 // The directory is written under a temporary name and renamed into place, so a checkpoint directory either
@@ -25,8 +25,8 @@ struct TrainState {
 };
 
 template <class T>
-void save_checkpoint(const std::string& dir, ModelParams<T>& params, AdamW<T>* optimizer, const TrainState* state,
-                     Communicator* comm);
+void save_checkpoint(const std::string& dir, ModelParams<T>& params, AdamW<T>* optimizer,
+                     const TrainState* state, Communicator* comm);
 
 // Loads the weights (and, when optimizer/state are given, the training state: a checkpoint without them is
 // an error naming the missing file). Errors name the file, the tensor and the problem.

@@ -18,14 +18,14 @@ ShardSpec ShardSpec::full(const ModelConfig& c) {
 
 ShardSpec ShardSpec::folded(const ModelConfig& c, int D, int p, const std::string& strategy) {
   TSP_REQUIRE(c.num_attention_heads % D == 0,
-              "--strategy {} on {} ranks needs num_attention_heads divisible by {}, but it is {}", strategy, D, D,
-              c.num_attention_heads);
+              "--strategy {} on {} ranks needs num_attention_heads divisible by {}, but it is {}", strategy,
+              D, D, c.num_attention_heads);
   TSP_REQUIRE(c.num_key_value_heads % D == 0,
-              "--strategy {} on {} ranks needs num_key_value_heads divisible by {}, but it is {}", strategy, D, D,
-              c.num_key_value_heads);
+              "--strategy {} on {} ranks needs num_key_value_heads divisible by {}, but it is {}", strategy,
+              D, D, c.num_key_value_heads);
   TSP_REQUIRE(c.intermediate_size % D == 0,
-              "--strategy {} on {} ranks needs intermediate_size divisible by {}, but it is {}", strategy, D, D,
-              c.intermediate_size);
+              "--strategy {} on {} ranks needs intermediate_size divisible by {}, but it is {}", strategy, D,
+              D, c.intermediate_size);
   ShardSpec s;
   s.q_heads = shard_range(c.num_attention_heads, D, p);
   s.kv_heads = shard_range(c.num_key_value_heads, D, p);
@@ -36,7 +36,8 @@ ShardSpec ShardSpec::folded(const ModelConfig& c, int D, int p, const std::strin
 }
 
 template <class T>
-ModelParams<T>::ModelParams(const ModelConfig& c, const ShardSpec& spec, bool with_grads) : cfg_(c), spec_(spec) {
+ModelParams<T>::ModelParams(const ModelConfig& c, const ShardSpec& spec, bool with_grads)
+    : cfg_(c), spec_(spec) {
   const int64_t h = c.hidden_size, d = c.head_dim, L = c.num_hidden_layers;
   const int64_t qd = spec.q_heads.size * d, kd = spec.kv_heads.size * d, I = spec.intermediate.size;
   attn_off_ = {0, qd * h, qd * h + kd * h, qd * h + 2 * kd * h};
@@ -70,8 +71,8 @@ ModelParams<T>::ModelParams(const ModelConfig& c, const ShardSpec& spec, bool wi
     blocks_.push_back(std::move(mlp));
   }
   {
-    const int64_t vs = spec.vocab.size, valid = std::max<int64_t>(0, std::min(c.vocab_size, spec.vocab.end()) -
-                                                                         spec.vocab.begin);
+    const int64_t vs = spec.vocab.size,
+                  valid = std::max<int64_t>(0, std::min(c.vocab_size, spec.vocab.end()) - spec.vocab.begin);
     ParamBlock vocab{"vocab", Placement::sharded, {}, (c.tie_word_embeddings ? 1 : 2) * vs * h};
     TensorView e{"model.embed_tokens.weight", 0, vs, h, {c.vocab_size, h}, spec.vocab.begin, 0, valid};
     vocab.views.push_back(e);
@@ -104,7 +105,7 @@ LayerWeights<T> ModelParams<T>::layer(int l) {
   T* m = values_[mlp_block(l)].data();
   T* n = values_[norm_block()].data();
   const int64_t h = cfg_.hidden_size;
-  return {n + 2 * l * h,       a + attn_off_.q,    a + attn_off_.k,  a + attn_off_.v,   a + attn_off_.o,
+  return {n + 2 * l * h,       a + attn_off_.q,   a + attn_off_.k, a + attn_off_.v,  a + attn_off_.o,
           n + (2 * l + 1) * h, m + mlp_off_.gate, m + mlp_off_.up, m + mlp_off_.down};
 }
 
@@ -114,7 +115,7 @@ LayerWeights<T> ModelParams<T>::layer_grad(int l) {
   T* m = grads_[mlp_block(l)].data();
   T* n = grads_[norm_block()].data();
   const int64_t h = cfg_.hidden_size;
-  return {n + 2 * l * h,       a + attn_off_.q,    a + attn_off_.k,  a + attn_off_.v,   a + attn_off_.o,
+  return {n + 2 * l * h,       a + attn_off_.q,   a + attn_off_.k, a + attn_off_.v,  a + attn_off_.o,
           n + (2 * l + 1) * h, m + mlp_off_.gate, m + mlp_off_.up, m + mlp_off_.down};
 }
 

@@ -36,12 +36,12 @@ enum class Placement { sharded, replicated };
 
 // A local block of one HF tensor inside a parameter block.
 struct TensorView {
-  std::string name;                  // HF tensor name, e.g. model.layers.0.self_attn.q_proj.weight
-  int64_t offset = 0;                // element offset inside the block
-  int64_t rows = 0, cols = 0;        // local block, row-major and contiguous
-  std::vector<int64_t> full_shape;   // the HF tensor's shape (1-D for norms)
+  std::string name;                 // HF tensor name, e.g. model.layers.0.self_attn.q_proj.weight
+  int64_t offset = 0;               // element offset inside the block
+  int64_t rows = 0, cols = 0;       // local block, row-major and contiguous
+  std::vector<int64_t> full_shape;  // the HF tensor's shape (1-D for norms)
   int64_t row_begin = 0, col_begin = 0;
-  int64_t valid_rows = 0;            // rows present in the HF tensor (< rows only for vocabulary padding)
+  int64_t valid_rows = 0;  // rows present in the HF tensor (< rows only for vocabulary padding)
   int64_t numel() const { return rows * cols; }
 };
 
@@ -88,7 +88,9 @@ class ModelParams {
   const AttnOffsets& attn_offsets() const { return attn_off_; }
   const MlpOffsets& mlp_offsets() const { return mlp_off_; }
   int64_t embed_offset() const { return 0; }
-  int64_t lm_head_offset() const { return cfg_.tie_word_embeddings ? 0 : spec_.vocab.size * cfg_.hidden_size; }
+  int64_t lm_head_offset() const {
+    return cfg_.tie_word_embeddings ? 0 : spec_.vocab.size * cfg_.hidden_size;
+  }
 
   LayerWeights<T> layer(int l);
   LayerWeights<T> layer_grad(int l);

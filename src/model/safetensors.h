@@ -27,8 +27,8 @@ struct TensorInfo {
 
 class SafetensorsReader {
  public:
-  // Opens and validates the header: known dtypes, offsets inside the file, sizes matching shapes, no overlaps.
-  // Errors name the file, the tensor and the problem.
+  // Opens and validates the header: known dtypes, offsets inside the file, sizes matching shapes, no
+  // overlaps. Errors name the file, the tensor and the problem.
   explicit SafetensorsReader(const std::string& path);
   ~SafetensorsReader();
   SafetensorsReader(const SafetensorsReader&) = delete;

@@ -54,6 +54,10 @@ void Transformer<T>::take_local(const int32_t* full, std::vector<int32_t>& local
 template <class T>
 void Transformer<T>::embed_and_layers(const int32_t* tokens) {
   const ModelConfig& c = p_.config();
+  // Every rank holds the whole batch, so a bad id is found on every rank (a usage error, not a hang).
+  for (int64_t i = 0; i < batch_ * seq_len_; ++i)
+    TSP_REQUIRE(tokens[i] >= 0 && tokens[i] < c.vocab_size,
+                "token id {} (at index {}) is outside the vocabulary [0, {})", tokens[i], i, c.vocab_size);
   const int64_t h = c.hidden_size, L = c.num_hidden_layers, nh = n_ * h;
   take_local(tokens, tokens_);
   {
@@ -125,13 +129,13 @@ void Transformer<T>::backward() {
     rmsnorm_forward(u_.data(), rstd_mid_[l].data(), x_mid_[l].data(), w.mlp_norm, n_, h, c.rms_norm_eps);
     du_.zero();
     s_.mlp_backward(p_, int(l), u_.data(), dx_.data(), du_.data());
-    rmsnorm_backward(dx_.data(), g.mlp_norm, du_.data(), x_mid_[l].data(), w.mlp_norm, rstd_mid_[l].data(), n_,
-                     h);
+    rmsnorm_backward(dx_.data(), g.mlp_norm, du_.data(), x_mid_[l].data(), w.mlp_norm, rstd_mid_[l].data(),
+                     n_, h);
     rmsnorm_forward(u_.data(), rstd_in_[l].data(), x_in_[l].data(), w.attn_norm, n_, h, c.rms_norm_eps);
     du_.zero();
     s_.attention_backward(p_, int(l), u_.data(), dx_.data(), du_.data());
-    rmsnorm_backward(dx_.data(), g.attn_norm, du_.data(), x_in_[l].data(), w.attn_norm, rstd_in_[l].data(), n_,
-                     h);
+    rmsnorm_backward(dx_.data(), g.attn_norm, du_.data(), x_in_[l].data(), w.attn_norm, rstd_in_[l].data(),
+                     n_, h);
   }
   {
     TraceSpan span("embed.bwd", "compute");

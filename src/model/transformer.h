@@ -16,9 +16,9 @@
 namespace tsp {
 
 struct StepResult {
-  double loss = 0;          // mean next-token loss over every target of the batch (all ranks)
-  int64_t targets = 0;      // number of targets (not ignore_index) in the batch
-  int64_t correct = 0;      // targets whose argmax prediction is right (when requested)
+  double loss = 0;      // mean next-token loss over every target of the batch (all ranks)
+  int64_t targets = 0;  // number of targets (not ignore_index) in the batch
+  int64_t correct = 0;  // targets whose argmax prediction is right (when requested)
 };
 
 template <class T>

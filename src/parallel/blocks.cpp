@@ -36,8 +36,8 @@ void attention_batched_forward(T* o, T* lse, const T* q, const T* k, const T* v,
   const double scale = 1.0 / std::sqrt(double(a.head_dim));
   const int64_t qs = a.nq * a.n_heads * a.head_dim, ks = a.nk * a.n_kv_heads * a.head_dim;
   for (int64_t b = 0; b < batch; ++b)
-    attention_forward(o + b * qs, lse + b * a.nq * a.n_heads, q + b * qs, k + b * ks, v + b * ks, q_pos, k_pos,
-                      a, scale);
+    attention_forward(o + b * qs, lse + b * a.nq * a.n_heads, q + b * qs, k + b * ks, v + b * ks, q_pos,
+                      k_pos, a, scale);
 }
 
 template <class T>
@@ -47,8 +47,8 @@ void attention_batched_backward(T* dq, T* dk, T* dv, const T* d_o, const T* q, c
   const double scale = 1.0 / std::sqrt(double(a.head_dim));
   const int64_t qs = a.nq * a.n_heads * a.head_dim, ks = a.nk * a.n_kv_heads * a.head_dim;
   for (int64_t b = 0; b < batch; ++b)
-    attention_backward(dq + b * qs, dk + b * ks, dv + b * ks, d_o + b * qs, q + b * qs, k + b * ks, v + b * ks,
-                       o + b * qs, lse + b * a.nq * a.n_heads, q_pos, k_pos, a, scale);
+    attention_backward(dq + b * qs, dk + b * ks, dv + b * ks, d_o + b * qs, q + b * qs, k + b * ks,
+                       v + b * ks, o + b * qs, lse + b * a.nq * a.n_heads, q_pos, k_pos, a, scale);
 }
 
 template <class T>
@@ -62,8 +62,8 @@ void mlp_shard_forward(T* y, T* g, T* up, T* act, const T* u, const T* w_gate, c
 
 template <class T>
 void mlp_shard_backward(T* du, T* dw_gate, T* dw_up, T* dw_down, const T* dy, const T* u, const T* w_gate,
-                        const T* w_up, const T* w_down, const T* g, const T* up, T* act, T* d_act, T* dg, T* dup,
-                        int64_t n, int64_t h, int64_t i) {
+                        const T* w_up, const T* w_down, const T* g, const T* up, T* act, T* d_act, T* dg,
+                        T* dup, int64_t n, int64_t h, int64_t i) {
   const int64_t ni = n * i;
   swiglu_forward(act, g, up, ni);
   for (int64_t j = 0; j < ni; ++j) d_act[j] = dg[j] = dup[j] = T(0);
@@ -73,7 +73,7 @@ void mlp_shard_backward(T* du, T* dw_gate, T* dw_up, T* dw_down, const T* dy, co
   linear_backward(du, dw_up, dup, u, w_up, n, h, i);
 }
 
-#define TSP_INSTANTIATE(T)                                                                                    \
+#define TSP_INSTANTIATE(T)                                                                                  \
   template void qkv_forward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const int64_t*,          \
                                const AttnShardShape&, double);                                              \
   template void qkv_backward<T>(T*, T*, T*, T*, T*, T*, const T*, const T*, const T*, const T*, const T*,   \
@@ -83,8 +83,8 @@ void mlp_shard_backward(T* du, T* dw_gate, T* dw_up, T* dw_down, const T* dy, co
   template void attention_batched_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, \
                                               const T*, const int64_t*, const int64_t*, int64_t,            \
                                               const AttentionShape&);                                       \
-  template void mlp_shard_forward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, int64_t, int64_t, \
-                                     int64_t, bool);                                                        \
+  template void mlp_shard_forward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, int64_t,       \
+                                     int64_t, int64_t, bool);                                               \
   template void mlp_shard_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, const T*,     \
                                       const T*, const T*, T*, T*, T*, T*, int64_t, int64_t, int64_t);
 TSP_INSTANTIATE(float)
@@ -108,7 +108,8 @@ void head_shard_fold(const OnlineLse<T>& st, T* logits, const T* u, const T* w, 
 
 template <class T>
 void head_shard_backward(T* du, T* dw, T* logits, T* dlogits, const T* u, const T* w, const T* lse,
-                         const int32_t* targets, int64_t n, int64_t h, int64_t v_begin, int64_t v_valid, T scale) {
+                         const int32_t* targets, int64_t n, int64_t h, int64_t v_begin, int64_t v_valid,
+                         T scale) {
   if (v_valid <= 0) return;
   kernels::linear_forward(logits, u, w, n, h, v_valid);
   for (int64_t j = 0; j < n * v_valid; ++j) dlogits[j] = T(0);
@@ -117,12 +118,13 @@ void head_shard_backward(T* du, T* dw, T* logits, T* dlogits, const T* u, const 
   kernels::linear_backward(du, dw, dlogits, u, w, n, h, v_valid);
 }
 
-template void head_shard_fold<float>(const OnlineLse<float>&, float*, const float*, const float*, const int32_t*,
-                                     int64_t, int64_t, int64_t, int64_t);
+template void head_shard_fold<float>(const OnlineLse<float>&, float*, const float*, const float*,
+                                     const int32_t*, int64_t, int64_t, int64_t, int64_t);
 template void head_shard_fold<double>(const OnlineLse<double>&, double*, const double*, const double*,
                                       const int32_t*, int64_t, int64_t, int64_t, int64_t);
-template void head_shard_backward<float>(float*, float*, float*, float*, const float*, const float*, const float*,
-                                         const int32_t*, int64_t, int64_t, int64_t, int64_t, float);
+template void head_shard_backward<float>(float*, float*, float*, float*, const float*, const float*,
+                                         const float*, const int32_t*, int64_t, int64_t, int64_t, int64_t,
+                                         float);
 template void head_shard_backward<double>(double*, double*, double*, double*, const double*, const double*,
                                           const double*, const int32_t*, int64_t, int64_t, int64_t, int64_t,
                                           double);

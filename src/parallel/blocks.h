@@ -50,8 +50,8 @@ void mlp_shard_forward(T* y, T* g, T* up, T* act, const T* u, const T* w_gate, c
 // three weight gradients. act, d_act, dg, dup: scratch [n, i].
 template <class T>
 void mlp_shard_backward(T* du, T* dw_gate, T* dw_up, T* dw_down, const T* dy, const T* u, const T* w_gate,
-                        const T* w_up, const T* w_down, const T* g, const T* up, T* act, T* d_act, T* dg, T* dup,
-                        int64_t n, int64_t h, int64_t i);
+                        const T* w_up, const T* w_down, const T* g, const T* up, T* act, T* d_act, T* dg,
+                        T* dup, int64_t n, int64_t h, int64_t i);
 
 }  // namespace tsp
 
@@ -74,6 +74,7 @@ void head_shard_fold(const OnlineLse<T>& st, T* logits, const T* u, const T* w, 
 // dlogits = scale * (softmax - onehot) using the final lse.
 template <class T>
 void head_shard_backward(T* du, T* dw, T* logits, T* dlogits, const T* u, const T* w, const T* lse,
-                         const int32_t* targets, int64_t n, int64_t h, int64_t v_begin, int64_t v_valid, T scale);
+                         const int32_t* targets, int64_t n, int64_t h, int64_t v_begin, int64_t v_valid,
+                         T scale);
 
 }  // namespace tsp

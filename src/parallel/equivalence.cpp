@@ -21,7 +21,9 @@ double check_tolerance(const std::string& dtype) {
 
 namespace {
 
-double rel_err(double diff2, double ref2) { return ref2 > 0 ? std::sqrt(diff2 / ref2) : std::sqrt(diff2); }
+double rel_err(double diff2, double ref2) {
+  return ref2 > 0 ? std::sqrt(diff2 / ref2) : std::sqrt(diff2);
+}
 
 template <class T>
 nlohmann::json check_impl(const CheckOptions& o, Communicator& world) {
@@ -40,8 +42,8 @@ nlohmann::json check_impl(const CheckOptions& o, Communicator& world) {
   for (auto& t : tokens) t = tok(rng);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t i = 0; i < S; ++i)
-      targets[size_t(b * S + i)] = (i + 1 < S && rng() % 10 != 0) ? tokens[size_t(b * S + i + 1)]
-                                                                   : kernels::kIgnoreIndex;
+      targets[size_t(b * S + i)] =
+          (i + 1 < S && rng() % 10 != 0) ? tokens[size_t(b * S + i + 1)] : kernels::kIgnoreIndex;
 
   ModelParams<T> ref(c, ShardSpec::full(c));
   ref.init(o.seed);
@@ -59,7 +61,8 @@ nlohmann::json check_impl(const CheckOptions& o, Communicator& world) {
   par.zero_grads();
   const double loss = model.forward(tokens.data(), targets.data(), B, S).loss;
   model.backward();
-  nlohmann::json comm = strategy->comm() ? comm_stats_json(strategy->comm()->stats()) : nlohmann::json::object();
+  nlohmann::json comm =
+      strategy->comm() ? comm_stats_json(strategy->comm()->stats()) : nlohmann::json::object();
   std::vector<T> logits = model.logits(tokens.data(), B, S);
 
   double ld = 0, lr = 0;
@@ -123,8 +126,9 @@ nlohmann::json check_impl(const CheckOptions& o, Communicator& world) {
           {"worst_grad_tensor", worst_name},
           {"tolerance", tol},
           {"pass", pass},
-          {"comm", {{"forward", comm.value("forward", nlohmann::json::object())},
-                    {"backward", comm.value("backward", nlohmann::json::object())}}}};
+          {"comm",
+           {{"forward", comm.value("forward", nlohmann::json::object())},
+            {"backward", comm.value("backward", nlohmann::json::object())}}}};
 }
 
 }  // namespace

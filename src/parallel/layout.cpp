@@ -5,8 +5,8 @@
 namespace tsp {
 
 Range shard_range(int64_t n, int D, int p) {
-  TSP_CHECK(D > 0 && p >= 0 && p < D && n % D == 0, "shard_range: {} does not split into {} parts (part {})", n,
-            D, p);
+  TSP_CHECK(D > 0 && p >= 0 && p < D && n % D == 0, "shard_range: {} does not split into {} parts (part {})",
+            n, D, p);
   return {p * (n / D), n / D};
 }
 
@@ -25,12 +25,14 @@ void require_zigzag_divisible(int64_t seq_len, int D, const std::string& strateg
   if (seq_len > 0 && seq_len % m == 0) return;
   int64_t below = seq_len / m * m, above = below + m;
   if (below <= 0)
-    throw UsageError(fmt::format("--seq-len {} does not work with --strategy {} on {} ranks: the zigzag layout cuts "
-                                 "each sequence into 2*{} = {} equal chunks; the smallest valid length is {}",
-                                 seq_len, strategy, D, D, m, m));
-  throw UsageError(fmt::format("--seq-len {} does not work with --strategy {} on {} ranks: the zigzag layout cuts "
-                               "each sequence into 2*{} = {} equal chunks; nearest valid lengths: {} or {}",
-                               seq_len, strategy, D, D, m, below, above));
+    throw UsageError(
+        fmt::format("--seq-len {} does not work with --strategy {} on {} ranks: the zigzag layout cuts "
+                    "each sequence into 2*{} = {} equal chunks; the smallest valid length is {}",
+                    seq_len, strategy, D, D, m, m));
+  throw UsageError(
+      fmt::format("--seq-len {} does not work with --strategy {} on {} ranks: the zigzag layout cuts "
+                  "each sequence into 2*{} = {} equal chunks; nearest valid lengths: {} or {}",
+                  seq_len, strategy, D, D, m, below, above));
 }
 
 }  // namespace tsp

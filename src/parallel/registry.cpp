@@ -6,16 +6,19 @@
 
 namespace tsp {
 
-std::vector<std::string> strategy_names() { return {"single", "tsp"}; }
+std::vector<std::string> strategy_names() {
+  return {"single", "tsp"};
+}
 
 template <class T>
 std::unique_ptr<Strategy<T>> make_strategy(const std::string& name, Communicator& comm,
                                            const StrategyOptions& opts) {
   if (name == "single") {
-    TSP_REQUIRE(comm.size() == 1,
-                "--strategy single runs on exactly 1 rank, but this job has {} (use --strategy tsp to spread one "
-                "model over several ranks)",
-                comm.size());
+    TSP_REQUIRE(
+        comm.size() == 1,
+        "--strategy single runs on exactly 1 rank, but this job has {} (use --strategy tsp to spread one "
+        "model over several ranks)",
+        comm.size());
     return std::make_unique<SingleStrategy<T>>();
   }
   if (name == "tsp") {
@@ -23,7 +26,8 @@ std::unique_ptr<Strategy<T>> make_strategy(const std::string& name, Communicator
     t.keep_gathered_kv = opts.keep_gathered_kv;
     return std::make_unique<TspStrategy<T>>(comm, t);
   }
-  throw UsageError(fmt::format("unknown --strategy '{}' (allowed: {})", name, fmt::join(strategy_names(), ", ")));
+  throw UsageError(
+      fmt::format("unknown --strategy '{}' (allowed: {})", name, fmt::join(strategy_names(), ", ")));
 }
 
 template std::unique_ptr<Strategy<float>> make_strategy<float>(const std::string&, Communicator&,

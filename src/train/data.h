@@ -49,16 +49,16 @@ class TextData : public DataSource {
 };
 
 // Long-context associative recall. Each sequence scatters `pairs` key→value facts (distinct keys, random
-// values) through filler tokens, then ends with queries: a query marker and a key seen earlier, whose target is
-// that key's value. Only the value after each queried key is a target, so the loss and the accuracy measure
-// recall alone; with seq_len in the thousands, most answers sit thousands of tokens back, so a layout that
-// cannot attend across the whole context cannot solve it. Chance accuracy is 1 / num_values.
+// values) through filler tokens, then ends with queries: a query marker and a key seen earlier, whose target
+// is that key's value. Only the value after each queried key is a target, so the loss and the accuracy
+// measure recall alone; with seq_len in the thousands, most answers sit thousands of tokens back, so a layout
+// that cannot attend across the whole context cannot solve it. Chance accuracy is 1 / num_values.
 //
-// Each fact is ONE token, pair(k, v): a single attention lookup by content (the query's key against the facts'
-// keys) answers a query. Two-token "k v" facts would also require an induction head (a previous-token head
-// composed with a content lookup), which small models take tens of millions of tokens to form — far beyond
-// what the CPU demo and tests can train on — while the fused form still tests exactly the long-range attention
-// that distinguishes a correct layout.
+// Each fact is ONE token, pair(k, v): a single attention lookup by content (the query's key against the
+// facts' keys) answers a query. Two-token "k v" facts would also require an induction head (a previous-token
+// head composed with a content lookup), which small models take tens of millions of tokens to form — far
+// beyond what the CPU demo and tests can train on — while the fused form still tests exactly the long-range
+// attention that distinguishes a correct layout.
 //
 // Token map (K = num_keys, V = num_values, F = kFillerTokens; the default spec needs 16 + 10 + 2 + 160 + 64 =
 // 252 tokens, inside the byte-level vocabulary of 256):
@@ -82,7 +82,7 @@ struct RecallSpec {
 
 class RecallTask : public DataSource {
  public:
-  static constexpr int64_t kFillerTokens = 64;
+  static constexpr int64_t kFillerTokens = 1;
   // Shortest seq_len for a spec: the facts, as much filler as facts, the separator and the queries.
   static int64_t min_seq_len(const RecallSpec& spec);
 

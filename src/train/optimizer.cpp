@@ -35,8 +35,8 @@ double AdamW<T>::step(Strategy<T>& s, double lr, double max_grad_norm) {
     Buffer<T>& g = p_.grad(b);
     if (clip < 1.0) kernels::scale_inplace(g.data(), g.size(), clip);
     const double wd = p_.blocks()[size_t(b)].placement == Placement::sharded ? hp_.weight_decay : 0.0;
-    kernels::adamw_update(p_.value(b).data(), g.data(), m_[size_t(b)].data(), v_[size_t(b)].data(), g.size(), t_,
-                          lr, wd, hp_);
+    kernels::adamw_update(p_.value(b).data(), g.data(), m_[size_t(b)].data(), v_[size_t(b)].data(), g.size(),
+                          t_, lr, wd, hp_);
   }
   return norm;
 }

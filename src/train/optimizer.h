@@ -19,7 +19,8 @@ class AdamW {
   // replicated blocks counted once).
   double grad_norm(Strategy<T>& s);
   // Clips the gradients to max_grad_norm (<= 0: no clipping) and applies one AdamW update at `lr`.
-  // Weight decay applies to the matrices (sharded blocks), not to the norm weights. Returns the pre-clip norm.
+  // Weight decay applies to the matrices (sharded blocks), not to the norm weights. Returns the pre-clip
+  // norm.
   double step(Strategy<T>& s, double lr, double max_grad_norm);
 
   int64_t t() const { return t_; }

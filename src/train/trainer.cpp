@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -22,7 +24,9 @@ namespace tsp {
 
 namespace {
 
-double mib(int64_t bytes) { return double(bytes) / (1024.0 * 1024.0); }
+double mib(int64_t bytes) {
+  return double(bytes) / (1024.0 * 1024.0);
+}
 
 // Writes `name` into dir/latest atomically, so a reader never sees a partial name.
 void write_latest(const std::string& dir, const std::string& name) {
@@ -72,24 +76,26 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   ModelConfig c = o.model;
   c.validate();
   TSP_REQUIRE(o.steps > 0, "--steps must be positive, got {}", o.steps);
-  TSP_REQUIRE(o.lr > 0 && o.min_lr >= 0 && o.min_lr <= o.lr, "need 0 <= --min-lr <= --lr and --lr > 0 (got {} and {})",
-              o.min_lr, o.lr);
+  TSP_REQUIRE(o.lr > 0 && o.min_lr >= 0 && o.min_lr <= o.lr,
+              "need 0 <= --min-lr <= --lr and --lr > 0 (got {} and {})", o.min_lr, o.lr);
   if (!o.trace.empty()) trace_enable(world.rank());
 
   std::unique_ptr<DataSource> data;
   RecallTask* recall = nullptr;
   if (o.data.empty()) {
-    TSP_REQUIRE(o.seq_len >= RecallTask::min_seq_len(o.recall),
-                "--seq-len {} is too short for the recall task with {} pairs and {} queries: the minimum is {}",
-                o.seq_len, o.recall.pairs, o.recall.queries, RecallTask::min_seq_len(o.recall));
+    TSP_REQUIRE(
+        o.seq_len >= RecallTask::min_seq_len(o.recall),
+        "--seq-len {} is too short for the recall task with {} pairs and {} queries: the minimum is {}",
+        o.seq_len, o.recall.pairs, o.recall.queries, RecallTask::min_seq_len(o.recall));
     auto r = std::make_unique<RecallTask>(o.seed + 1, o.recall);
     recall = r.get();
     data = std::move(r);
   } else {
     data = std::make_unique<TextData>(o.data, o.seed + 1);
   }
-  TSP_REQUIRE(c.vocab_size >= data->vocab_needed(), "the data ({}) needs vocab_size >= {}, but the model has {}",
-              data->describe(), data->vocab_needed(), c.vocab_size);
+  TSP_REQUIRE(c.vocab_size >= data->vocab_needed(),
+              "the data ({}) needs vocab_size >= {}, but the model has {}", data->describe(),
+              data->vocab_needed(), c.vocab_size);
 
   StrategyOptions sopts;
   sopts.keep_gathered_kv = o.keep_gathered_kv;
@@ -107,20 +113,45 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   if (!o.resume.empty()) {
     load_checkpoint(o.resume, params, &opt, &state);
     data->seek(state.data_position);
-    TSP_REQUIRE(state.step < o.steps, "the checkpoint {} is at step {}, which is not before --steps {}", o.resume,
-                state.step, o.steps);
+    TSP_REQUIRE(state.step < o.steps, "the checkpoint {} is at step {}, which is not before --steps {}",
+                o.resume, state.step, o.steps);
   }
+
+  // The step's shape under the sequence-length warm-up: lengths are multiples of `unit` so that only a few
+  // distinct shapes (and buffer sizes) occur, and tokens per step stay batch * seq_len.
+  const int64_t unit = std::max<int64_t>(64, strategy->seq_len_multiple());
+  if (o.seq_len_warmup > 0) {
+    TSP_REQUIRE(o.seq_len_start > 0 && o.seq_len_start <= o.seq_len && o.seq_len_start % unit == 0,
+                "--seq-len-start {} must be a multiple of {} in [{}, --seq-len {}]", o.seq_len_start, unit,
+                unit, o.seq_len);
+    if (recall)
+      TSP_REQUIRE(o.seq_len_start >= RecallTask::min_seq_len(o.recall),
+                  "--seq-len-start {} is too short for the recall task: the minimum is {}", o.seq_len_start,
+                  RecallTask::min_seq_len(o.recall));
+    strategy->validate(c, 1, o.seq_len_start);
+  }
+  auto shape_at = [&](int64_t step) -> std::pair<int64_t, int64_t> {
+    if (o.seq_len_warmup <= 0 || step > o.seq_len_warmup) return {o.batch, o.seq_len};
+    const double f = double(step - 1) / double(o.seq_len_warmup);
+    int64_t S = int64_t(double(o.seq_len_start) * std::pow(double(o.seq_len) / double(o.seq_len_start), f));
+    S = std::clamp<int64_t>(S / unit * unit, o.seq_len_start, o.seq_len);
+    return {std::max<int64_t>(1, o.batch * o.seq_len / S), S};
+  };
 
   std::FILE* log = o.json ? stderr : stdout;
   const bool bar_on = lead && o.progress && !o.json && isatty(fileno(stdout));
   if (lead) {
-    std::fprintf(log, "tsp train | strategy %s on %d rank%s | %s | model %.2fM params (h %lld, L %lld, heads %lld/%lld) | %s\n",
+    std::fprintf(log,
+                 "tsp train | strategy %s on %d rank%s | %s | model %.2fM params (h %lld, L %lld, heads "
+                 "%lld/%lld) | %s\n",
                  o.strategy.c_str(), world.size(), world.size() == 1 ? "" : "s", o.dtype.c_str(),
                  double(c.parameter_count()) / 1e6, (long long)c.hidden_size, (long long)c.num_hidden_layers,
-                 (long long)c.num_attention_heads, (long long)c.num_key_value_heads, data->describe().c_str());
-    std::fprintf(log, "batch %lld x seq %lld = %lld tokens/step | steps %lld | lr %.2e -> %.2e (warm-up %lld)%s\n",
-                 (long long)o.batch, (long long)o.seq_len, (long long)(o.batch * o.seq_len), (long long)o.steps,
-                 o.lr, o.min_lr, (long long)o.warmup,
+                 (long long)c.num_attention_heads, (long long)c.num_key_value_heads,
+                 data->describe().c_str());
+    std::fprintf(log,
+                 "batch %lld x seq %lld = %lld tokens/step | steps %lld | lr %.2e -> %.2e (warm-up %lld)%s\n",
+                 (long long)o.batch, (long long)o.seq_len, (long long)(o.batch * o.seq_len),
+                 (long long)o.steps, o.lr, o.min_lr, (long long)o.warmup,
                  o.resume.empty() ? "" : fmt::format(" | resumed at step {}", state.step).c_str());
   }
   ProgressBar bar(bar_on, state.step + 1, o.steps);
@@ -140,23 +171,26 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   };
 
   for (int64_t step = state.step + 1; step <= o.steps; ++step) {
-    Batch b = data->next(o.batch, o.seq_len);
+    const auto [B, S] = shape_at(step);
+    Batch b = data->next(B, S);
     auto t0 = std::chrono::steady_clock::now();
     params.zero_grads();
-    StepResult r = model.forward(b.tokens.data(), b.targets.data(), o.batch, o.seq_len);
+    StepResult r = model.forward(b.tokens.data(), b.targets.data(), B, S);
     model.backward();
     strategy->set_phase("optimizer");
     const double lr = kernels::cosine_lr(step, o.warmup, o.steps, o.lr, o.min_lr);
     const double gnorm = opt.step(*strategy, lr, o.grad_clip);
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double tps = double(o.batch * o.seq_len) / sec;
+    const double tps = double(B * S) / sec;
     if (step > state.step + 1 || o.steps - state.step == 1) {  // the first step pays one-time costs
       time_sum += sec;
-      tokens_sum += double(o.batch * o.seq_len);
+      tokens_sum += double(B * S);
     }
     last_loss = r.loss;
     const MemStats m = mem_stats();
     steps.push_back({{"step", step},
+                     {"seq_len", S},
+                     {"batch", B},
                      {"loss", r.loss},
                      {"grad_norm", gnorm},
                      {"lr", lr},
@@ -165,8 +199,12 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
                      {"peak_bytes", m.peak_total}});
     if (lead) {
       bar.clear();
-      std::fprintf(log, "step %5lld/%lld | loss %.4f | grad norm %.3f | lr %.2e | %7.1f ms | %8.0f tok/s | peak %.1f MiB\n",
-                   (long long)step, (long long)o.steps, r.loss, gnorm, lr, sec * 1e3, tps, mib(m.peak_total));
+      std::fprintf(log,
+                   "step %5lld/%lld | %s loss %.4f | grad norm %.3f | lr %.2e | %7.1f ms | %8.0f tok/s | "
+                   "peak %.1f MiB\n",
+                   (long long)step, (long long)o.steps,
+                   o.seq_len_warmup > 0 ? fmt::format("seq {:5d} x {:3d} |", S, B).c_str() : "", r.loss,
+                   gnorm, lr, sec * 1e3, tps, mib(m.peak_total));
       std::fflush(log);
       bar.draw(step, sec);
     }
@@ -186,15 +224,17 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   if (recall) {
     // Held-out recall accuracy: argmax at every query's answer position, over sequences never trained on.
     int64_t correct = 0, total = 0;
-    Batch hb = recall->held_out(o.batch * o.eval_batches, o.seq_len);
+    const int64_t es = o.eval_seq_len > 0 ? o.eval_seq_len : o.seq_len;
+    Batch hb = recall->held_out(o.batch * o.eval_batches, es);
     for (int64_t e = 0; e < o.eval_batches; ++e) {
-      const int64_t off = e * o.batch * o.seq_len;
-      StepResult r = model.forward(hb.tokens.data() + off, hb.targets.data() + off, o.batch, o.seq_len, true);
+      const int64_t off = e * o.batch * es;
+      StepResult r = model.forward(hb.tokens.data() + off, hb.targets.data() + off, o.batch, es, true);
       correct += r.correct;
       total += r.targets;
     }
     summary["recall_accuracy"] = total ? double(correct) / double(total) : 0.0;
     summary["recall_queries"] = total;
+    summary["recall_seq_len"] = es;
     summary["chance_accuracy"] = recall->chance_accuracy();
   }
   if (strategy->comm()) summary["comm"] = comm_stats_json(strategy->comm()->stats());
@@ -209,13 +249,16 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   }
   if (lead) {
     std::fprintf(log, "\n== summary ==\n");
-    std::fprintf(log, "final loss %.4f after %lld steps | %.0f tokens/s | peak tracked memory (rank 0) %.1f MiB, VmHWM %.1f MiB\n",
+    std::fprintf(log,
+                 "final loss %.4f after %lld steps | %.0f tokens/s | peak tracked memory (rank 0) %.1f MiB, "
+                 "VmHWM %.1f MiB\n",
                  last_loss, (long long)o.steps, summary["tokens_per_s"].get<double>(),
                  mib(mem_stats().peak_total), mib(vm_hwm_bytes()));
     if (recall)
-      std::fprintf(log, "held-out recall accuracy %.1f%% over %lld queries (chance %.1f%%)\n",
-                   100.0 * summary["recall_accuracy"].get<double>(), (long long)summary["recall_queries"].get<int64_t>(),
-                   100.0 * recall->chance_accuracy());
+      std::fprintf(log, "held-out recall accuracy %.1f%% over %lld queries at seq-len %lld (chance %.1f%%)\n",
+                   100.0 * summary["recall_accuracy"].get<double>(),
+                   (long long)summary["recall_queries"].get<int64_t>(),
+                   (long long)summary["recall_seq_len"].get<int64_t>(), 100.0 * recall->chance_accuracy());
     if (!last_ckpt.empty()) std::fprintf(log, "checkpoint: %s\n", last_ckpt.c_str());
     if (o.json) {
       nlohmann::json doc = summary;

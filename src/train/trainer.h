@@ -1,5 +1,5 @@
-// The training loop: one optimizer step per batch, one log line per step (rank 0), periodic checkpoints, exact
-// resume, and a final summary (with held-out recall accuracy on the built-in task).
+// The training loop: one optimizer step per batch, one log line per step (rank 0), periodic checkpoints,
+// exact resume, and a final summary (with held-out recall accuracy on the built-in task).
 #pragma once
 
 #include <cstdint>
@@ -17,12 +17,17 @@ struct TrainOptions {
   ModelConfig model;
   std::string strategy = "single";
   std::string dtype = "float32";  // float32 | float64
-  int64_t seq_len = 512;
-  int64_t batch = 4;
-  int64_t steps = 100;
+  // The defaults are the demo's job: the recall task at 2048 tokens, reached by a sequence-length warm-up.
+  int64_t seq_len = 2048;
+  int64_t batch = 1;
+  int64_t steps = 1000;
+  // Sequence-length warm-up: over the first seq_len_warmup steps the length grows geometrically from
+  // seq_len_start to seq_len, with the batch scaled so that tokens per step stay batch * seq_len.
+  int64_t seq_len_warmup = 700;
+  int64_t seq_len_start = 128;
   double lr = 3e-3;
   double min_lr = 3e-4;
-  int64_t warmup = 10;
+  int64_t warmup = 20;
   double weight_decay = 0.1;
   double grad_clip = 1.0;
   uint64_t seed = 1234;
@@ -32,10 +37,11 @@ struct TrainOptions {
   int64_t save_every = 0;      // 0 = only at the end (when checkpoint_dir is set)
   std::string resume;          // checkpoint directory to resume from
   int64_t eval_batches = 4;    // held-out batches for the final recall accuracy (recall task only)
+  int64_t eval_seq_len = 0;    // sequence length of those batches (0: seq_len)
   bool keep_gathered_kv = false;
-  std::string trace;           // Chrome-trace output path (per rank: suffix .rank<N>.json)
-  bool json = false;           // step lines to stderr, one JSON document on stdout
-  bool progress = true;        // progress bar when stdout is a terminal
+  std::string trace;     // Chrome-trace output path (per rank: suffix .rank<N>.json)
+  bool json = false;     // step lines to stderr, one JSON document on stdout
+  bool progress = true;  // progress bar when stdout is a terminal
 };
 
 // Runs the whole job on `world`'s ranks; returns the summary (also printed by rank 0).

@@ -67,7 +67,8 @@ TEST(Train, ResumeIsBitExact) {
 
   if (world.rank() == 0) {
     for (const char* f : {"model.safetensors", "optimizer.safetensors"}) {
-      EXPECT_EQ(file_bytes(dir / "straight" / "step_000006" / f), file_bytes(dir / "resumed" / "step_000006" / f))
+      EXPECT_EQ(file_bytes(dir / "straight" / "step_000006" / f),
+                file_bytes(dir / "resumed" / "step_000006" / f))
           << f << " differs between 6 straight steps and 3 + resume + 3";
     }
     fs::remove_all(dir);

@@ -69,9 +69,6 @@ void SingleStrategy<T>::prepare(ModelParams<T>& p, int64_t batch, int64_t seq_le
 template <class T>
 void SingleStrategy<T>::embed_forward(ModelParams<T>& p, const int32_t* tokens, T* x) {
   const ModelConfig& c = p.config();
-  for (int64_t i = 0; i < n_; ++i)
-    TSP_REQUIRE(tokens[i] >= 0 && tokens[i] < c.vocab_size, "token id {} is outside the vocabulary [0, {})",
-                tokens[i], c.vocab_size);
   std::memset(x, 0, sizeof(T) * size_t(n_ * c.hidden_size));
   kernels::embedding_forward(x, p.value(p.vocab_block()).data() + p.embed_offset(), tokens, n_, c.hidden_size,
                              0, c.vocab_size);
@@ -80,8 +77,8 @@ void SingleStrategy<T>::embed_forward(ModelParams<T>& p, const int32_t* tokens, 
 template <class T>
 void SingleStrategy<T>::embed_backward(ModelParams<T>& p, const int32_t* tokens, const T* dx) {
   const ModelConfig& c = p.config();
-  kernels::embedding_backward(p.grad(p.vocab_block()).data() + p.embed_offset(), dx, tokens, n_, c.hidden_size,
-                              0, c.vocab_size);
+  kernels::embedding_backward(p.grad(p.vocab_block()).data() + p.embed_offset(), dx, tokens, n_,
+                              c.hidden_size, 0, c.vocab_size);
 }
 
 template <class T>
@@ -107,8 +104,9 @@ void SingleStrategy<T>::attention_backward(ModelParams<T>& p, int layer, const T
   dq_.zero();
   dk_.zero();
   dv_.zero();
-  attention_batched_backward(dq_.data(), dk_.data(), dv_.data(), do_.data(), s.q.data(), s.k.data(), s.v.data(),
-                             s.o.data(), s.lse.data(), pos_seq_.data(), pos_seq_.data(), batch_, attn_);
+  attention_batched_backward(dq_.data(), dk_.data(), dv_.data(), do_.data(), s.q.data(), s.k.data(),
+                             s.v.data(), s.o.data(), s.lse.data(), pos_seq_.data(), pos_seq_.data(), batch_,
+                             attn_);
   qkv_backward(du, g.wq, g.wk, g.wv, dq_.data(), dk_.data(), dv_.data(), u, w.wq, w.wk, w.wv, pos_tok_.data(),
                shape_, p.config().rope_theta);
 }
@@ -128,20 +126,22 @@ void SingleStrategy<T>::mlp_backward(ModelParams<T>& p, int layer, const T* u, c
   LayerWeights<T> w = p.layer(layer);
   LayerWeights<T> g = p.layer_grad(layer);
   LayerSaved& s = saved_[size_t(layer)];
-  mlp_shard_backward(du, g.gate, g.up, g.down, dy, u, w.gate, w.up, w.down, s.g.data(), s.up.data(), act_.data(),
-                     dact_.data(), dg_.data(), dup_.data(), n_, shape_.hidden, p.config().intermediate_size);
+  mlp_shard_backward(du, g.gate, g.up, g.down, dy, u, w.gate, w.up, w.down, s.g.data(), s.up.data(),
+                     act_.data(), dact_.data(), dg_.data(), dup_.data(), n_, shape_.hidden,
+                     p.config().intermediate_size);
 }
 
 template <class T>
-double SingleStrategy<T>::head_forward(ModelParams<T>& p, const T* u, const int32_t* targets, int32_t* argmax) {
+double SingleStrategy<T>::head_forward(ModelParams<T>& p, const T* u, const int32_t* targets,
+                                       int32_t* argmax) {
   const ModelConfig& c = p.config();
   kernels::online_lse_init(run_max_.data(), run_sum_.data(), target_logit_.data(), argmax, n_);
   OnlineLse<T> st{run_max_.data(), run_sum_.data(), target_logit_.data(), argmax};
   head_shard_fold(st, logits_.data(), u, p.value(p.vocab_block()).data() + p.lm_head_offset(), targets, n_,
                   c.hidden_size, 0, c.vocab_size);
   T* loss = loss_.data();
-  kernels::online_lse_finish(lse_.data(), loss, run_max_.data(), run_sum_.data(), target_logit_.data(), targets,
-                             n_, kernels::kIgnoreIndex);
+  kernels::online_lse_finish(lse_.data(), loss, run_max_.data(), run_sum_.data(), target_logit_.data(),
+                             targets, n_, kernels::kIgnoreIndex);
   double sum = 0;
   for (int64_t i = 0; i < n_; ++i) sum += double(loss[i]);
   return sum;
@@ -150,9 +150,9 @@ double SingleStrategy<T>::head_forward(ModelParams<T>& p, const T* u, const int3
 template <class T>
 void SingleStrategy<T>::head_backward(ModelParams<T>& p, const T* u, const int32_t* targets, T scale, T* du) {
   const ModelConfig& c = p.config();
-  head_shard_backward(du, p.grad(p.vocab_block()).data() + p.lm_head_offset(), logits_.data(), dlogits_.data(), u,
-                      p.value(p.vocab_block()).data() + p.lm_head_offset(), lse_.data(), targets, n_,
-                      c.hidden_size, 0, c.vocab_size, scale);
+  head_shard_backward(du, p.grad(p.vocab_block()).data() + p.lm_head_offset(), logits_.data(),
+                      dlogits_.data(), u, p.value(p.vocab_block()).data() + p.lm_head_offset(), lse_.data(),
+                      targets, n_, c.hidden_size, 0, c.vocab_size, scale);
 }
 
 template <class T>

@@ -1,0 +1,172 @@
+#include "parallel/tsp/attention.h"
+
+#include <algorithm>
+
+#include "core/trace.h"
+#include "kernels/gemm.h"
+
+namespace tsp {
+
+template <class T>
+void TspAttention<T>::prepare(const TspLayout& L, const ModelParams<T>& p, bool keep_gathered_kv) {
+  const ModelConfig& c = p.config();
+  const ShardSpec& spec = p.spec();
+  L_ = &L;
+  keep_ = keep_gathered_kv;
+  rope_theta_ = c.rope_theta;
+  shape_ = {L.n, c.hidden_size, spec.q_heads.size, spec.kv_heads.size, c.head_dim};
+  attn_ = {L.per_seq, L.seq_len, spec.q_heads.size, spec.kv_heads.size, c.head_dim};
+  off_ = p.attn_offsets();
+  shard_numel_ = p.value(p.attn_block(0)).size();
+  local_kv_ = L.n * shape_.kv_dim();
+  full_kv_ = L.batch * L.seq_len * shape_.kv_dim();
+  const int64_t n_q = L.n * shape_.q_dim(), layers = c.num_hidden_layers;
+
+  saved_o_.clear();
+  saved_lse_.clear();
+  for (int64_t l = 0; l < layers; ++l) {
+    saved_o_.emplace_back(L.D * n_q, Mem::activations);
+    saved_lse_.emplace_back(L.D * L.n * shape_.q_heads, Mem::activations);
+  }
+  kept_kv_ = Buffer<T>(keep_ ? layers * L.D * 2 * full_kv_ : 0, Mem::activations);
+  for (auto& b : bcast_) b = Buffer<T>(shard_numel_, Mem::communication);
+  kv_gather_ = Buffer<T>(L.D * 2 * local_kv_, Mem::communication);
+  grad_partial_ = Buffer<T>(shard_numel_, Mem::communication);
+  q_ = Buffer<T>(n_q, Mem::workspace);
+  k_full_ = Buffer<T>(keep_ ? 0 : full_kv_, Mem::workspace);
+  v_full_ = Buffer<T>(keep_ ? 0 : full_kv_, Mem::workspace);
+  dq_ = Buffer<T>(n_q, Mem::workspace);
+  do_ = Buffer<T>(n_q, Mem::workspace);
+  dk_full_ = Buffer<T>(full_kv_, Mem::workspace);
+  dv_full_ = Buffer<T>(full_kv_, Mem::workspace);
+  dkv_local_ = Buffer<T>(2 * local_kv_, Mem::workspace);
+}
+
+// kv_gather_ holds, per rank r, [k | v] of r's tokens in r's storage order (sequence-major, then r's two
+// zigzag chunks). The attention kernel wants each sequence's keys contiguous; they are put in global order so
+// that the kernel's causal block skipping sees sorted positions (key_positions = 0..S-1).
+template <class T>
+void TspAttention<T>::gather_kv(T* k_full, T* v_full) {
+  const TspLayout& L = *L_;
+  const int64_t kd = shape_.kv_dim(), rows = L.chunk() * kd;
+  L.comm->all_gather("attn.kv_allgather", kv_gather_.data() + L.p * 2 * local_kv_, kv_gather_.data(),
+                     2 * local_kv_);
+  TraceSpan span("attn.kv_reorder", "compute");
+  for (int r = 0; r < L.D; ++r)
+    for (int which = 0; which < 2; ++which) {
+      const T* src = kv_gather_.data() + (2 * r + which) * local_kv_;
+      T* dst = which == 0 ? k_full : v_full;
+      for (int64_t b = 0; b < L.batch; ++b)
+        for (int h = 0; h < 2; ++h)
+          std::copy_n(src + (b * L.per_seq + h * L.chunk()) * kd, rows,
+                      dst + (b * L.seq_len + L.chunk_start(r, h)) * kd);
+    }
+}
+
+// The adjoint of gather_kv: the same permutation backwards into per-rank blocks, then every rank receives the
+// sum over ranks of the gradients of its own keys and values.
+template <class T>
+void TspAttention<T>::reduce_scatter_kv_grad(const T* dk_full, const T* dv_full) {
+  const TspLayout& L = *L_;
+  const int64_t kd = shape_.kv_dim(), rows = L.chunk() * kd;
+  {
+    TraceSpan span("attn.kv_reorder", "compute");
+    for (int r = 0; r < L.D; ++r)
+      for (int which = 0; which < 2; ++which) {
+        T* dst = kv_gather_.data() + (2 * r + which) * local_kv_;
+        const T* src = which == 0 ? dk_full : dv_full;
+        for (int64_t b = 0; b < L.batch; ++b)
+          for (int h = 0; h < 2; ++h)
+            std::copy_n(src + (b * L.seq_len + L.chunk_start(r, h)) * kd, rows,
+                        dst + (b * L.per_seq + h * L.chunk()) * kd);
+      }
+  }
+  L.comm->reduce_scatter("attn.kv_grad_reducescatter", kv_gather_.data(), dkv_local_.data(), 2 * local_kv_);
+}
+
+template <class T>
+void TspAttention<T>::forward(ModelParams<T>& p, int layer, const T* u, T* y) {
+  broadcast_shards(*L_, "attn.weight_bcast", p.value(p.attn_block(layer)).data(), shard_numel_,
+                   bcast_[0].data(), bcast_[1].data(),
+                   [&](const T* w, int r) { forward_head_group(layer, r, w, u, y); });
+}
+
+template <class T>
+void TspAttention<T>::forward_head_group(int layer, int r, const T* w, const T* u, T* y) {
+  const TspLayout& L = *L_;
+  T* k_local = kv_gather_.data() + L.p * 2 * local_kv_;
+  {
+    // My tokens, head group r, RoPE at their global positions; k and v land in my slot of the gather
+    // buffer (an in-place all-gather).
+    TraceSpan span("attn.fwd", "compute");
+    qkv_forward(q_.data(), k_local, k_local + local_kv_, u, w + off_.q, w + off_.k, w + off_.v,
+                L.token_positions.data(), shape_, rope_theta_);
+  }
+  T* k = keep_ ? kept_kv(layer, r) : k_full_.data();
+  T* v = keep_ ? k + full_kv_ : v_full_.data();
+  gather_kv(k, v);
+  TraceSpan span("attn.fwd", "compute");
+  T* o = saved_o(layer, r);
+  attention_batched_forward(o, saved_lse(layer, r), q_.data(), k, v, L.seq_positions.data(),
+                            L.key_positions.data(), L.batch, attn_);
+  // The sum over head groups is local: y = Σ_r o_r Wo_rᵀ.
+  kernels::linear_forward(y, o, w + off_.o, L.n, shape_.q_dim(), shape_.hidden, r > 0);
+}
+
+template <class T>
+void TspAttention<T>::backward(ModelParams<T>& p, int layer, const T* u, const T* dy, T* du) {
+  T* own_grad = p.grad(p.attn_block(layer)).data();
+  broadcast_shards(*L_, "attn.weight_bcast", p.value(p.attn_block(layer)).data(), shard_numel_,
+                   bcast_[0].data(), bcast_[1].data(),
+                   [&](const T* w, int r) { backward_head_group(layer, r, w, u, dy, du, own_grad); });
+}
+
+template <class T>
+void TspAttention<T>::backward_head_group(int layer, int r, const T* w, const T* u, const T* dy, T* du,
+                                          T* own_grad) {
+  const TspLayout& L = *L_;
+  T* k_local = kv_gather_.data() + L.p * 2 * local_kv_;
+  {
+    // Of head group r only o and lse were saved: recompute q, k, v from u.
+    TraceSpan span("attn.bwd", "compute");
+    qkv_forward(q_.data(), k_local, k_local + local_kv_, u, w + off_.q, w + off_.k, w + off_.v,
+                L.token_positions.data(), shape_, rope_theta_);
+  }
+  T* k = keep_ ? kept_kv(layer, r) : k_full_.data();
+  T* v = keep_ ? k + full_kv_ : v_full_.data();
+  if (!keep_) gather_kv(k, v);
+  T* g = grad_partial_.data();
+  {
+    TraceSpan span("attn.bwd", "compute");
+    const T* o = saved_o(layer, r);
+    grad_partial_.zero();
+    do_.zero();
+    kernels::linear_backward(do_.data(), g + off_.o, dy, o, w + off_.o, L.n, shape_.q_dim(), shape_.hidden);
+    dq_.zero();
+    dk_full_.zero();
+    dv_full_.zero();
+    attention_batched_backward(dq_.data(), dk_full_.data(), dv_full_.data(), do_.data(), q_.data(), k, v, o,
+                               saved_lse(layer, r), L.seq_positions.data(), L.key_positions.data(), L.batch,
+                               attn_);
+  }
+  reduce_scatter_kv_grad(dk_full_.data(), dv_full_.data());
+  {
+    TraceSpan span("attn.bwd", "compute");
+    qkv_backward(du, g + off_.q, g + off_.k, g + off_.v, dq_.data(), dkv_local_.data(),
+                 dkv_local_.data() + local_kv_, u, w + off_.q, w + off_.k, w + off_.v,
+                 L.token_positions.data(), shape_, rope_theta_);
+  }
+  // The adjoint of the broadcast: the owner receives the sum of every rank's partial. It folds its
+  // accumulated gradient into its own contribution so that the reduce lands directly in the gradient block.
+  if (r == L.p) {
+    for (int64_t i = 0; i < shard_numel_; ++i) g[i] += own_grad[i];
+    L.comm->reduce("attn.weight_grad_reduce", g, own_grad, shard_numel_, r);
+  } else {
+    L.comm->reduce("attn.weight_grad_reduce", g, static_cast<T*>(nullptr), shard_numel_, r);
+  }
+}
+
+template class TspAttention<float>;
+template class TspAttention<double>;
+
+}  // namespace tsp

@@ -1,0 +1,57 @@
+// TSP attention (tsp-spec.md §5, §7): the packed attention shard [Wq_r | Wk_r | Wv_r | Wo_r] of every owner r
+// is broadcast in turn; each rank applies it to its own tokens, all-gathers K/V of head group r for the
+// causal attention over the whole sequence, and adds o_r·Wo_rᵀ into its output locally (no all-reduce).
+// Backward: the adjoints, in reverse: re-broadcast, re-gather (or keep), attention backward, reduce-scatter
+// of dK/dV to the token owners, and the reduce of the packed weight-gradient partial to its owner.
+#pragma once
+
+#include <vector>
+
+#include "core/memory.h"
+#include "model/params.h"
+#include "parallel/blocks.h"
+#include "parallel/tsp/ring.h"
+
+namespace tsp {
+
+template <class T>
+class TspAttention {
+ public:
+  // Allocates every buffer for the layout's step shape. keep_gathered_kv: keep the gathered K/V of every
+  // layer and head group from the forward (activations: 2·B·S·kv_dim per layer) instead of re-gathering.
+  void prepare(const TspLayout& L, const ModelParams<T>& p, bool keep_gathered_kv);
+  void forward(ModelParams<T>& p, int layer, const T* u, T* y);
+  void backward(ModelParams<T>& p, int layer, const T* u, const T* dy, T* du);
+
+ private:
+  // One owner's shard r applied to my tokens (forward_head_group), and its adjoint.
+  void forward_head_group(int layer, int r, const T* w, const T* u, T* y);
+  void backward_head_group(int layer, int r, const T* w, const T* u, const T* dy, T* du, T* own_grad);
+  // all-gather of my k|v (already in place in kv_gather_) and reorder into k_full, v_full [B, S, kv_dim_s].
+  void gather_kv(T* k_full, T* v_full);
+  // The adjoint: reorder dk_full, dv_full into per-rank blocks and reduce-scatter them to their token owners.
+  void reduce_scatter_kv_grad(const T* dk_full, const T* dv_full);
+  T* saved_o(int layer, int r) { return saved_o_[size_t(layer)].data() + r * L_->n * shape_.q_dim(); }
+  T* saved_lse(int layer, int r) { return saved_lse_[size_t(layer)].data() + r * L_->n * shape_.q_heads; }
+  T* kept_kv(int layer, int r) { return kept_kv_.data() + (int64_t(layer) * L_->D + r) * 2 * full_kv_; }
+
+  const TspLayout* L_ = nullptr;
+  AttnShardShape shape_;          // one head group applied to the local tokens
+  kernels::AttentionShape attn_;  // per sequence: my per_seq queries against all S keys
+  AttnOffsets off_;
+  int64_t shard_numel_ = 0;  // packed attention shard
+  int64_t local_kv_ = 0;     // n · kv_dim_s: my k (or v) of one head group
+  int64_t full_kv_ = 0;      // B · S · kv_dim_s: gathered K (or V) of one head group
+  bool keep_ = false;
+  double rope_theta_ = 0;
+  // Saved per layer (1/D-sized): o of every head group for my queries [D, n, q_dim_s], and their lse.
+  std::vector<Buffer<T>> saved_o_, saved_lse_;
+  Buffer<T> kept_kv_;  // keep_gathered_kv: [L, D, 2, B, S, kv_dim_s]
+  // Communication: the two broadcast buffers, the gathered k|v of one head group [D, 2, n, kv_dim_s] (also
+  // the send side of the dK/dV reduce-scatter), the packed weight-gradient partial sent to its owner.
+  Buffer<T> bcast_[2], kv_gather_, grad_partial_;
+  // Workspace: q of one head group, K/V in sequence order (unless kept), and the gradients.
+  Buffer<T> q_, k_full_, v_full_, dq_, do_, dk_full_, dv_full_, dkv_local_;
+};
+
+}  // namespace tsp

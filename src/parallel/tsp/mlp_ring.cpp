@@ -1,0 +1,56 @@
+#include "parallel/tsp/mlp_ring.h"
+
+#include "core/trace.h"
+#include "kernels/gemm.h"
+#include "parallel/blocks.h"
+
+namespace tsp {
+
+template <class T>
+void TspMlpRing<T>::prepare(const TspLayout& L, const ModelParams<T>& p) {
+  L_ = &L;
+  hidden_ = p.config().hidden_size;
+  inter_ = p.spec().intermediate.size;
+  shard_numel_ = p.value(p.mlp_block(0)).size();
+  off_ = p.mlp_offsets();
+  for (auto& b : ring_) b = Buffer<T>(shard_numel_, Mem::communication);
+  for (auto& b : acc_) b = Buffer<T>(shard_numel_, Mem::communication);
+  grad_partial_ = Buffer<T>(shard_numel_, Mem::workspace);
+  for (Buffer<T>* b : {&g_, &up_, &act_, &dact_, &dg_, &dup_}) *b = Buffer<T>(L.n * inter_, Mem::workspace);
+}
+
+template <class T>
+void TspMlpRing<T>::forward(ModelParams<T>& p, int layer, const T* u, T* y) {
+  const TspLayout& L = *L_;
+  bool first = true;
+  weight_ring(L, "mlp.weight_ring", p.value(p.mlp_block(layer)).data(), shard_numel_, ring_[0].data(),
+              ring_[1].data(), [&](const T* w, int) {
+                TraceSpan span("mlp.fwd", "compute");
+                // y = Σ_s (silu(u W_gate_sᵀ) ⊙ u W_up_sᵀ) W_down_sᵀ: every shard's channels, my tokens.
+                mlp_shard_forward(y, g_.data(), up_.data(), act_.data(), u, w + off_.gate, w + off_.up,
+                                  w + off_.down, L.n, hidden_, inter_, !first);
+                first = false;
+              });
+}
+
+template <class T>
+void TspMlpRing<T>::backward(ModelParams<T>& p, int layer, const T* u, const T* dy, T* du) {
+  const TspLayout& L = *L_;
+  weight_ring_with_grad(
+      L, "mlp.weight_ring", "mlp.grad_ring", p.value(p.mlp_block(layer)).data(), shard_numel_,
+      ring_[0].data(), ring_[1].data(), p.grad(p.mlp_block(layer)).data(), shard_numel_, acc_[0].data(),
+      acc_[1].data(), grad_partial_.data(), [&](const T* w, T* dw, int) {
+        TraceSpan span("mlp.bwd", "compute");
+        // Recompute this shard's gate and up projections (the forward kept nothing).
+        kernels::linear_forward(g_.data(), u, w + off_.gate, L.n, hidden_, inter_);
+        kernels::linear_forward(up_.data(), u, w + off_.up, L.n, hidden_, inter_);
+        mlp_shard_backward(du, dw + off_.gate, dw + off_.up, dw + off_.down, dy, u, w + off_.gate,
+                           w + off_.up, w + off_.down, g_.data(), up_.data(), act_.data(), dact_.data(),
+                           dg_.data(), dup_.data(), L.n, hidden_, inter_);
+      });
+}
+
+template class TspMlpRing<float>;
+template class TspMlpRing<double>;
+
+}  // namespace tsp

@@ -1,0 +1,34 @@
+// TSP gated MLP (tsp-spec.md §6, §7): the packed shards [W_gate_s | W_up_s | W_down_s] circulate on the
+// weight ring and every rank applies each one to its own tokens, summing over shards locally (no all-reduce).
+// Backward: the weights circulate again, the gate/up of each shard are recomputed from u (nothing
+// MLP-sized is saved) and a gradient accumulator travels with each shard back to its owner.
+// Sent and received per rank per layer, in packed shards of 3·h·I/D elements: forward D-1 (mlp.weight_ring);
+// backward D-1 weight shards (mlp.weight_ring) and D-1 accumulators (mlp.grad_ring).
+#pragma once
+
+#include "core/memory.h"
+#include "model/params.h"
+#include "parallel/tsp/ring.h"
+
+namespace tsp {
+
+template <class T>
+class TspMlpRing {
+ public:
+  void prepare(const TspLayout& L, const ModelParams<T>& p);
+  void forward(ModelParams<T>& p, int layer, const T* u, T* y);
+  void backward(ModelParams<T>& p, int layer, const T* u, const T* dy, T* du);
+
+ private:
+  const TspLayout* L_ = nullptr;
+  int64_t hidden_ = 0, inter_ = 0;  // h and the intermediate width of one shard
+  int64_t shard_numel_ = 0;         // packed MLP shard: 3 · inter_ · h
+  MlpOffsets off_;
+  // Communication: the weight ring's two buffers and the two travelling gradient accumulators.
+  Buffer<T> ring_[2], acc_[2];
+  // Workspace: this step's gradient contribution (added to the arriving accumulator), and [n, inter_]
+  // scratch.
+  Buffer<T> grad_partial_, g_, up_, act_, dact_, dg_, dup_;
+};
+
+}  // namespace tsp

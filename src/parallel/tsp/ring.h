@@ -1,0 +1,131 @@
+// Where TSP's tokens live and how its weight shards move (tsp-spec.md §3-§8). Two movement patterns, each
+// with its adjoint:
+//   broadcast_shards:           owner r broadcasts its shard to everyone, r = 0..D-1 (attention, §5);
+//                               adjoint: reduce the weight-gradient partials to the owner (attention.cpp).
+//   weight_ring:                shards circulate p -> p+1, so at step t rank p holds shard (p - t) mod D
+//                               (MLP §6, vocabulary §8);
+//   weight_ring_with_grad:      the same ring with a gradient accumulator travelling with each shard (§7).
+// All three are double-buffered: the transfer of the next shard is posted before the compute with the current
+// one and waited after it, so the GEMMs hide the traffic.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "comm/communicator.h"
+
+namespace tsp {
+
+// The token layout of one step shape on the D ranks of the folded axis.
+struct TspLayout {
+  Communicator* comm = nullptr;
+  int D = 1, p = 0;
+  int64_t batch = 0, seq_len = 0;
+  int64_t per_seq = 0;                   // tokens of each sequence held here: S / D (two zigzag chunks)
+  int64_t n = 0;                         // local tokens: batch * per_seq, stored sequence-major
+  std::vector<int64_t> seq_positions;    // [per_seq] global positions of my tokens within a sequence
+  std::vector<int64_t> token_positions;  // [n] global position of every local token (RoPE)
+  std::vector<int64_t> key_positions;    // [S] 0..S-1: gathered K/V are stored in global token order
+
+  int next() const { return (p + 1) % D; }
+  int prev() const { return (p + D - 1) % D; }
+  // The shard this rank holds at step t of a ring: shards travel to p+1, so it came from p - t.
+  int shard_at(int t) const { return ((p - t) % D + D) % D; }
+  int64_t chunk() const { return seq_len / (2 * D); }
+  // First global position of half h (0 or 1) of rank r's tokens: the zigzag chunks r and 2D-1-r.
+  int64_t chunk_start(int r, int h) const { return (h == 0 ? r : 2 * D - 1 - r) * chunk(); }
+};
+
+// Visits the shards of owners r = 0..D-1, each broadcast from its owner under `label`; the broadcast of shard
+// r+1 is in flight while use(shard, r) computes with shard r. own: this rank's shard (sent as is when p is
+// the root; MPI does not write a root's buffer); buf0, buf1: two communication buffers of n elements.
+template <class T, class Use>
+void broadcast_shards(const TspLayout& L, std::string_view label, T* own, int64_t n, T* buf0, T* buf1,
+                      Use&& use) {
+  Communicator& comm = *L.comm;
+  T* bufs[2] = {buf0, buf1};
+  auto shard = [&](int r) { return r == L.p ? own : bufs[r % 2]; };
+  CommRequest pending = comm.ibroadcast(label, shard(0), n, 0);
+  for (int r = 0; r < L.D; ++r) {
+    comm.wait(pending);
+    // bufs[(r+1) % 2] held shard r-1, whose compute has finished.
+    if (r + 1 < L.D) pending = comm.ibroadcast(label, shard(r + 1), n, r + 1);
+    use(static_cast<const T*>(shard(r)), r);
+  }
+}
+
+// The forward ring: use(shard, s) is called for every shard s, starting with this rank's own. D-1 transfers
+// of n elements per rank under `label`. own is only read; buf0, buf1: two communication buffers of n.
+template <class T, class Use>
+void weight_ring(const TspLayout& L, std::string_view label, const T* own, int64_t n, T* buf0, T* buf1,
+                 Use&& use) {
+  Communicator& comm = *L.comm;
+  T* bufs[2] = {buf0, buf1};
+  const T* cur = own;
+  for (int t = 0; t < L.D; ++t) {
+    // cur arrived in bufs[(t-1) % 2]; bufs[t % 2] held the shard of step t-1, whose send has been waited,
+    // so it can receive the next shard while cur is being sent on.
+    T* next = bufs[t % 2];
+    CommRequest pending;
+    if (t + 1 < L.D) pending = comm.isend_recv(label, cur, n, L.next(), next, n, L.prev());
+    use(cur, L.shard_at(t));
+    comm.wait(pending);
+    cur = next;
+  }
+}
+
+// The adjoint of weight_ring: the weights circulate again (own_w null: no weights needed, e.g. the
+// embedding's backward) and a gradient accumulator of n_g elements travels with every shard, so that it
+// arrives at its owner holding the sum over all ranks of contribute(w_s, dw, s), which ACCUMULATES shard s's
+// gradient from this rank's tokens into dw.
+//
+// Schedule, per rank: at t = 0 the own shard's contribution goes straight into own_grad. At t = 1 the
+// contribution to shard p-1 starts an accumulator (zeroed). At t >= 2 the contribution to shard p-t is
+// computed into `partial` while the accumulator of that shard, sent by p-1 at the end of its step t-1, is in
+// flight; then it is added to the accumulator. After every t >= 1 the accumulator goes to p+1, which at
+// t = D-1 is the owner (p-(D-1) = p+1 mod D): on arrival it is added into own_grad. Transfers per rank per
+// call: D-1 weight shards (n_w, when own_w is set) under w_label and D-1 accumulators (n_g) under g_label.
+// Every rank posts the two rings in the same order, so the messages match in posting order (one MPI tag).
+template <class T, class Contribute>
+void weight_ring_with_grad(const TspLayout& L, std::string_view w_label, std::string_view g_label,
+                           const T* own_w, int64_t n_w, T* wbuf0, T* wbuf1, T* own_grad, int64_t n_g, T* acc0,
+                           T* acc1, T* partial, Contribute&& contribute) {
+  Communicator& comm = *L.comm;
+  T* wbufs[2] = {wbuf0, wbuf1};
+  T* accs[2] = {acc0, acc1};
+  const T* cur = own_w;
+  CommRequest w_pending, g_pending;
+  int held = 0;  // accs[held]: the accumulator received last (or started at t = 1)
+  for (int t = 0; t < L.D; ++t) {
+    T* next = wbufs[t % 2];
+    if (own_w && t + 1 < L.D) w_pending = comm.isend_recv(w_label, cur, n_w, L.next(), next, n_w, L.prev());
+    const int s = L.shard_at(t);
+    if (t == 0) {
+      contribute(cur, own_grad, s);
+    } else {
+      if (t == 1) {
+        for (int64_t i = 0; i < n_g; ++i) accs[held][i] = T(0);
+        contribute(cur, accs[held], s);
+      } else {
+        for (int64_t i = 0; i < n_g; ++i) partial[i] = T(0);
+        contribute(cur, partial, s);
+        comm.wait(g_pending);
+        T* acc = accs[held];
+        for (int64_t i = 0; i < n_g; ++i) acc[i] += partial[i];
+      }
+      // The other buffer went out in the previous exchange, which has been waited.
+      g_pending = comm.isend_recv(g_label, accs[held], n_g, L.next(), accs[1 - held], n_g, L.prev());
+      held = 1 - held;
+    }
+    comm.wait(w_pending);
+    cur = next;
+  }
+  if (L.D > 1) {
+    comm.wait(g_pending);
+    const T* acc = accs[held];
+    for (int64_t i = 0; i < n_g; ++i) own_grad[i] += acc[i];
+  }
+}
+
+}  // namespace tsp

@@ -1,0 +1,182 @@
+#include "parallel/tsp/tsp.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "core/check.h"
+#include "parallel/layout.h"
+
+namespace tsp {
+
+template <class T>
+TspStrategy<T>::TspStrategy(Communicator& comm, TspOptions opts) : comm_(comm), opts_(opts) {}
+
+template <class T>
+void TspStrategy<T>::validate(const ModelConfig& c, int64_t batch, int64_t seq_len) const {
+  TSP_REQUIRE(batch > 0, "--batch must be positive, got {}", batch);
+  TSP_REQUIRE(seq_len > 0 && seq_len <= c.max_position_embeddings,
+              "--seq-len {} is outside 1..max_position_embeddings ({})", seq_len, c.max_position_embeddings);
+  require_zigzag_divisible(seq_len, comm_.size(), name());
+  // Heads, KV heads and intermediate channels must split into D equal shards.
+  (void)shard_spec(c);
+}
+
+template <class T>
+ShardSpec TspStrategy<T>::shard_spec(const ModelConfig& c) const {
+  return ShardSpec::folded(c, comm_.size(), comm_.rank(), name());
+}
+
+template <class T>
+std::vector<int64_t> TspStrategy<T>::local_positions(int64_t seq_len) const {
+  return zigzag_positions(seq_len, comm_.size(), comm_.rank());
+}
+
+template <class T>
+void TspStrategy<T>::prepare(ModelParams<T>& p, int64_t batch, int64_t seq_len) {
+  if (prepared_for_ == &p && layout_.batch == batch && layout_.seq_len == seq_len) return;
+  const ModelConfig& c = p.config();
+  validate(c, batch, seq_len);
+  const ShardSpec want = shard_spec(c);
+  const ShardSpec& have = p.spec();
+  TSP_CHECK(
+      have.q_heads == want.q_heads && have.kv_heads == want.kv_heads &&
+          have.intermediate == want.intermediate && have.vocab == want.vocab,
+      "TspStrategy on rank {} of {}: the parameters hold a different shard than ShardSpec::folded(config, "
+      "{}, {}) (build them with strategy.shard_spec(config))",
+      comm_.rank(), comm_.size(), comm_.size(), comm_.rank());
+  // Release the previous shape's buffers before allocating the new ones, so the peak never holds both.
+  attn_ = TspAttention<T>();
+  mlp_ = TspMlpRing<T>();
+  vocab_ = TspVocabRing<T>();
+
+  TspLayout& L = layout_;
+  L.comm = &comm_;
+  L.D = comm_.size();
+  L.p = comm_.rank();
+  L.batch = batch;
+  L.seq_len = seq_len;
+  L.per_seq = seq_len / L.D;
+  L.n = batch * L.per_seq;
+  L.seq_positions = local_positions(seq_len);
+  L.token_positions.resize(size_t(L.n));
+  for (int64_t i = 0; i < L.n; ++i) L.token_positions[size_t(i)] = L.seq_positions[size_t(i % L.per_seq)];
+  L.key_positions.resize(size_t(seq_len));
+  std::iota(L.key_positions.begin(), L.key_positions.end(), int64_t(0));
+
+  gather_dest_.resize(size_t(batch * seq_len));
+  for (int r = 0; r < L.D; ++r) {
+    const std::vector<int64_t> pos = zigzag_positions(seq_len, L.D, r);
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t j = 0; j < L.per_seq; ++j)
+        gather_dest_[size_t((r * batch + b) * L.per_seq + j)] = b * seq_len + pos[size_t(j)];
+  }
+
+  attn_.prepare(L, p, opts_.keep_gathered_kv);
+  mlp_.prepare(L, p);
+  vocab_.prepare(L, p);
+  prepared_for_ = &p;
+}
+
+template <class T>
+void TspStrategy<T>::require_prepared(const ModelParams<T>& p) const {
+  TSP_CHECK(prepared_for_ == &p, "TspStrategy: prepare() was not called for these parameters");
+}
+
+template <class T>
+void TspStrategy<T>::embed_forward(ModelParams<T>& p, const int32_t* tokens, T* x) {
+  require_prepared(p);
+  vocab_.embed_forward(p, tokens, x);
+}
+
+template <class T>
+void TspStrategy<T>::embed_backward(ModelParams<T>& p, const int32_t* tokens, const T* dx) {
+  require_prepared(p);
+  vocab_.embed_backward(p, tokens, dx);
+}
+
+template <class T>
+void TspStrategy<T>::attention_forward(ModelParams<T>& p, int layer, const T* u, T* y) {
+  require_prepared(p);
+  attn_.forward(p, layer, u, y);
+}
+
+template <class T>
+void TspStrategy<T>::attention_backward(ModelParams<T>& p, int layer, const T* u, const T* dy, T* du) {
+  require_prepared(p);
+  attn_.backward(p, layer, u, dy, du);
+}
+
+template <class T>
+void TspStrategy<T>::mlp_forward(ModelParams<T>& p, int layer, const T* u, T* y) {
+  require_prepared(p);
+  mlp_.forward(p, layer, u, y);
+}
+
+template <class T>
+void TspStrategy<T>::mlp_backward(ModelParams<T>& p, int layer, const T* u, const T* dy, T* du) {
+  require_prepared(p);
+  mlp_.backward(p, layer, u, dy, du);
+}
+
+template <class T>
+double TspStrategy<T>::head_forward(ModelParams<T>& p, const T* u, const int32_t* targets, int32_t* argmax) {
+  require_prepared(p);
+  return vocab_.head_forward(p, u, targets, argmax);
+}
+
+template <class T>
+void TspStrategy<T>::head_backward(ModelParams<T>& p, const T* u, const int32_t* targets, T scale, T* du) {
+  require_prepared(p);
+  vocab_.head_backward(p, u, targets, scale, du);
+}
+
+template <class T>
+void TspStrategy<T>::head_logits(ModelParams<T>& p, const T* u, T* logits) {
+  require_prepared(p);
+  vocab_.head_logits(p, u, logits);
+}
+
+template <class T>
+void TspStrategy<T>::sum_over_tokens(double* v, int n, const char* label) {
+  comm_.all_reduce(label, v, int64_t(n));
+}
+
+template <class T>
+void TspStrategy<T>::sum_over_shards(double* v, int n, const char* label) {
+  comm_.all_reduce(label, v, int64_t(n));
+}
+
+template <class T>
+void TspStrategy<T>::reduce_replicated_grads(ModelParams<T>& p) {
+  // Every rank computed the norms' gradients from its own tokens; the full gradient is their sum.
+  Buffer<T>& g = p.grad(p.norm_block());
+  comm_.all_reduce("norm.grad_allreduce", g.data(), g.size());
+}
+
+template <class T>
+void TspStrategy<T>::gather_token_rows(const T* local, T* full, int64_t cols) {
+  TSP_CHECK(!gather_dest_.empty(), "TspStrategy::gather_token_rows before prepare()");
+  const TspLayout& L = layout_;
+  comm_.all_gather("gather.token_rows", local, full, L.n * cols);
+  // full now holds [D, B, per_seq] rows in storage order; put every row at its original position by
+  // following the permutation's cycles in place (no second [B·S, cols] buffer).
+  const size_t rows = gather_dest_.size();
+  std::vector<char> placed(rows, 0);
+  std::vector<T> carry(static_cast<size_t>(cols));
+  for (size_t start = 0; start < rows; ++start) {
+    if (placed[start]) continue;
+    std::copy_n(full + int64_t(start) * cols, cols, carry.begin());
+    size_t i = start;
+    do {
+      const size_t dest = size_t(gather_dest_[i]);
+      std::swap_ranges(carry.begin(), carry.end(), full + int64_t(dest) * cols);
+      placed[dest] = 1;
+      i = dest;
+    } while (i != start);
+  }
+}
+
+template class TspStrategy<float>;
+template class TspStrategy<double>;
+
+}  // namespace tsp

@@ -1,0 +1,43 @@
+// TSP embedding, LM head and loss (tsp-spec.md §8): vocabulary shards ride the weight ring. The embedding
+// picks, at each step, the rows of my tokens that fall in the shard held; the LM head folds each shard's
+// logits into an online log-sum-exp, so [n, V] logits never exist. Backward: the same ring with travelling
+// gradient accumulators. Each pass moves only the part of the vocabulary block it needs (embedding or head;
+// with tied embeddings they are the same rows). Sent and received per rank, in parts of ceil(V/D)·h
+// elements: embed_forward, head_forward, head_logits D-1 each (vocab.ring); head_backward D-1 (vocab.ring)
+// and D-1 accumulators (vocab.grad_ring); embed_backward D-1 accumulators only (vocab.grad_ring).
+#pragma once
+
+#include <cstdint>
+
+#include "core/memory.h"
+#include "model/params.h"
+#include "parallel/tsp/ring.h"
+
+namespace tsp {
+
+template <class T>
+class TspVocabRing {
+ public:
+  void prepare(const TspLayout& L, const ModelParams<T>& p);
+  void embed_forward(ModelParams<T>& p, const int32_t* tokens, T* x);
+  void embed_backward(ModelParams<T>& p, const int32_t* tokens, const T* dx);
+  double head_forward(ModelParams<T>& p, const T* u, const int32_t* targets, int32_t* argmax);
+  void head_backward(ModelParams<T>& p, const T* u, const int32_t* targets, T scale, T* du);
+  void head_logits(ModelParams<T>& p, const T* u, T* logits);
+
+ private:
+  // Real vocabulary rows of shard s (padding rows past vocab_size never enter the softmax).
+  int64_t valid_rows(int s) const;
+
+  const TspLayout* L_ = nullptr;
+  int64_t hidden_ = 0, vocab_ = 0;
+  int64_t shard_rows_ = 0;  // padded vocabulary / D
+  int64_t part_numel_ = 0;  // one part (embedding or LM head) of a vocabulary shard: shard_rows_ · h
+  // Communication: the ring's two buffers and the two travelling gradient accumulators (one part each).
+  Buffer<T> ring_[2], acc_[2];
+  Buffer<T> lse_;  // activations: the final log-sum-exp of my tokens
+  // Workspace: this step's gradient contribution, logits of one shard, the online softmax state.
+  Buffer<T> grad_partial_, logits_, dlogits_, run_max_, run_sum_, target_logit_, loss_;
+};
+
+}  // namespace tsp

@@ -1,7 +1,7 @@
 // One training step (forward + backward + AdamW) of a preset on one rank, against the machine's own GEMM rate
 // measured in the same process: the ratio says how close the whole step runs to the BLAS ceiling.
 //
-//   build/release/bench/bench_step [--preset small] [--seq-len 4096] [--batch 1] [--steps 3]
+//   build/release/bench/bench_step [--preset small | --config FILE] [--seq-len 4096] [--batch 1] [--steps 3]
 //
 // Model FLOPs count the matrix products only: 6 · (matrix parameters incl. the LM head) · tokens, plus causal
 // attention 7 · S² · q_dim per layer per sequence (forward QKᵀ and PV on the causal half: 2·S²·q_dim; the
@@ -44,12 +44,14 @@ double sgemm_gflops(int n, int reps) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string preset = "small";
+  std::string preset = "small", config;
   int64_t S = 4096, B = 1, steps = 3;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
     if (k == "--preset")
       preset = argv[i + 1];
+    else if (k == "--config")
+      config = argv[i + 1];
     else if (k == "--seq-len")
       S = std::stoll(argv[i + 1]);
     else if (k == "--batch")
@@ -57,11 +59,13 @@ int main(int argc, char** argv) {
     else if (k == "--steps")
       steps = std::stoll(argv[i + 1]);
     else {
-      std::fprintf(stderr, "unknown option %s (allowed: --preset --seq-len --batch --steps)\n", k.c_str());
+      std::fprintf(stderr, "unknown option %s (allowed: --preset --config --seq-len --batch --steps)\n",
+                   k.c_str());
       return 2;
     }
   }
-  const ModelConfig c = preset_config(preset);
+  const ModelConfig c = config.empty() ? preset_config(preset) : load_config(config);
+  if (!config.empty()) preset = config;
   const double gemm = sgemm_gflops(2048, 5);
 
   ModelParams<float> p(c, ShardSpec::full(c));

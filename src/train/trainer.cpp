@@ -76,6 +76,7 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   ModelConfig c = o.model;
   c.validate();
   TSP_REQUIRE(o.steps > 0, "--steps must be positive, got {}", o.steps);
+  TSP_REQUIRE(o.eval_batches >= 0, "--eval-batches must be >= 0, got {}", o.eval_batches);
   TSP_REQUIRE(o.lr > 0 && o.min_lr >= 0 && o.min_lr <= o.lr,
               "need 0 <= --min-lr <= --lr and --lr > 0 (got {} and {})", o.min_lr, o.lr);
   if (!o.trace.empty()) trace_enable(world.rank());
@@ -221,7 +222,7 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
                             {"tokens_per_s", time_sum > 0 ? tokens_sum / time_sum : 0.0},
                             {"memory_peak_bytes", memory_json(mem_stats())}};
   if (!last_ckpt.empty()) summary["checkpoint"] = last_ckpt;
-  if (recall) {
+  if (recall && o.eval_batches > 0) {
     // Held-out recall accuracy: argmax at every query's answer position, over sequences never trained on.
     int64_t correct = 0, total = 0;
     const int64_t es = o.eval_seq_len > 0 ? o.eval_seq_len : o.seq_len;
@@ -254,7 +255,7 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
                  "VmHWM %.1f MiB\n",
                  last_loss, (long long)o.steps, summary["tokens_per_s"].get<double>(),
                  mib(mem_stats().peak_total), mib(vm_hwm_bytes()));
-    if (recall)
+    if (summary.contains("recall_accuracy"))
       std::fprintf(log, "held-out recall accuracy %.1f%% over %lld queries at seq-len %lld (chance %.1f%%)\n",
                    100.0 * summary["recall_accuracy"].get<double>(),
                    (long long)summary["recall_queries"].get<int64_t>(),

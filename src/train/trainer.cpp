@@ -154,6 +154,10 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
                  (long long)o.batch, (long long)o.seq_len, (long long)(o.batch * o.seq_len),
                  (long long)o.steps, o.lr, o.min_lr, (long long)o.warmup,
                  o.resume.empty() ? "" : fmt::format(" | resumed at step {}", state.step).c_str());
+    if (o.seq_len_warmup > 0)
+      std::fprintf(
+          log, "sequence-length warm-up: %lld -> %lld tokens over %lld steps (tokens per step constant)\n",
+          (long long)o.seq_len_start, (long long)o.seq_len, (long long)o.seq_len_warmup);
   }
   ProgressBar bar(bar_on, state.step + 1, o.steps);
   nlohmann::json steps = nlohmann::json::array();

@@ -36,7 +36,7 @@ struct TrainOptions {
   std::string checkpoint_dir;  // empty = no checkpoints
   int64_t save_every = 0;      // 0 = only at the end (when checkpoint_dir is set)
   std::string resume;          // checkpoint directory to resume from
-  int64_t eval_batches = 4;    // held-out batches for the final recall accuracy (recall task only)
+  int64_t eval_batches = 16;   // held-out batches for the final recall accuracy (recall task only)
   int64_t eval_seq_len = 0;    // sequence length of those batches (0: seq_len)
   bool keep_gathered_kv = false;
   std::string trace;     // Chrome-trace output path (per rank: suffix .rank<N>.json)

@@ -8,8 +8,10 @@
 // Backward: one task per (KV head, key block). The task owns dK and dV of its key block outright (it loops
 // over every query head of its GQA group and every query block), so those need no reduction. dQ rows, in
 // contrast, receive contributions from every key block; each thread accumulates them into its own dQ copy
-// (thread 0 into dq itself) and the copies are summed once at the end. That costs (threads - 1) * |q| of
-// memory but keeps the five tile products of FlashAttention-2 (a two-pass dK/dV + dQ split would need seven).
+// (thread 0 into dq itself) and the copies are summed once at the end, in thread order; tasks are assigned
+// to threads statically, so the result is bitwise reproducible for a given thread count. That costs (threads
+// - 1) * |q| of memory but keeps the five tile products of FlashAttention-2 (a two-pass dK/dV + dQ split
+// would need seven).
 #include "kernels/attention.h"
 
 #include <cblas.h>
@@ -341,8 +343,11 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
     std::vector<T> dk_acc(static_cast<size_t>(bk * d));
     std::vector<T> dv_acc(static_cast<size_t>(bk * d));
 
-    // Early key blocks are visible to the most queries under causal masking: hand them out first.
-#pragma omp for schedule(dynamic, 1)
+    // Tasks go round-robin (static, 1), not first-come: which dQ copy a task adds into, and in what order,
+    // must not depend on timing, so that a training run is bitwise reproducible (exact resume) for a given
+    // thread count. Cyclic assignment also spreads the heavy early key blocks (visible to the most queries
+    // under causal masking) over all threads.
+#pragma omp for schedule(static, 1)
     for (int64_t t = 0; t < n_tasks; ++t) {
       const int64_t kb = t / n_kv_heads;
       const int64_t kvh = t % n_kv_heads;

@@ -9,7 +9,7 @@ trap 'rm -rf "$work"' EXIT
 run() { "$mpiexec" --oversubscribe -np "$@"; }
 
 run "$np" "$tsp" train --strategy tsp --preset tiny --seq-len 256 --batch 2 --steps 3 --no-progress \
-  --checkpoint-dir "$work/ck" >"$work/train.log"
+  --seq-len-warmup 0 --eval-batches 1 --checkpoint-dir "$work/ck" --trace "$work/trace.json" >"$work/train.log"
 test -f "$work/ck/latest" && test -f "$work/ck/step_000003/model.safetensors" && test -f "$work/ck/step_000003/config.json"
 
 printf '1 2 3 4 5 6 7 8 9 10 11\n200 100 50 25 12 6 3\n' >"$work/tokens.txt"
@@ -21,7 +21,7 @@ run "$np" "$tsp" eval --strategy tsp --checkpoint "$work/ck" --tokens "$work/tok
 run "$np" "$tsp" generate --strategy tsp --checkpoint "$work/ck" --prompt-tokens "5 6 7" --max-new-tokens 6 \
   --json >"$work/gen_tsp.json"
 
-python3 - "$work" <<'PY'
+python3 - "$work" "$np" <<'PY'
 import json, struct, sys, math
 w = sys.argv[1]
 s, t = json.load(open(f"{w}/single.json")), json.load(open(f"{w}/tsp.json"))
@@ -33,6 +33,14 @@ x, y = struct.unpack(f"{len(a)//4}f", a), struct.unpack(f"{len(b)//4}f", b)
 err = math.sqrt(sum((p - q) ** 2 for p, q in zip(x, y)) / sum(q * q for q in y))
 assert err <= 1e-5, err
 g1, g2 = json.load(open(f"{w}/gen_single.json")), json.load(open(f"{w}/gen_tsp.json"))
+import glob
+traces = sorted(glob.glob(f"{w}/trace.rank*.json"))
+assert len(traces) == int(sys.argv[2]), traces  # one Chrome trace per rank
+for t in traces:
+    ev = json.load(open(t))["traceEvents"]
+    cats = {e.get("cat") for e in ev if e.get("ph") == "X"}
+    assert {"comm", "compute"} <= cats, (t, cats)
+    assert any(e["name"] == "attn.kv_allgather" for e in ev), t
 assert g1["tokens"] == g2["tokens"] and len(g1["tokens"]) == 6, (g1, g2)
 print(f"pipeline ok: loss {s['loss']:.6f} both ways, logits rel err {err:.2e}, generated {g1['tokens']}")
 PY

@@ -445,6 +445,86 @@ CommRequest Communicator::isend_recv(std::string_view label, const T* send, int6
   return r;
 }
 
+// Posts one non-blocking operation of `op` under `label`; accounting happens in the caller.
+CommRequest Communicator::pending(std::string_view label, const char* op) const {
+  CommRequest r;
+  r.pending_ = true;
+  r.phase_ = phase_;
+  r.label_ = label;
+  r.op_ = op;
+  return r;
+}
+
+template <class T>
+CommRequest Communicator::ireduce_scatter(std::string_view label, const T* send, T* recv,
+                                          int64_t n_per_rank) {
+  check_count(label, n_per_rank);
+  const int64_t bytes = n_per_rank * static_cast<int64_t>(sizeof(T));
+  account(label, "reduce_scatter", bytes, (size_ - 1) * bytes);
+  CommRequest r = pending(label, "reduce_scatter");
+  if (size_ == 1) {
+    copy_elems(send, recv, n_per_rank);
+  } else if (n_per_rank <= g_max_count) {
+    MPI_Request q;
+    check_call(MPI_Ireduce_scatter_block(send, recv, static_cast<int>(n_per_rank), mpi_type<T>(), MPI_SUM,
+                                         comm_, &q),
+               "MPI_Ireduce_scatter_block", label);
+    r.reqs_.push_back(q);
+  } else {
+    // As in the blocking version: each chunk of each block reduced to its owner, all in flight together.
+    for_each_chunk(n_per_rank, [&](int64_t off, int cnt) {
+      for (int j = 0; j < size_; ++j) {
+        MPI_Request q;
+        check_call(MPI_Ireduce(send + j * n_per_rank + off, j == rank_ ? recv + off : nullptr, cnt,
+                               mpi_type<T>(), MPI_SUM, j, comm_, &q),
+                   "MPI_Ireduce", label);
+        r.reqs_.push_back(q);
+      }
+    });
+  }
+  return r;
+}
+
+template <class T>
+CommRequest Communicator::ireduce(std::string_view label, const T* send, T* recv, int64_t n, int root) {
+  TSP_CHECK(root >= 0 && root < size_, "ireduce '{}': root {} is not a rank of a communicator of size {}",
+            label, root, size_);
+  check_count(label, n);
+  const int64_t bytes = n * static_cast<int64_t>(sizeof(T));
+  account(label, "reduce", bytes, size_ > 1 && rank_ == root ? (size_ - 1) * bytes : 0);
+  CommRequest r = pending(label, "reduce");
+  if (size_ == 1) {
+    copy_elems(send, recv, n);
+  } else {
+    const bool is_root = rank_ == root, in_place = is_root && send == recv;
+    for_each_chunk(n, [&](int64_t off, int cnt) {
+      const void* s = in_place ? MPI_IN_PLACE : static_cast<const void*>(send + off);
+      MPI_Request q;
+      check_call(MPI_Ireduce(s, is_root ? recv + off : nullptr, cnt, mpi_type<T>(), MPI_SUM, root, comm_, &q),
+                 "MPI_Ireduce", label);
+      r.reqs_.push_back(q);
+    });
+  }
+  return r;
+}
+
+template <class T>
+CommRequest Communicator::iall_reduce(std::string_view label, T* buf, int64_t n) {
+  check_count(label, n);
+  const int64_t bytes = n * static_cast<int64_t>(sizeof(T));
+  account(label, "all_reduce", bytes, 2 * (size_ - 1) * bytes / size_);
+  CommRequest r = pending(label, "all_reduce");
+  if (size_ > 1) {
+    for_each_chunk(n, [&](int64_t off, int cnt) {
+      MPI_Request q;
+      check_call(MPI_Iallreduce(MPI_IN_PLACE, buf + off, cnt, mpi_type<T>(), MPI_SUM, comm_, &q),
+                 "MPI_Iallreduce", label);
+      r.reqs_.push_back(q);
+    });
+  }
+  return r;
+}
+
 void Communicator::wait(CommRequest& r) {
   if (!r.active()) return;
   const double t0 = trace_now_us();
@@ -467,7 +547,10 @@ void Communicator::wait(CommRequest& r) {
   template CommRequest Communicator::ibroadcast<T>(std::string_view, T*, int64_t, int);                   \
   template CommRequest Communicator::iall_gather<T>(std::string_view, const T*, T*, int64_t);             \
   template CommRequest Communicator::isend_recv<T>(std::string_view, const T*, int64_t, int, T*, int64_t, \
-                                                   int);
+                                                   int);                                                  \
+  template CommRequest Communicator::ireduce_scatter<T>(std::string_view, const T*, T*, int64_t);         \
+  template CommRequest Communicator::ireduce<T>(std::string_view, const T*, T*, int64_t, int);            \
+  template CommRequest Communicator::iall_reduce<T>(std::string_view, T*, int64_t);
 
 TSP_COMM_INSTANTIATE(float)
 TSP_COMM_INSTANTIATE(double)

@@ -136,6 +136,14 @@ class Communicator {
   // Non-blocking versions: the transfer proceeds while the caller computes. Calls and bytes are counted when
   // posted (same ops as the blocking versions); wait() charges the blocked time. isend_recv posts an
   // MPI_Irecv and an MPI_Isend with the same tag and zero-count rule as send_recv.
+  // The reductions, non-blocking: same buffers rules and accounting as the blocking ones; the send buffer
+  // must stay unchanged and the receive buffer unread until wait().
+  template <class T>
+  CommRequest ireduce_scatter(std::string_view label, const T* send, T* recv, int64_t n_per_rank);
+  template <class T>
+  CommRequest ireduce(std::string_view label, const T* send, T* recv, int64_t n, int root);
+  template <class T>
+  CommRequest iall_reduce(std::string_view label, T* buf, int64_t n);
   template <class T>
   CommRequest ibroadcast(std::string_view label, T* buf, int64_t n, int root);
   template <class T>
@@ -152,6 +160,7 @@ class Communicator {
   CommCounter& counter(std::string_view label, const char* op);
   CommCounter& account(std::string_view label, const char* op, int64_t payload_bytes, int64_t recv_bytes);
   void charge(const std::string& phase, std::string_view label, const char* op, double t0_us);
+  CommRequest pending(std::string_view label, const char* op) const;
   MPI_Comm comm_ = MPI_COMM_NULL;
   bool owned_ = false;
   int rank_ = 0, size_ = 1;

@@ -166,6 +166,35 @@ void check_nonblocking(Communicator& c, int64_t n) {
   ASSERT_EQ(got_second, values<T>(left + 10, n));
 }
 
+// The non-blocking reductions, all in flight together, give what the blocking ones give.
+template <class T>
+void check_nonblocking_reductions(Communicator& c, int64_t n) {
+  const int P = c.size(), r = c.rank(), root = P / 2;
+  std::vector<T> rs_send = values<T>(r, P * n), rs_recv(n, T(-1)), rs_expected(n);
+  for (int64_t i = 0; i < n; ++i) rs_expected[i] = sum_over_ranks<T>(P, r * n + i);
+  std::vector<T> red_send = values<T>(r, n), red_recv(n, T(-1)), sum(n);
+  for (int64_t i = 0; i < n; ++i) sum[i] = sum_over_ranks<T>(P, i);
+  std::vector<T> ar = values<T>(r, n);
+  std::vector<T> inplace = values<T>(r, n);
+  CommRequest q_rs = c.ireduce_scatter<T>("ireducescatter", rs_send.data(), rs_recv.data(), n);
+  CommRequest q_red =
+      c.ireduce<T>("ireduce", red_send.data(), r == root ? red_recv.data() : nullptr, n, root);
+  CommRequest q_in =
+      c.ireduce<T>("ireduce_inplace", inplace.data(), r == root ? inplace.data() : nullptr, n, root);
+  CommRequest q_ar = c.iall_reduce<T>("iallreduce", ar.data(), n);
+  EXPECT_TRUE(q_rs.active() && q_red.active() && q_in.active() && q_ar.active());
+  c.wait(q_ar);
+  c.wait(q_in);
+  c.wait(q_rs);
+  c.wait(q_red);
+  ASSERT_EQ(rs_recv, rs_expected);
+  ASSERT_EQ(ar, sum);
+  if (r == root) {
+    ASSERT_EQ(red_recv, sum);
+    ASSERT_EQ(inplace, sum);
+  }
+}
+
 template <class T>
 void check_all(Communicator& c, int64_t n) {
   SCOPED_TRACE(fmt::format("n = {}, P = {}", n, c.size()));
@@ -176,6 +205,7 @@ void check_all(Communicator& c, int64_t n) {
   check_all_reduce<T>(c, n);
   check_send_recv<T>(c, n);
   check_nonblocking<T>(c, n);
+  check_nonblocking_reductions<T>(c, n);
 }
 
 template <class T>

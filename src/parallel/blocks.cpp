@@ -21,13 +21,25 @@ void qkv_forward(T* q, T* k, T* v, const T* u, const T* wq, const T* wk, const T
 }
 
 template <class T>
-void qkv_backward(T* du, T* dwq, T* dwk, T* dwv, T* dq, T* dk, const T* dv, const T* u, const T* wq,
-                  const T* wk, const T* wv, const int64_t* pos, const AttnShardShape& s, double rope_theta) {
+void q_backward(T* du, T* dwq, T* dq, const T* u, const T* wq, const int64_t* pos, const AttnShardShape& s,
+                double rope_theta) {
   rope_backward(dq, pos, s.n, s.q_heads, s.head_dim, rope_theta);
-  rope_backward(dk, pos, s.n, s.kv_heads, s.head_dim, rope_theta);
   linear_backward(du, dwq, dq, u, wq, s.n, s.hidden, s.q_dim());
+}
+
+template <class T>
+void kv_backward(T* du, T* dwk, T* dwv, T* dk, const T* dv, const T* u, const T* wk, const T* wv,
+                 const int64_t* pos, const AttnShardShape& s, double rope_theta) {
+  rope_backward(dk, pos, s.n, s.kv_heads, s.head_dim, rope_theta);
   linear_backward(du, dwk, dk, u, wk, s.n, s.hidden, s.kv_dim());
   linear_backward(du, dwv, dv, u, wv, s.n, s.hidden, s.kv_dim());
+}
+
+template <class T>
+void qkv_backward(T* du, T* dwq, T* dwk, T* dwv, T* dq, T* dk, const T* dv, const T* u, const T* wq,
+                  const T* wk, const T* wv, const int64_t* pos, const AttnShardShape& s, double rope_theta) {
+  q_backward(du, dwq, dq, u, wq, pos, s, rope_theta);
+  kv_backward(du, dwk, dwv, dk, dv, u, wk, wv, pos, s, rope_theta);
 }
 
 template <class T>
@@ -75,6 +87,10 @@ void mlp_shard_backward(T* du, T* dw_gate, T* dw_up, T* dw_down, const T* dy, co
 
 #define TSP_INSTANTIATE(T)                                                                                  \
   template void qkv_forward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const int64_t*,          \
+                               const AttnShardShape&, double);                                              \
+  template void q_backward<T>(T*, T*, T*, const T*, const T*, const int64_t*, const AttnShardShape&,        \
+                              double);                                                                      \
+  template void kv_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, const int64_t*,      \
                                const AttnShardShape&, double);                                              \
   template void qkv_backward<T>(T*, T*, T*, T*, T*, T*, const T*, const T*, const T*, const T*, const T*,   \
                                 const int64_t*, const AttnShardShape&, double);                             \

@@ -26,6 +26,14 @@ void qkv_forward(T* q, T* k, T* v, const T* u, const T* wq, const T* wk, const T
                  const AttnShardShape& s, double rope_theta);
 
 // The adjoint of qkv_forward. dq and dk are consumed (rotated back in place). Accumulates du, dwq, dwk, dwv.
+// q_backward + kv_backward do the same in two parts, so that a layout can overlap communication of dk/dv
+// with the query part.
+template <class T>
+void q_backward(T* du, T* dwq, T* dq, const T* u, const T* wq, const int64_t* pos, const AttnShardShape& s,
+                double rope_theta);
+template <class T>
+void kv_backward(T* du, T* dwk, T* dwv, T* dk, const T* dv, const T* u, const T* wk, const T* wv,
+                 const int64_t* pos, const AttnShardShape& s, double rope_theta);
 template <class T>
 void qkv_backward(T* du, T* dwq, T* dwk, T* dwv, T* dq, T* dk, const T* dv, const T* u, const T* wq,
                   const T* wk, const T* wv, const int64_t* pos, const AttnShardShape& s, double rope_theta);

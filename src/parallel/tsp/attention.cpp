@@ -66,7 +66,7 @@ void TspAttention<T>::gather_kv(T* k_full, T* v_full) {
 // The adjoint of gather_kv: the same permutation backwards into per-rank blocks, then every rank receives the
 // sum over ranks of the gradients of its own keys and values.
 template <class T>
-void TspAttention<T>::reduce_scatter_kv_grad(const T* dk_full, const T* dv_full) {
+CommRequest TspAttention<T>::reduce_scatter_kv_grad(const T* dk_full, const T* dv_full) {
   const TspLayout& L = *L_;
   const int64_t kd = shape_.kv_dim(), rows = L.chunk() * kd;
   {
@@ -81,7 +81,8 @@ void TspAttention<T>::reduce_scatter_kv_grad(const T* dk_full, const T* dv_full)
                         dst + (b * L.per_seq + h * L.chunk()) * kd);
       }
   }
-  L.comm->reduce_scatter("attn.kv_grad_reducescatter", kv_gather_.data(), dkv_local_.data(), 2 * local_kv_);
+  return L.comm->ireduce_scatter("attn.kv_grad_reducescatter", kv_gather_.data(), dkv_local_.data(),
+                                 2 * local_kv_);
 }
 
 template <class T>
@@ -149,12 +150,18 @@ void TspAttention<T>::backward_head_group(int layer, int r, const T* w, const T*
                                saved_lse(layer, r), L.seq_positions.data(), L.key_positions.data(), L.batch,
                                attn_);
   }
-  reduce_scatter_kv_grad(dk_full_.data(), dv_full_.data());
+  // The dK/dV reduce-scatter travels while the query side of the projection backward runs; only the key and
+  // value side needs its result.
+  CommRequest kv_grad = reduce_scatter_kv_grad(dk_full_.data(), dv_full_.data());
   {
     TraceSpan span("attn.bwd", "compute");
-    qkv_backward(du, g + off_.q, g + off_.k, g + off_.v, dq_.data(), dkv_local_.data(),
-                 dkv_local_.data() + local_kv_, u, w + off_.q, w + off_.k, w + off_.v,
-                 L.token_positions.data(), shape_, rope_theta_);
+    q_backward(du, g + off_.q, dq_.data(), u, w + off_.q, L.token_positions.data(), shape_, rope_theta_);
+  }
+  L.comm->wait(kv_grad);
+  {
+    TraceSpan span("attn.bwd", "compute");
+    kv_backward(du, g + off_.k, g + off_.v, dkv_local_.data(), dkv_local_.data() + local_kv_, u, w + off_.k,
+                w + off_.v, L.token_positions.data(), shape_, rope_theta_);
   }
   // The adjoint of the broadcast: the owner receives the sum of every rank's partial. It folds its
   // accumulated gradient into its own contribution so that the reduce lands directly in the gradient block.

@@ -30,7 +30,8 @@ class TspAttention {
   // all-gather of my k|v (already in place in kv_gather_) and reorder into k_full, v_full [B, S, kv_dim_s].
   void gather_kv(T* k_full, T* v_full);
   // The adjoint: reorder dk_full, dv_full into per-rank blocks and reduce-scatter them to their token owners.
-  void reduce_scatter_kv_grad(const T* dk_full, const T* dv_full);
+  // Posts the reduce-scatter (non-blocking); the caller waits before reading dkv_local_.
+  CommRequest reduce_scatter_kv_grad(const T* dk_full, const T* dv_full);
   T* saved_o(int layer, int r) { return saved_o_[size_t(layer)].data() + r * L_->n * shape_.q_dim(); }
   T* saved_lse(int layer, int r) { return saved_lse_[size_t(layer)].data() + r * L_->n * shape_.q_heads; }
   T* kept_kv(int layer, int r) { return kept_kv_.data() + (int64_t(layer) * L_->D + r) * 2 * full_kv_; }

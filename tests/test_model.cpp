@@ -11,6 +11,7 @@
 #include "kernel_test_util.h"
 #include "kernels/cross_entropy.h"
 #include "model/checkpoint.h"
+#include "model/config.h"
 #include "model/params.h"
 #include "model/transformer.h"
 #include "parallel/single/single.h"
@@ -49,15 +50,23 @@ Batch2 random_batch(int vocab, uint64_t seed) {
   return b;
 }
 
-class ModelGradient : public testing::TestWithParam<bool> {};
+// The micro model (tied or untied), and the `tiny` preset itself.
+enum class GradModel { micro_untied, micro_tied, tiny_preset };
+
+ModelConfig grad_config(GradModel m) {
+  if (m == GradModel::tiny_preset) return preset_config("tiny");
+  return micro_config(m == GradModel::micro_tied);
+}
+
+class ModelGradient : public testing::TestWithParam<GradModel> {};
 
 // Central differences on a sample of entries of every parameter block (every norm weight, and a spread of
 // matrix entries) against the hand-written backward. The init scale is raised so that every path carries a
 // gradient well above the finite-difference noise.
 TEST_P(ModelGradient, MatchesFiniteDifferences) {
-  const ModelConfig c = micro_config(GetParam());
+  const ModelConfig c = grad_config(GetParam());
   ModelParams<double> p(c, ShardSpec::full(c));
-  p.init(7, 0.3);
+  p.init(7, GetParam() == GradModel::tiny_preset ? 0.1 : 0.3);
   SingleStrategy<double> single;
   Transformer<double> model(p, single);
   Batch2 b = random_batch(int(c.vocab_size), 3);
@@ -84,8 +93,22 @@ TEST_P(ModelGradient, MatchesFiniteDifferences) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(TiedAndUntied, ModelGradient, testing::Values(false, true),
-                         [](const auto& info) { return info.param ? "tied" : "untied"; });
+std::string grad_model_name(const testing::TestParamInfo<GradModel>& info) {
+  switch (info.param) {
+    case GradModel::micro_untied:
+      return "micro_untied";
+    case GradModel::micro_tied:
+      return "micro_tied";
+    case GradModel::tiny_preset:
+      return "tiny_preset";
+  }
+  return "?";
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, ModelGradient,
+                         testing::Values(GradModel::micro_untied, GradModel::micro_tied,
+                                         GradModel::tiny_preset),
+                         grad_model_name);
 
 TEST(ModelParams, InitialisationDoesNotDependOnSharding) {
   ModelConfig c = micro_config(false);

@@ -374,11 +374,7 @@ CommRequest Communicator::ibroadcast(std::string_view label, T* buf, int64_t n, 
   check_count(label, n);
   const int64_t bytes = n * static_cast<int64_t>(sizeof(T));
   account(label, "broadcast", bytes, size_ > 1 && rank_ != root ? bytes : 0);
-  CommRequest r;
-  r.pending_ = true;
-  r.phase_ = phase_;
-  r.label_ = label;
-  r.op_ = "broadcast";
+  CommRequest r = pending(label, "broadcast");
   if (size_ > 1) {
     Contiguous c(mpi_type<T>(), n, sizeof(T));
     MPI_Request q;
@@ -393,11 +389,7 @@ CommRequest Communicator::iall_gather(std::string_view label, const T* send, T* 
   check_count(label, n_per_rank);
   const int64_t bytes = n_per_rank * static_cast<int64_t>(sizeof(T));
   account(label, "all_gather", bytes, (size_ - 1) * bytes);
-  CommRequest r;
-  r.pending_ = true;
-  r.phase_ = phase_;
-  r.label_ = label;
-  r.op_ = "all_gather";
+  CommRequest r = pending(label, "all_gather");
   if (size_ == 1) {
     copy_elems(send, recv, n_per_rank);
   } else {
@@ -417,11 +409,7 @@ CommRequest Communicator::isend_recv(std::string_view label, const T* send, int6
   check_count(label, n_recv);
   account(label, "send_recv", n_send * static_cast<int64_t>(sizeof(T)),
           n_recv * static_cast<int64_t>(sizeof(T)));
-  CommRequest r;
-  r.pending_ = true;
-  r.phase_ = phase_;
-  r.label_ = label;
-  r.op_ = "send_recv";
+  CommRequest r = pending(label, "send_recv");
   Contiguous cs(mpi_type<T>(), n_send, sizeof(T)), cr(mpi_type<T>(), n_recv, sizeof(T));
   // The receive is posted first so that the matching send never waits in an unexpected-message queue.
   if (n_recv > 0) {

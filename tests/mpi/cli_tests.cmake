@@ -35,3 +35,7 @@ tsp_cli_test(pipeline_np2 ${TSP_CLI_DIR}/pipeline.sh ${TSP_BIN} ${MPIEXEC_EXECUT
 # tied GQA config with head_dim != hidden/heads).
 tsp_cli_test(hf_reference_tiny ${TSP_CLI_DIR}/hf_reference.sh ${TSP_BIN} ${PROJECT_SOURCE_DIR}/tests/cli/tiny.json)
 tsp_cli_test(hf_reference_tied_gqa ${TSP_CLI_DIR}/hf_reference.sh ${TSP_BIN} ${TSP_CLI_DIR}/tied_gqa.json)
+tsp_cli_test(bad_intermediate ${TSP_CLI_DIR}/expect.sh nonzero
+             "\\[rank 3\\] error: .*intermediate_size divisible by 4, but it is 90"
+             "\\[rank 0\\] error: .*intermediate_size divisible by 4, but it is 90" -- ${TSP_MPIEXEC} -np 4 ${TSP_BIN}
+             train --strategy tsp --config ${TSP_CLI_DIR}/intermediate90.json --seq-len 256 --steps 1)

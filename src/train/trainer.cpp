@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 
 #include "comm/comm_report.h"
 #include "core/check.h"
@@ -120,7 +121,7 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
 
   // The step's shape under the sequence-length warm-up: lengths are multiples of `unit` so that only a few
   // distinct shapes (and buffer sizes) occur, and tokens per step stay batch * seq_len.
-  const int64_t unit = std::max<int64_t>(64, strategy->seq_len_multiple());
+  const int64_t unit = std::lcm<int64_t>(64, strategy->seq_len_multiple());
   if (o.seq_len_warmup > 0) {
     TSP_REQUIRE(o.seq_len_start > 0 && o.seq_len_start <= o.seq_len && o.seq_len_start % unit == 0,
                 "--seq-len-start {} must be a multiple of {} in [{}, --seq-len {}]", o.seq_len_start, unit,

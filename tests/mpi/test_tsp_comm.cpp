@@ -25,6 +25,8 @@
 // A label with zero calls (D = 1 rings) must not appear at all. all_reduce counts floor(2(D-1)·n/D) bytes.
 #include <gtest/gtest.h>
 
+#include "tsp_test_model.h"
+
 #include <map>
 #include <random>
 #include <string>
@@ -47,17 +49,7 @@ struct Expected {
 using ExpectedPhase = std::map<std::string, Expected>;
 
 ModelConfig make_config(bool tied) {
-  ModelConfig c;
-  c.hidden_size = 48;
-  c.intermediate_size = 96;
-  c.num_hidden_layers = 3;
-  c.num_attention_heads = 24;
-  c.num_key_value_heads = 12;
-  c.head_dim = 4;
-  c.vocab_size = 61;
-  c.max_position_embeddings = 128;
-  c.tie_word_embeddings = tied;
-  return c;
+  return test::tsp_test_config(tied, 3);
 }
 
 void make_batch(int64_t vocab, int64_t n, std::vector<int32_t>& tokens, std::vector<int32_t>& targets) {

@@ -13,6 +13,8 @@
 //                same for one part of a vocabulary shard).
 #include <gtest/gtest.h>
 
+#include "tsp_test_model.h"
+
 #include <cstdio>
 #include <random>
 #include <string>
@@ -33,17 +35,7 @@ namespace {
 constexpr int64_t kBatch = 2, kSeq = 24;
 
 ModelConfig make_config(bool tied) {
-  ModelConfig c;
-  c.hidden_size = 48;
-  c.intermediate_size = 96;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 24;
-  c.num_key_value_heads = 12;
-  c.head_dim = 4;
-  c.vocab_size = 61;
-  c.max_position_embeddings = 128;
-  c.tie_word_embeddings = tied;
-  return c;
+  return test::tsp_test_config(tied, 2);
 }
 
 int64_t bytes(const MemStats& after, const MemStats& before, Mem m) {

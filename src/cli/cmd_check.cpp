@@ -15,12 +15,11 @@ void add_check_command(CLI::App& root, std::vector<Command>& cmds) {
   auto json = std::make_shared<bool>(false);
   add_model_options(app, *src);
   src->preset = "tiny";
-  app->add_option("--strategy", o->strategy, "parallel layout to check: single, tsp")->capture_default_str();
+  add_layout_options(app, o->strategy, o->layout);
   app->add_option("--seq-len", o->seq_len, "tokens per sequence")->required();
   app->add_option("--batch", o->batch, "sequences")->capture_default_str();
   app->add_option("--dtype", o->dtype, "float32 or float64")->capture_default_str();
   app->add_option("--seed", o->seed, "seed of the model and the batch")->capture_default_str();
-  app->add_flag("--keep-gathered-kv", o->keep_gathered_kv, "tsp: keep gathered K/V for the backward");
   app->add_flag("--json", *json, "print one JSON document");
   cmds.push_back({app, [src, o, json](Communicator& world) {
                     CheckOptions opts = *o;

@@ -14,6 +14,7 @@ namespace {
 
 struct EvalOptions {
   std::string checkpoint, tokens_file, logits_out, strategy = "single";
+  StrategyOptions layout;
   bool json = false;
 };
 
@@ -33,7 +34,7 @@ std::vector<std::vector<int32_t>> read_token_file(const std::string& path) {
 
 int run_eval(const EvalOptions& o, Communicator& world) {
   auto seqs = read_token_file(o.tokens_file);
-  InferenceSession session(o.checkpoint, o.strategy, world);
+  InferenceSession session(o.checkpoint, o.strategy, world, o.layout);
   const bool lead = world.rank() == 0;
   double loss_sum = 0;
   int64_t count = 0, total_tokens = 0;
@@ -96,7 +97,7 @@ void add_eval_command(CLI::App& root, std::vector<Command>& cmds) {
   app->add_option("--tokens", o->tokens_file, "one sequence per line, whitespace-separated token ids")
       ->required();
   app->add_option("--logits-out", o->logits_out, "write raw little-endian float32 logits [tokens x vocab]");
-  app->add_option("--strategy", o->strategy, "parallel layout: single, tsp")->capture_default_str();
+  add_layout_options(app, o->strategy, o->layout);
   app->add_flag("--json", o->json, "print one JSON document (fields loss, tokens)");
   cmds.push_back({app, [o](Communicator& world) { return run_eval(*o, world); }});
 }

@@ -12,6 +12,7 @@ namespace {
 
 struct GenerateOptions {
   std::string checkpoint, prompt, prompt_tokens, strategy = "single";
+  StrategyOptions layout;
   int64_t max_new_tokens = 64;
   double temperature = 0.0;
   uint64_t seed = 0;
@@ -22,7 +23,7 @@ int run_generate(const GenerateOptions& o, Communicator& world) {
   std::vector<int32_t> prompt =
       o.prompt_tokens.empty() ? byte_tokenize(o.prompt) : parse_token_ids(o.prompt_tokens, "--prompt-tokens");
   TSP_REQUIRE(!prompt.empty(), "the prompt is empty: give --prompt TEXT or --prompt-tokens \"1 2 3\"");
-  InferenceSession session(o.checkpoint, o.strategy, world);
+  InferenceSession session(o.checkpoint, o.strategy, world, o.layout);
   std::vector<int32_t> out = session.generate(prompt, o.max_new_tokens, o.temperature, o.seed);
   std::vector<int32_t> fresh(out.begin() + int64_t(prompt.size()), out.end());
   if (world.rank() == 0) {
@@ -54,7 +55,7 @@ void add_generate_command(CLI::App& root, std::vector<Command>& cmds) {
   app->add_option("--max-new-tokens", o->max_new_tokens, "tokens to generate")->capture_default_str();
   app->add_option("--temperature", o->temperature, "0 = greedy")->capture_default_str();
   app->add_option("--seed", o->seed, "sampling seed")->capture_default_str();
-  app->add_option("--strategy", o->strategy, "parallel layout: single, tsp")->capture_default_str();
+  add_layout_options(app, o->strategy, o->layout);
   app->add_flag("--json", o->json, "print one JSON document");
   cmds.push_back({app, [o, p, pt](Communicator& world) {
                     TSP_REQUIRE(p->count() || pt->count(), "give --prompt TEXT or --prompt-tokens \"1 2 3\"");

@@ -10,7 +10,7 @@ void add_train_command(CLI::App& root, std::vector<Command>& cmds) {
   auto src = std::make_shared<ModelSource>();
   auto o = std::make_shared<TrainOptions>();
   add_model_options(app, *src);
-  app->add_option("--strategy", o->strategy, "parallel layout: single, tsp")->capture_default_str();
+  add_layout_options(app, o->strategy, o->layout);
   app->add_option("--dtype", o->dtype, "float32 or float64")->capture_default_str();
   app->add_option("--seq-len", o->seq_len, "tokens per sequence")->capture_default_str();
   app->add_option("--batch", o->batch, "sequences per step")->capture_default_str();
@@ -43,8 +43,6 @@ void add_train_command(CLI::App& root, std::vector<Command>& cmds) {
   app->add_option("--eval-seq-len", o->eval_seq_len,
                   "sequence length of the held-out recall batches (0: --seq-len)")
       ->capture_default_str();
-  app->add_flag("--keep-gathered-kv", o->keep_gathered_kv,
-                "tsp: keep the all-gathered K/V for the backward instead of re-gathering (costs memory)");
   app->add_option("--trace", o->trace, "write a Chrome-trace timeline (per rank: NAME.rank<r>.json)");
   app->add_flag("--json", o->json, "print one JSON document on stdout (the step log goes to stderr)");
   auto no_progress = std::make_shared<bool>(false);

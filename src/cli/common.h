@@ -9,6 +9,7 @@
 
 #include "comm/communicator.h"
 #include "model/config.h"
+#include "parallel/registry.h"
 
 namespace tsp::cli {
 
@@ -28,6 +29,9 @@ struct ModelSource {
   ModelConfig load() const;
 };
 void add_model_options(CLI::App* app, ModelSource& src);
+
+// --strategy and the mesh: --tp, --sp, --sequence-parallel, --dp, --zero1, --keep-gathered-kv.
+void add_layout_options(CLI::App* app, std::string& strategy, StrategyOptions& layout);
 
 void add_train_command(CLI::App& root, std::vector<Command>& cmds);
 void add_eval_command(CLI::App& root, std::vector<Command>& cmds);

@@ -195,7 +195,7 @@ Communicator Communicator::world() {
 }
 
 Communicator::Communicator(MPI_Comm comm, bool owned)
-    : comm_(comm), owned_(owned), stats_(std::make_unique<CommStats>()) {
+    : comm_(comm), owned_(owned), acct_(std::make_shared<Accounting>()) {
   TSP_CHECK(comm != MPI_COMM_NULL, "Communicator needs a valid MPI communicator, got MPI_COMM_NULL");
   mpi_check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
   mpi_check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
@@ -211,8 +211,7 @@ Communicator::Communicator(Communicator&& o) noexcept
       owned_(std::exchange(o.owned_, false)),
       rank_(o.rank_),
       size_(o.size_),
-      phase_(std::move(o.phase_)),
-      stats_(std::move(o.stats_)) {}
+      acct_(std::move(o.acct_)) {}
 
 Communicator& Communicator::operator=(Communicator&& o) noexcept {
   if (this != &o) {
@@ -221,8 +220,7 @@ Communicator& Communicator::operator=(Communicator&& o) noexcept {
     owned_ = std::exchange(o.owned_, false);
     rank_ = o.rank_;
     size_ = o.size_;
-    phase_ = std::move(o.phase_);
-    stats_ = std::move(o.stats_);
+    acct_ = std::move(o.acct_);
   }
   return *this;
 }
@@ -232,12 +230,18 @@ Communicator Communicator::split(int color, int key) const {
   MPI_Comm sub = MPI_COMM_NULL;
   mpi_check(MPI_Comm_split(comm_, color, key, &sub), "MPI_Comm_split");
   Communicator c(sub, true);
-  c.set_phase(phase_);
+  c.set_phase(phase());
+  return c;
+}
+
+Communicator Communicator::split_shared(int color, int key) const {
+  Communicator c = split(color, key);
+  c.acct_ = acct_;
   return c;
 }
 
 CommCounter& Communicator::counter(std::string_view label, const char* op) {
-  return find_counter(*stats_, phase_, label, op);
+  return find_counter(acct_->stats, acct_->phase, label, op);
 }
 
 CommCounter& Communicator::account(std::string_view label, const char* op, int64_t payload_bytes,
@@ -251,7 +255,7 @@ CommCounter& Communicator::account(std::string_view label, const char* op, int64
 
 void Communicator::charge(const std::string& phase, std::string_view label, const char* op, double t0_us) {
   const double dt_us = trace_now_us() - t0_us;
-  find_counter(*stats_, phase, label, op).seconds += dt_us * 1e-6;
+  find_counter(acct_->stats, phase, label, op).seconds += dt_us * 1e-6;
   if (trace_enabled()) trace_record(label, "comm", t0_us, dt_us);
 }
 
@@ -271,7 +275,7 @@ void Communicator::broadcast(std::string_view label, T* buf, int64_t n, int root
     Contiguous c(mpi_type<T>(), n, sizeof(T));
     check_call(MPI_Bcast(buf, c.count, c.type, root, comm_), "MPI_Bcast", label);
   }
-  charge(phase_, label, "broadcast", t0);
+  charge(acct_->phase, label, "broadcast", t0);
 }
 
 template <class T>
@@ -287,7 +291,7 @@ void Communicator::all_gather(std::string_view label, const T* send, T* recv, in
     const void* s = send == recv + rank_ * n_per_rank ? MPI_IN_PLACE : send;
     check_call(MPI_Allgather(s, c.count, c.type, recv, c.count, c.type, comm_), "MPI_Allgather", label);
   }
-  charge(phase_, label, "all_gather", t0);
+  charge(acct_->phase, label, "all_gather", t0);
 }
 
 template <class T>
@@ -311,7 +315,7 @@ void Communicator::reduce_scatter(std::string_view label, const T* send, T* recv
                    "MPI_Reduce", label);
     });
   }
-  charge(phase_, label, "reduce_scatter", t0);
+  charge(acct_->phase, label, "reduce_scatter", t0);
 }
 
 template <class T>
@@ -332,7 +336,7 @@ void Communicator::reduce(std::string_view label, const T* send, T* recv, int64_
                  "MPI_Reduce", label);
     });
   }
-  charge(phase_, label, "reduce", t0);
+  charge(acct_->phase, label, "reduce", t0);
 }
 
 template <class T>
@@ -348,7 +352,7 @@ void Communicator::all_reduce(std::string_view label, T* buf, int64_t n) {
                  label);
     });
   }
-  charge(phase_, label, "all_reduce", t0);
+  charge(acct_->phase, label, "all_reduce", t0);
 }
 
 template <class T>
@@ -364,7 +368,7 @@ void Communicator::send_recv(std::string_view label, const T* send, int64_t n_se
       MPI_Sendrecv(send, cs.count, cs.type, n_send > 0 ? dest : MPI_PROC_NULL, kSendRecvTag, recv, cr.count,
                    cr.type, n_recv > 0 ? source : MPI_PROC_NULL, kSendRecvTag, comm_, MPI_STATUS_IGNORE),
       "MPI_Sendrecv", label);
-  charge(phase_, label, "send_recv", t0);
+  charge(acct_->phase, label, "send_recv", t0);
 }
 
 template <class T>
@@ -437,7 +441,7 @@ CommRequest Communicator::isend_recv(std::string_view label, const T* send, int6
 CommRequest Communicator::pending(std::string_view label, const char* op) const {
   CommRequest r;
   r.pending_ = true;
-  r.phase_ = phase_;
+  r.phase_ = acct_->phase;
   r.label_ = label;
   r.op_ = op;
   return r;

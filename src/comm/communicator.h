@@ -100,14 +100,18 @@ class Communicator {
   int size() const { return size_; }
   MPI_Comm raw() const { return comm_; }
   // MPI_Comm_split (collective): ranks with the same color (>= 0) form a new, owned communicator, ordered by
-  // key. Its counters are separate from this one's.
+  // key. Its counters and phase are separate from this one's.
   Communicator split(int color, int key) const;
+  // The same split, but the new communicator counts into this one's counters and shares its phase: the axes
+  // of a mesh (TP group, SP group, DP replicas) then report one set of (phase, label) counters, and
+  // set_phase on any of them names the phase for all.
+  Communicator split_shared(int color, int key) const;
 
   // Accounting phase for the following calls ("forward", "backward", ...).
-  void set_phase(std::string phase) { phase_ = std::move(phase); }
-  const std::string& phase() const { return phase_; }
-  const CommStats& stats() const { return *stats_; }
-  void reset_stats() { stats_->clear(); }
+  void set_phase(std::string phase) { acct_->phase = std::move(phase); }
+  const std::string& phase() const { return acct_->phase; }
+  const CommStats& stats() const { return acct_->stats; }
+  void reset_stats() { acct_->stats.clear(); }
 
   // Blocking collectives (T = float, double, int32_t, int64_t). Sums for the reductions.
   //   all_gather: recv holds P·n_per_rank, rank r's block at r·n_per_rank; send may point at that block.
@@ -164,8 +168,12 @@ class Communicator {
   MPI_Comm comm_ = MPI_COMM_NULL;
   bool owned_ = false;
   int rank_ = 0, size_ = 1;
-  std::string phase_ = "forward";
-  std::unique_ptr<CommStats> stats_;
+  // Phase and counters; shared between communicators made by split_shared.
+  struct Accounting {
+    std::string phase = "forward";
+    CommStats stats;
+  };
+  std::shared_ptr<Accounting> acct_;
 };
 
 // Throws tsp::Error naming the MPI call, the rank in MPI_COMM_WORLD and MPI's error string when

@@ -8,9 +8,10 @@
 
 namespace tsp {
 
-InferenceSession::InferenceSession(const std::string& dir, const std::string& strategy, Communicator& world) {
+InferenceSession::InferenceSession(const std::string& dir, const std::string& strategy, Communicator& world,
+                                   const StrategyOptions& layout) {
   ModelConfig c = checkpoint_config(dir);
-  strategy_ = make_strategy<float>(strategy, world);
+  strategy_ = make_strategy<float>(strategy, world, layout);
   params_ = std::make_unique<ModelParams<float>>(c, strategy_->shard_spec(c), /*with_grads=*/false);
   load_checkpoint<float>(dir, *params_, nullptr, nullptr);
   model_ = std::make_unique<Transformer<float>>(*params_, *strategy_);

@@ -17,7 +17,8 @@ namespace tsp {
 
 class InferenceSession {
  public:
-  InferenceSession(const std::string& checkpoint_dir, const std::string& strategy, Communicator& world);
+  InferenceSession(const std::string& checkpoint_dir, const std::string& strategy, Communicator& world,
+                   const StrategyOptions& layout = {});
 
   const ModelConfig& config() const { return params_->config(); }
   // Logits [tokens.size(), vocab_size], original token order, on every rank.

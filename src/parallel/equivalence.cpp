@@ -29,9 +29,7 @@ template <class T>
 nlohmann::json check_impl(const CheckOptions& o, Communicator& world) {
   const ModelConfig& c = o.model;
   c.validate();
-  StrategyOptions sopts;
-  sopts.keep_gathered_kv = o.keep_gathered_kv;
-  auto strategy = make_strategy<T>(o.strategy, world, sopts);
+  auto strategy = make_strategy<T>(o.strategy, world, o.layout);
   strategy->validate(c, o.batch, o.seq_len);
   const int64_t B = o.batch, S = o.seq_len, V = c.vocab_size;
 

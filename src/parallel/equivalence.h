@@ -9,6 +9,7 @@
 
 #include "comm/communicator.h"
 #include "model/config.h"
+#include "parallel/registry.h"
 
 namespace tsp {
 
@@ -19,7 +20,7 @@ struct CheckOptions {
   int64_t seq_len = 0;
   int64_t batch = 1;
   uint64_t seed = 1;
-  bool keep_gathered_kv = false;
+  StrategyOptions layout;
 };
 
 // Tolerances of the relative errors: float64 1e-10, float32 1e-5.

@@ -1,24 +1,25 @@
 #include "parallel/registry.h"
 
 #include "core/check.h"
+#include "parallel/dp/data_parallel.h"
 #include "parallel/single/single.h"
+#include "parallel/tpsp/mesh.h"
 #include "parallel/tsp/tsp.h"
 
 namespace tsp {
 
 std::vector<std::string> strategy_names() {
-  return {"single", "tsp"};
+  return {"single", "tp", "sp", "tpsp", "tsp"};
 }
 
 template <class T>
-std::unique_ptr<Strategy<T>> make_strategy(const std::string& name, Communicator& comm,
-                                           const StrategyOptions& opts) {
+std::unique_ptr<Strategy<T>> make_replica_strategy(const std::string& name, Communicator& comm,
+                                                   const StrategyOptions& opts) {
   if (name == "single") {
-    TSP_REQUIRE(
-        comm.size() == 1,
-        "--strategy single runs on exactly 1 rank, but this job has {} (use --strategy tsp to spread one "
-        "model over several ranks)",
-        comm.size());
+    TSP_REQUIRE(comm.size() == 1,
+                "--strategy single runs on exactly 1 rank per replica, but {} ranks would share one model "
+                "(use --strategy tsp, tp, sp or tpsp to spread one model over several ranks, or --dp {})",
+                comm.size(), comm.size());
     return std::make_unique<SingleStrategy<T>>();
   }
   if (name == "tsp") {
@@ -26,13 +27,34 @@ std::unique_ptr<Strategy<T>> make_strategy(const std::string& name, Communicator
     t.keep_gathered_kv = opts.keep_gathered_kv;
     return std::make_unique<TspStrategy<T>>(comm, t);
   }
+  if (name == "tp" || name == "sp" || name == "tpsp") return make_mesh_strategy<T>(name, comm, opts);
   throw UsageError(
       fmt::format("unknown --strategy '{}' (allowed: {})", name, fmt::join(strategy_names(), ", ")));
 }
 
-template std::unique_ptr<Strategy<float>> make_strategy<float>(const std::string&, Communicator&,
-                                                               const StrategyOptions&);
-template std::unique_ptr<Strategy<double>> make_strategy<double>(const std::string&, Communicator&,
+template <class T>
+std::unique_ptr<Strategy<T>> make_strategy(const std::string& name, Communicator& world,
+                                           const StrategyOptions& opts) {
+  TSP_REQUIRE(opts.dp >= 1, "--dp must be >= 1, got {}", opts.dp);
+  TSP_REQUIRE(world.size() % opts.dp == 0,
+              "--dp {} does not divide the {} ranks of this job (ranks = dp x ranks per replica)", opts.dp,
+              world.size());
+  TSP_REQUIRE(!opts.zero1 || opts.dp > 1,
+              "--zero1 shards optimizer state across replicas and needs --dp > 1");
+  if (opts.dp == 1) {
+    // Validate the name before anything collective, so that a typo is reported by every rank.
+    return make_replica_strategy<T>(name, world, opts);
+  }
+  return make_data_parallel<T>(name, world, opts);
+}
+
+#define TSP_INSTANTIATE(T)                                                                          \
+  template std::unique_ptr<Strategy<T>> make_strategy<T>(const std::string&, Communicator&,         \
+                                                         const StrategyOptions&);                   \
+  template std::unique_ptr<Strategy<T>> make_replica_strategy<T>(const std::string&, Communicator&, \
                                                                  const StrategyOptions&);
+TSP_INSTANTIATE(float)
+TSP_INSTANTIATE(double)
+#undef TSP_INSTANTIATE
 
 }  // namespace tsp

@@ -13,6 +13,7 @@
 #include "comm/communicator.h"
 #include "model/config.h"
 #include "model/params.h"
+#include "parallel/layout.h"
 
 namespace tsp {
 
@@ -67,6 +68,25 @@ class Strategy {
   virtual void set_phase(const std::string& phase) {
     if (comm()) comm()->set_phase(phase);
   }
+
+  // --- Data parallelism (parallel/dp/): the defaults describe a layout that is its own single replica. ---
+  // Model replicas (each holds the whole model in this layout) and this rank's replica index.
+  virtual int replicas() const { return 1; }
+  virtual int replica() const { return 0; }
+  // The sequences of the global batch [batch, S] that this rank's replica processes.
+  virtual Range batch_range(int64_t batch) const { return {0, batch}; }
+  // The communicator over the ranks of this rank's replica (checkpoints gather shards over it).
+  virtual Communicator* model_comm() { return comm(); }
+  // ZeRO-1: the elements [begin, end) of a parameter block of `numel` elements whose optimizer state and
+  // update this rank owns (all of them without optimizer sharding).
+  virtual Range optimizer_range(int64_t numel) const { return {0, numel}; }
+  // Sums a per-rank value over the ranks that own different optimizer partitions (no-op without ZeRO-1).
+  virtual void sum_over_optimizer_partitions(double* v, int n, const char* label) {
+    (void)v, (void)n, (void)label;
+  }
+  // After an optimizer step that updated only optimizer_range of every block: brings every replica's copy
+  // of the parameters up to date (ZeRO-1 all-gather; no-op otherwise).
+  virtual void gather_updated_params(ModelParams<T>& p) { (void)p; }
 };
 
 }  // namespace tsp

@@ -99,9 +99,7 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
               "the data ({}) needs vocab_size >= {}, but the model has {}", data->describe(),
               data->vocab_needed(), c.vocab_size);
 
-  StrategyOptions sopts;
-  sopts.keep_gathered_kv = o.keep_gathered_kv;
-  auto strategy = make_strategy<T>(o.strategy, world, sopts);
+  auto strategy = make_strategy<T>(o.strategy, world, o.layout);
   strategy->validate(c, o.batch, o.seq_len);
 
   ModelParams<T> params(c, strategy->shard_spec(c));

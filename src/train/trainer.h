@@ -9,6 +9,7 @@
 
 #include "comm/communicator.h"
 #include "model/config.h"
+#include "parallel/registry.h"
 #include "train/data.h"
 
 namespace tsp {
@@ -38,10 +39,10 @@ struct TrainOptions {
   std::string resume;          // checkpoint directory to resume from
   int64_t eval_batches = 16;   // held-out batches for the final recall accuracy (recall task only)
   int64_t eval_seq_len = 0;    // sequence length of those batches (0: seq_len)
-  bool keep_gathered_kv = false;
-  std::string trace;     // Chrome-trace output path (per rank: suffix .rank<N>.json)
-  bool json = false;     // step lines to stderr, one JSON document on stdout
-  bool progress = true;  // progress bar when stdout is a terminal
+  StrategyOptions layout;      // mesh shape, data parallelism, tsp options
+  std::string trace;           // Chrome-trace output path (per rank: suffix .rank<N>.json)
+  bool json = false;           // step lines to stderr, one JSON document on stdout
+  bool progress = true;        // progress bar when stdout is a terminal
 };
 
 // Runs the whole job on `world`'s ranks; returns the summary (also printed by rank 0).

@@ -425,5 +425,22 @@ TEST(Comm, TraceHasOneCommSpanPerCall) {
   EXPECT_EQ(ibroadcast_spans, 1);
 }
 
+TEST(Comm, SplitSharedCountsIntoTheParentsCountersAndPhase) {
+  Communicator w = Communicator::world();
+  const int r = w.rank();
+  Communicator row = w.split_shared(r / 2, r), separate = w.split(r / 2, r);
+  w.set_phase("backward");
+  EXPECT_EQ(row.phase(), "backward");
+  double x = 1;
+  row.all_reduce<double>("row.sum", &x, 1);
+  separate.all_reduce<double>("separate.sum", &x, 1);
+  EXPECT_EQ(&row.stats(), &w.stats());
+  EXPECT_EQ(w.stats().at("backward").at("row.sum").calls, 1);
+  EXPECT_EQ(w.stats().at("backward").count("separate.sum"), 0u);
+  row.set_phase("optimizer");
+  EXPECT_EQ(w.phase(), "optimizer");
+  EXPECT_EQ(separate.phase(), "forward");
+}
+
 }  // namespace
 }  // namespace tsp

@@ -10,6 +10,10 @@ namespace tsp {
 
 InferenceSession::InferenceSession(const std::string& dir, const std::string& strategy, Communicator& world,
                                    const StrategyOptions& layout) {
+  TSP_REQUIRE(layout.dp == 1,
+              "--dp {}: eval and generate run one sequence on one model replica (data parallelism is for "
+              "training)",
+              layout.dp);
   ModelConfig c = checkpoint_config(dir);
   strategy_ = make_strategy<float>(strategy, world, layout);
   params_ = std::make_unique<ModelParams<float>>(c, strategy_->shard_spec(c), /*with_grads=*/false);

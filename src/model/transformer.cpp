@@ -21,8 +21,9 @@ void Transformer<T>::set_shape(int64_t batch, int64_t seq_len) {
   s_.validate(c, batch, seq_len);
   batch_ = batch;
   seq_len_ = seq_len;
+  seqs_ = s_.batch_range(batch);
   positions_ = s_.local_positions(seq_len);
-  n_ = batch * int64_t(positions_.size());
+  n_ = seqs_.size * int64_t(positions_.size());
   const int64_t h = c.hidden_size, L = c.num_hidden_layers;
   x_in_.clear();
   x_mid_.clear();
@@ -47,8 +48,9 @@ template <class T>
 void Transformer<T>::take_local(const int32_t* full, std::vector<int32_t>& local) const {
   local.resize(size_t(n_));
   const int64_t per = int64_t(positions_.size());
-  for (int64_t b = 0; b < batch_; ++b)
-    for (int64_t i = 0; i < per; ++i) local[size_t(b * per + i)] = full[b * seq_len_ + positions_[size_t(i)]];
+  for (int64_t b = 0; b < seqs_.size; ++b)
+    for (int64_t i = 0; i < per; ++i)
+      local[size_t(b * per + i)] = full[(seqs_.begin + b) * seq_len_ + positions_[size_t(i)]];
 }
 
 template <class T>

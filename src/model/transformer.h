@@ -26,7 +26,8 @@ class Transformer {
  public:
   Transformer(ModelParams<T>& params, Strategy<T>& strategy);
 
-  // tokens, targets: the whole batch [batch, seq_len] (the same on every rank); each rank takes its tokens.
+  // tokens, targets: the whole batch [batch, seq_len] (the same on every rank); each rank takes its tokens
+  // (those of its replica's sequences, Strategy::batch_range, at its positions).
   StepResult forward(const int32_t* tokens, const int32_t* targets, int64_t batch, int64_t seq_len,
                      bool want_accuracy = false);
   // Gradients of the last forward's mean loss, accumulated into params' gradients (zero them first).
@@ -44,6 +45,7 @@ class Transformer {
   ModelParams<T>& p_;
   Strategy<T>& s_;
   int64_t batch_ = 0, seq_len_ = 0, n_ = 0;
+  Range seqs_;  // the sequences of the batch this rank's replica processes
   std::vector<int64_t> positions_;
   std::vector<int32_t> tokens_, targets_;
   double count_ = 0;

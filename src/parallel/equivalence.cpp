@@ -29,6 +29,9 @@ template <class T>
 nlohmann::json check_impl(const CheckOptions& o, Communicator& world) {
   const ModelConfig& c = o.model;
   c.validate();
+  TSP_REQUIRE(!o.layout.zero1,
+              "tsp check compares gradients, which --zero1 leaves reduced only in each replica's optimizer "
+              "partition; ZeRO-1 is checked by training (tests/mpi/test_dp.cpp)");
   auto strategy = make_strategy<T>(o.strategy, world, o.layout);
   strategy->validate(c, o.batch, o.seq_len);
   const int64_t B = o.batch, S = o.seq_len, V = c.vocab_size;

@@ -84,9 +84,12 @@ class Strategy {
   virtual void sum_over_optimizer_partitions(double* v, int n, const char* label) {
     (void)v, (void)n, (void)label;
   }
-  // After an optimizer step that updated only optimizer_range of every block: brings every replica's copy
-  // of the parameters up to date (ZeRO-1 all-gather; no-op otherwise).
-  virtual void gather_updated_params(ModelParams<T>& p) { (void)p; }
+  // ZeRO-1: fills every partition of a whole block (numel elements, this rank's partition current) from the
+  // partition's owner — the parameters after an optimizer step, or the moments for a checkpoint. No-op
+  // without optimizer sharding.
+  virtual void gather_partitions(T* block, int64_t numel, const char* label) {
+    (void)block, (void)numel, (void)label;
+  }
 };
 
 }  // namespace tsp

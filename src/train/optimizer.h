@@ -1,5 +1,7 @@
 // AdamW over every parameter block a rank holds, with global-norm gradient clipping. Moments mirror the
-// parameter blocks (so they shard exactly like the weights and checkpoint under the same names).
+// parameter blocks (so they shard exactly like the weights and checkpoint under the same names). Under
+// ZeRO-1 (parallel/dp/) this rank keeps moments for, and updates, only its partition of every block
+// (Strategy::optimizer_range); the strategy then all-gathers the updated parameters.
 #pragma once
 
 #include <vector>
@@ -13,7 +15,8 @@ namespace tsp {
 template <class T>
 class AdamW {
  public:
-  AdamW(ModelParams<T>& params, kernels::AdamWHyper hp);
+  // `partition` (may be null: everything) says which part of every block this rank's optimizer owns.
+  AdamW(ModelParams<T>& params, kernels::AdamWHyper hp, const Strategy<T>* partition = nullptr);
 
   // The global L2 norm of the gradients over the whole model (sharded blocks summed across shards,
   // replicated blocks counted once).
@@ -25,14 +28,24 @@ class AdamW {
 
   int64_t t() const { return t_; }
   void set_t(int64_t t) { t_ = t; }
+  // Moments of this rank's partition of a block (the whole block without ZeRO-1, or after unpartition()).
   Buffer<T>& m(int block) { return m_[size_t(block)]; }
   Buffer<T>& v(int block) { return v_[size_t(block)]; }
+  Range partition(int block) const { return part_[size_t(block)]; }
+  bool partitioned() const;
+  // Checkpoints store whole moments. unpartition() all-gathers them across the partitions into whole-block
+  // buffers (collective over the strategy's DP axis; with gather = false it only allocates zeroed whole
+  // buffers for a checkpoint to be read into); repartition() keeps this rank's part again.
+  void unpartition(Strategy<T>& s, bool gather);
+  void repartition();
   const kernels::AdamWHyper& hyper() const { return hp_; }
 
  private:
   ModelParams<T>& p_;
   kernels::AdamWHyper hp_;
   std::vector<Buffer<T>> m_, v_;
+  std::vector<Range> part_;
+  bool whole_ = false;  // moments currently whole-block (between unpartition and repartition)
   int64_t t_ = 0;
 };
 

@@ -106,12 +106,15 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   params.init(o.seed);
   kernels::AdamWHyper hp;
   hp.weight_decay = o.weight_decay;
-  AdamW<T> opt(params, hp);
+  AdamW<T> opt(params, hp, strategy.get());
   Transformer<T> model(params, *strategy);
   TrainState state;
   state.seed = o.seed;
   if (!o.resume.empty()) {
+    // Checkpoints hold whole moments; under ZeRO-1 every rank reads them whole and keeps its partition.
+    opt.unpartition(*strategy, /*gather=*/false);
     load_checkpoint(o.resume, params, &opt, &state);
+    opt.repartition();
     data->seek(state.data_position);
     TSP_REQUIRE(state.step < o.steps, "the checkpoint {} is at step {}, which is not before --steps {}",
                 o.resume, state.step, o.steps);
@@ -135,19 +138,25 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
     const double f = double(step - 1) / double(o.seq_len_warmup);
     int64_t S = int64_t(double(o.seq_len_start) * std::pow(double(o.seq_len) / double(o.seq_len_start), f));
     S = std::clamp<int64_t>(S / unit * unit, o.seq_len_start, o.seq_len);
-    return {std::max<int64_t>(1, o.batch * o.seq_len / S), S};
+    // Data parallelism needs whole sequences per replica: the batch stays a multiple of the replicas.
+    const int64_t n = strategy->replicas();
+    return {std::max<int64_t>(n, o.batch * o.seq_len / S / n * n), S};
   };
 
   std::FILE* log = o.json ? stderr : stdout;
   const bool bar_on = lead && o.progress && !o.json && isatty(fileno(stdout));
   if (lead) {
-    std::fprintf(log,
-                 "tsp train | strategy %s on %d rank%s | %s | model %.2fM params (h %lld, L %lld, heads "
-                 "%lld/%lld) | %s\n",
-                 o.strategy.c_str(), world.size(), world.size() == 1 ? "" : "s", o.dtype.c_str(),
-                 double(c.parameter_count()) / 1e6, (long long)c.hidden_size, (long long)c.num_hidden_layers,
-                 (long long)c.num_attention_heads, (long long)c.num_key_value_heads,
-                 data->describe().c_str());
+    std::fprintf(
+        log,
+        "tsp train | strategy %s%s on %d rank%s | %s | model %.2fM params (h %lld, L %lld, heads "
+        "%lld/%lld) | %s\n",
+        o.strategy.c_str(),
+        strategy->replicas() > 1
+            ? fmt::format(" x dp {}{}", strategy->replicas(), o.layout.zero1 ? " (ZeRO-1)" : "").c_str()
+            : "",
+        world.size(), world.size() == 1 ? "" : "s", o.dtype.c_str(), double(c.parameter_count()) / 1e6,
+        (long long)c.hidden_size, (long long)c.num_hidden_layers, (long long)c.num_attention_heads,
+        (long long)c.num_key_value_heads, data->describe().c_str());
     std::fprintf(log,
                  "batch %lld x seq %lld = %lld tokens/step | steps %lld | lr %.2e -> %.2e (warm-up %lld)%s\n",
                  (long long)o.batch, (long long)o.seq_len, (long long)(o.batch * o.seq_len),
@@ -169,8 +178,14 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
     world.barrier();
     state.step = step;
     state.data_position = data->position();
-    save_checkpoint(o.checkpoint_dir + "/" + name, params, &opt, &state, strategy->comm());
+    // Replicas hold the same model: replica 0 writes (its ranks gather their shards over the model axis),
+    // after every rank has gathered the ZeRO-1 moment partitions.
+    opt.unpartition(*strategy, /*gather=*/true);
+    if (strategy->replica() == 0)
+      save_checkpoint(o.checkpoint_dir + "/" + name, params, &opt, &state, strategy->model_comm());
+    opt.repartition();
     if (lead) write_latest(o.checkpoint_dir, name);
+    world.barrier();
     last_ckpt = o.checkpoint_dir + "/" + name;
   };
 

@@ -1,0 +1,19 @@
+# Data parallelism around a layout (--dp N, --zero1) from the command line: equivalence, labels, bad shapes.
+tsp_cli_test(check_tsp_dp2 ${TSP_CLI_DIR}/expect.sh 0 "\"pass\": true" "\"dp.grad_allreduce\"" "\"dp.loss_allreduce\""
+             -- ${TSP_MPIEXEC} -np 4 ${TSP_BIN} check --strategy tsp --dp 2 --preset tiny --seq-len 64 --batch 2 --json)
+tsp_cli_test(check_tp_dp2 ${TSP_CLI_DIR}/expect.sh 0 "\"pass\": true" "\"dp.grad_allreduce\"" -- ${TSP_MPIEXEC}
+             -np 4 ${TSP_BIN} check --strategy tp --dp 2 --preset tiny --seq-len 64 --batch 2 --json)
+tsp_cli_test(train_tsp_dp2_zero1 ${TSP_CLI_DIR}/expect.sh 0 "strategy tsp x dp 2 \\(ZeRO-1\\) on 4 ranks"
+             "\"dp.grad_reducescatter\"" "\"dp.param_allgather\"" -- ${TSP_MPIEXEC} -np 4 ${TSP_BIN} train --strategy tsp
+             --dp 2 --zero1 --preset tiny --seq-len 128 --batch 2 --steps 2 --seq-len-warmup 0 --eval-batches 0 --json)
+tsp_cli_test(bad_dp_ranks ${TSP_CLI_DIR}/expect.sh nonzero "\\[rank 0\\] error: --dp 3 does not divide the 4 ranks"
+             "\\[rank 3\\] error: --dp 3 does not divide the 4 ranks" -- ${TSP_MPIEXEC} -np 4 ${TSP_BIN} check
+             --strategy tsp --dp 3 --seq-len 64)
+tsp_cli_test(bad_dp_batch ${TSP_CLI_DIR}/expect.sh nonzero
+             "\\[rank 1\\] error: --batch 3 must be a positive multiple of --dp 2" -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN}
+             check --strategy single --dp 2 --seq-len 64 --batch 3)
+tsp_cli_test(bad_zero1_without_dp ${TSP_CLI_DIR}/expect.sh nonzero "error: --zero1 .* needs --dp > 1" -- ${TSP_BIN}
+             train --strategy single --zero1 --steps 1)
+tsp_cli_test(bad_dp_eval ${TSP_CLI_DIR}/expect.sh nonzero "\\[rank 1\\] error: --dp 2: eval and generate run one sequence"
+             -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} eval --dp 2 --checkpoint ${CMAKE_CURRENT_BINARY_DIR}
+             --tokens ${TSP_CLI_DIR}/tokens.txt)

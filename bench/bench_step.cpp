@@ -6,15 +6,15 @@
 // Model FLOPs count the matrix products only: 6 · (matrix parameters incl. the LM head) · tokens, plus causal
 // attention 7 · S² · q_dim per layer per sequence (forward QKᵀ and PV on the causal half: 2·S²·q_dim; the
 // backward recomputes the scores and forms dP, dS·K, dSᵀ·Q and Pᵀ·dO: 5·S²·q_dim).
-#include <cblas.h>
-
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "bench/bench_run.h"
 #include "core/memory.h"
+#include "core/sgemm_rate.h"
 #include "kernels/cross_entropy.h"
 #include "model/config.h"
 #include "model/params.h"
@@ -28,17 +28,6 @@ namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-double sgemm_gflops(int n, int reps) {
-  std::vector<float> a(size_t(n) * n, 0.5f), b(size_t(n) * n, 0.25f), c(size_t(n) * n, 0.f);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f,
-              c.data(), n);
-  auto t0 = std::chrono::steady_clock::now();
-  for (int r = 0; r < reps; ++r)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f,
-                c.data(), n);
-  return 2.0 * n * double(n) * n * reps / seconds_since(t0) / 1e9;
 }
 
 }  // namespace
@@ -66,7 +55,7 @@ int main(int argc, char** argv) {
   }
   const ModelConfig c = config.empty() ? preset_config(preset) : load_config(config);
   if (!config.empty()) preset = config;
-  const double gemm = sgemm_gflops(2048, 5);
+  const double gemm = sgemm_flops_per_s(2048, 5) / 1e9;
 
   ModelParams<float> p(c, ShardSpec::full(c));
   p.init(1);
@@ -90,12 +79,8 @@ int main(int argc, char** argv) {
   for (int64_t s = 0; s < steps; ++s) step();
   const double sec = seconds_since(t0) / double(steps);
 
-  const int64_t h = c.hidden_size, L = c.num_hidden_layers;
-  const double matrix_params =
-      double(L) * (2.0 * h * c.q_dim() + 2.0 * h * c.kv_dim() + 3.0 * h * c.intermediate_size) +
-      double(c.vocab_size) * h;
-  const double flops = 6.0 * matrix_params * double(B * S) +
-                       7.0 * double(S) * double(S) * double(c.q_dim()) * double(L) * double(B);
+  const int64_t L = c.num_hidden_layers;
+  const double flops = model_flops_per_step(c, B, S, /*forward_only=*/false);
   const double model_gflops = flops / sec / 1e9;
   std::printf("bench_step | preset %s | batch %lld x seq %lld | %lld timed steps\n", preset.c_str(),
               (long long)B, (long long)S, (long long)steps);

@@ -53,6 +53,8 @@ int main(int argc, char** argv) {
   tsp::cli::add_eval_command(app, cmds);
   tsp::cli::add_generate_command(app, cmds);
   tsp::cli::add_check_command(app, cmds);
+  tsp::cli::add_plan_command(app, cmds);
+  tsp::cli::add_bench_command(app, cmds);
 
   try {
     app.parse(argc, argv);

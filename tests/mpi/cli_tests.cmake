@@ -39,3 +39,72 @@ tsp_cli_test(bad_intermediate ${TSP_CLI_DIR}/expect.sh nonzero
              "\\[rank 3\\] error: .*intermediate_size divisible by 4, but it is 90"
              "\\[rank 0\\] error: .*intermediate_size divisible by 4, but it is 90" -- ${TSP_MPIEXEC} -np 4 ${TSP_BIN}
              train --strategy tsp --config ${TSP_CLI_DIR}/intermediate90.json --seq-len 256 --steps 1)
+
+# --- bench ---
+tsp_cli_test(bench_tsp_np2 ${TSP_CLI_DIR}/expect.sh 0 "\"per_rank\"" "\"comm_exposed\"" "\"attn.kv_allgather\"" --
+             ${TSP_MPIEXEC} -np 2 ${TSP_BIN} bench --strategy tsp --preset tiny --seq-len 64 --steps 1 --sgemm-n 256
+             --json)
+tsp_cli_test(bench_compare_np2 ${TSP_CLI_DIR}/expect.sh 0 "ratios against tsp" "tsp\\+kv .* 1\\.[0-9]{3} " --
+             ${TSP_MPIEXEC} -np 2 ${TSP_BIN} bench --compare tsp,tsp+kv --preset tiny --seq-len 64 --steps 1
+             --sgemm-n 256)
+tsp_cli_test(bench_bad_steps ${TSP_CLI_DIR}/expect.sh nonzero "\\[rank 0\\] error: --steps must be >= 1 .*got 0"
+             "\\[rank 1\\] error: --steps must be >= 1" -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} bench --strategy tsp
+             --preset tiny --seq-len 64 --steps 0)
+tsp_cli_test(bench_bad_compare ${TSP_CLI_DIR}/expect.sh nonzero
+             "\\[rank 0\\] error: --compare entry 'megatron': unknown layout 'megatron'"
+             "\\[rank 1\\] error: --compare entry 'megatron'" -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} bench --compare
+             tsp,megatron --preset tiny --seq-len 64)
+tsp_cli_test(bench_compare_with_strategy ${TSP_CLI_DIR}/expect.sh nonzero "error: --compare takes the layout from its entries"
+             -- ${TSP_BIN} bench --strategy tsp --compare single --preset tiny --seq-len 64)
+
+# --- mesh strategies ---
+# tp, sp and tpsp (with and without Megatron-SP) against the single-device model, and mesh shapes that do not
+# fit the ranks: an error on every rank and a non-zero exit.
+foreach(dtype float64 float32)
+  tsp_cli_test(check_tpsp_2x2_${dtype} ${TSP_CLI_DIR}/expect.sh 0 "\"pass\": true" "\"sp.kv_allgather\""
+               "\"tp.attn_out_allreduce\"" -- ${TSP_MPIEXEC} -np 4 ${TSP_BIN} check --strategy tpsp --tp 2 --sp 2
+               --preset tiny --seq-len 64 --batch 2 --dtype ${dtype} --json)
+endforeach()
+tsp_cli_test(check_tpsp_2x2_msp ${TSP_CLI_DIR}/expect.sh 0 "\"pass\": true" "\"tp.attn_out_reducescatter\"" --
+             ${TSP_MPIEXEC} -np 4 ${TSP_BIN} check --strategy tpsp --sp 2 --sequence-parallel --preset tiny
+             --seq-len 64 --batch 2 --json)
+tsp_cli_test(check_tp_np2 ${TSP_CLI_DIR}/expect.sh 0 "PASS" -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} check --strategy tp
+             --preset tiny --seq-len 64 --batch 2)
+tsp_cli_test(check_tp_msp_np2 ${TSP_CLI_DIR}/expect.sh 0 "PASS" -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} check
+             --strategy tp --sequence-parallel --preset tiny --seq-len 64 --batch 2)
+tsp_cli_test(check_sp_np3 ${TSP_CLI_DIR}/expect.sh 0 "PASS" -- ${TSP_MPIEXEC} -np 3 ${TSP_BIN} check --strategy sp
+             --preset tiny --seq-len 60 --batch 2)
+tsp_cli_test(bad_mesh ${TSP_CLI_DIR}/expect.sh nonzero
+             "\\[rank 0\\] error: --strategy tpsp with --tp 3: 4 ranks do not split into TP groups of 3"
+             "\\[rank 3\\] error: --strategy tpsp with --tp 3" -- ${TSP_MPIEXEC} -np 4 ${TSP_BIN} check --strategy tpsp
+             --tp 3 --preset tiny --seq-len 64)
+tsp_cli_test(bad_mesh_no_shape ${TSP_CLI_DIR}/expect.sh nonzero "\\[rank 1\\] error: --strategy tpsp needs the mesh shape"
+             -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} check --strategy tpsp --preset tiny --seq-len 64)
+tsp_cli_test(bad_sp_sequence_parallel ${TSP_CLI_DIR}/expect.sh nonzero
+             "\\[rank 1\\] error: --sequence-parallel needs a tensor-parallel axis" -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN}
+             check --strategy sp --sequence-parallel --preset tiny --seq-len 64)
+tsp_cli_test(bad_tp_heads ${TSP_CLI_DIR}/expect.sh nonzero "\\[rank 2\\] error: .*num_attention_heads divisible by 3"
+             -- ${TSP_MPIEXEC} -np 3 ${TSP_BIN} check --strategy tp --preset tiny --seq-len 64)
+
+# --- plan ---
+# tsp plan: the table, the JSON document, the charts, and bad input (a message naming the value, exit 2).
+tsp_cli_test(plan_table ${TSP_CLI_DIR}/expect.sh 0 "recommendation: " "tsp +8 +8 \\|" "tpsp-sp +4 +2"
+             -- ${TSP_BIN} plan --preset llama7b --seq-len 131072 --ranks 8 --dtype bf16 --device mi300x)
+tsp_cli_test(plan_json ${TSP_CLI_DIR}/expect.sh 0 "\"comm_by_label\"" "\"sp.kv_allgather\"" "\"recommendation\""
+             "\"projected_tokens_per_s\"" "\"reason\": \"num_key_value_heads 2 is not divisible by T = 4\""
+             -- ${TSP_BIN} plan --preset tiny --seq-len 64 --ranks 4 --dp 2 --zero1 --json)
+tsp_cli_test(plan_not_applicable ${TSP_CLI_DIR}/expect.sh 0 "sp .*not applicable: seq_len 30 is not a multiple of 4"
+             -- ${TSP_BIN} plan --preset tiny --seq-len 30 --ranks 2)
+tsp_cli_test(plan_plot ${TSP_CLI_DIR}/expect.sh 0 "wrote .*memory_vs_seq.png" "wrote .*comm_vs_tokens.svg"
+             "wrote .*throughput_vs_devices.png" -- ${TSP_BIN} plan --preset small --seq-len 4096 --ranks 4
+             --plot ${CMAKE_CURRENT_BINARY_DIR}/plan_plots)
+tsp_cli_test(plan_bad_device ${TSP_CLI_DIR}/expect.sh nonzero
+             "error: unknown --device 'tpu' \\(allowed: mi300x, h100, cpu-this-machine\\)"
+             -- ${TSP_BIN} plan --preset tiny --seq-len 64 --device tpu)
+tsp_cli_test(plan_bad_budget ${TSP_CLI_DIR}/expect.sh nonzero "error: --memory-budget '12XB' has an unknown unit"
+             -- ${TSP_BIN} plan --preset tiny --seq-len 64 --memory-budget 12XB)
+tsp_cli_test(plan_bad_seq_len ${TSP_CLI_DIR}/expect.sh nonzero "error: --seq-len must be positive, got 0"
+             -- ${TSP_BIN} plan --preset tiny --seq-len 0)
+tsp_cli_test(plan_bad_dtype ${TSP_CLI_DIR}/expect.sh nonzero
+             "error: --optimizer-dtype 'fp8' is not a dtype \\(allowed: float32, bf16, float64\\)"
+             -- ${TSP_BIN} plan --preset tiny --seq-len 64 --optimizer-dtype fp8)

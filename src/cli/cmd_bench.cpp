@@ -1,0 +1,121 @@
+// tsp bench: per-rank memory, communication and time split of training steps (or prefill) of one layout, or
+// of several layouts side by side with --compare. Definitions of every number: docs/bench.md.
+#include <cstdio>
+
+#include "bench/bench_run.h"
+#include "bench/compare.h"
+#include "cli/common.h"
+#include "comm/comm_report.h"
+#include "core/check.h"
+#include "core/memory.h"
+
+namespace tsp::cli {
+
+namespace {
+
+double mib(const nlohmann::json& bytes) {
+  return bytes.get<double>() / (1024.0 * 1024.0);
+}
+
+CommStats comm_from_json(const nlohmann::json& j) {
+  CommStats s;
+  for (const auto& [phase, labels] : j.items())
+    for (const auto& [label, c] : labels.items())
+      s[phase][label] = {c["op"].get<std::string>(), c["calls"].get<int64_t>(),
+                         c["payload_bytes"].get<int64_t>(), c["recv_bytes"].get<int64_t>(),
+                         c["seconds"].get<double>()};
+  return s;
+}
+
+void print_report(const nlohmann::json& d) {
+  std::printf(
+      "tsp bench | %s on %d rank%s | %s | %s | batch %lld x seq %lld | %lld timed steps after %lld warm-up\n",
+      d["label"].get<std::string>().c_str(), d["ranks"].get<int>(), d["ranks"].get<int>() == 1 ? "" : "s",
+      d["mode"].get<std::string>().c_str(), d["dtype"].get<std::string>().c_str(),
+      (long long)d["batch"].get<int64_t>(), (long long)d["seq_len"].get<int64_t>(),
+      (long long)d["steps"].get<int64_t>(), (long long)d["warmup"].get<int64_t>());
+  std::printf(
+      "step %.3f s | %.0f tokens/s | model %.2f GFLOP/s = %.1f %% of cblas_sgemm %.1f GFLOP/s (all ranks)\n",
+      d["step_seconds"].get<double>(), d["tokens_per_s"].get<double>(),
+      d["model_flops_per_s"].get<double>() / 1e9, 100.0 * d["model_flops_ratio"].get<double>(),
+      d["sgemm_flops_per_s"].get<double>() / 1e9);
+  std::printf("%4s %9s %9s %9s %9s %9s %9s %13s\n", "rank", "peak MiB", "VmHWM MiB", "step s", "compute s",
+              "comm s", "idle s", "recv MiB/step");
+  for (const auto& e : d["per_rank"]) {
+    const auto& s = e["seconds"];
+    std::printf("%4d %9.2f %9.2f %9.4f %9.4f %9.4f %9.4f %13.3f\n", e["rank"].get<int>(),
+                mib(e["memory_peak_bytes"]["total"]), mib(e["memory_peak_bytes"]["vmhwm"]),
+                s["step"].get<double>(), s["compute"].get<double>(), s["comm_exposed"].get<double>(),
+                s["idle"].get<double>(), mib(e["comm_recv_bytes_per_step"]));
+  }
+  std::printf("peak MiB per category (rank 0):");
+  for (int k = 0; k < kMemCategories; ++k) {
+    const std::string name(mem_name(Mem(k)));
+    std::printf(" %s %.2f%s", name.c_str(), mib(d["per_rank"][0]["memory_peak_bytes"][name]),
+                k + 1 < kMemCategories ? " |" : "\n");
+  }
+  const CommStats comm = comm_from_json(d["per_rank"][0]["comm"]);
+  if (!comm.empty()) std::printf("communication of rank 0 per step:\n%s", comm_stats_table(comm).c_str());
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& root, std::vector<Command>& cmds) {
+  auto* app = root.add_subcommand(
+      "bench", "per-rank memory, communication and compute/comm/idle time of training steps or prefill");
+  auto src = std::make_shared<ModelSource>();
+  auto o = std::make_shared<BenchOptions>();
+  auto compare = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
+  add_model_options(app, *src);
+  add_layout_options(app, o->strategy, o->layout);
+  app->add_option("--seq-len", o->seq_len, "tokens per sequence")->capture_default_str();
+  app->add_option("--batch", o->batch, "sequences per step (the global batch)")->capture_default_str();
+  app->add_option("--steps", o->steps, "timed steps")->capture_default_str();
+  app->add_option("--warmup", o->warmup, "untimed steps before the timed ones")->capture_default_str();
+  app->add_flag("--forward-only", o->forward_only,
+                "prefill: forward passes only (no gradients, no optimizer)");
+  app->add_option("--dtype", o->dtype, "float32 or float64")->capture_default_str();
+  app->add_option("--seed", o->seed, "seed of the model and the random tokens")->capture_default_str();
+  app->add_option("--trace", o->trace, "Chrome trace per rank (FILE, or FILE.rankR.json on several ranks)");
+  app->add_option("--sgemm-n", o->sgemm_n, "size n of the n^3 cblas_sgemm measured as the GEMM ceiling")
+      ->capture_default_str();
+  app->add_option("--compare", *compare,
+                  "comma-separated layouts measured in turn, ratios against the first: NAME[:TxS][+sp][+kv], "
+                  "e.g. tp,tp+sp,tpsp:2x2,tsp (see docs/bench.md)");
+  app->add_flag("--json", *json, "print one JSON document");
+  cmds.push_back({app, [app, src, o, compare, json](Communicator& world) {
+                    BenchOptions opts = *o;
+                    opts.model = src->load();
+                    nlohmann::json doc;
+                    if (app->get_option("--compare")->count()) {
+                      // The entries carry the mesh; a global one would be ambiguous.
+                      const StrategyOptions& l = opts.layout;
+                      TSP_REQUIRE(!app->get_option("--strategy")->count() && l.tp == 0 && l.sp == 0 &&
+                                      !l.sequence_parallel && !l.keep_gathered_kv,
+                                  "--compare takes the layout from its entries: drop --strategy, --tp, --sp, "
+                                  "--sequence-parallel and --keep-gathered-kv and write e.g. --compare "
+                                  "tsp+kv,tpsp:2x2+sp (only --dp and --zero1 apply to every entry)");
+                      doc = run_compare(opts, parse_compare_list(*compare, opts.layout), world);
+                    } else {
+                      doc = run_bench(opts, world);
+                    }
+                    if (world.rank() == 0) {
+                      if (*json) {
+                        std::printf("%s\n", doc.dump(2).c_str());
+                      } else if (doc.contains("layouts")) {
+                        for (const auto& d : doc["layouts"]) {
+                          print_report(d);
+                          std::printf("\n");
+                        }
+                        std::printf("ratios against %s:\n%s", doc["baseline"].get<std::string>().c_str(),
+                                    compare_table(doc).c_str());
+                      } else {
+                        print_report(doc);
+                      }
+                    }
+                    return 0;
+                  }});
+}
+
+}  // namespace tsp::cli

@@ -1,0 +1,112 @@
+// tsp plan: memory, communication, FLOPs and projected step time per rank for every layout (src/plan/,
+// docs/planning.md). Runs on one process; nothing is allocated for the model.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "cli/common.h"
+#include "core/check.h"
+#include "plan/report.h"
+
+namespace tsp::cli {
+
+namespace {
+
+struct PlanOptions {
+  plan::Request req;
+  int64_t batch = 1;
+  std::string budget, plot_dir;
+  bool json = false;
+};
+
+// scripts/plot_plan.py next to the source tree the binary was built from ($TSP_PLOT_SCRIPT overrides).
+std::string find_plot_script() {
+  if (const char* env = std::getenv("TSP_PLOT_SCRIPT")) return env;
+  std::error_code ec;
+  std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  for (std::filesystem::path dir = exe.parent_path(); !ec && !dir.empty() && dir != dir.root_path();
+       dir = dir.parent_path()) {
+    std::filesystem::path s = dir / "scripts" / "plot_plan.py";
+    if (std::filesystem::exists(s)) return s.string();
+  }
+  if (std::filesystem::exists("scripts/plot_plan.py")) return "scripts/plot_plan.py";
+  throw UsageError("--plot needs scripts/plot_plan.py: not found next to the binary; set TSP_PLOT_SCRIPT");
+}
+
+void write_plots(const plan::Request& req, const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  const std::string data = dir + "/plan_sweep.json";
+  {
+    std::ofstream out(data);
+    TSP_REQUIRE(out.good(), "--plot: cannot write {}", data);
+    out << plan::sweep_json(req).dump(1) << "\n";
+  }
+  // Debian's interpreter first: python3-matplotlib (scripts/deps) is installed for it, not for a python3
+  // that a version manager may have put first on PATH.
+  const std::string python = std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+  const std::string cmd = fmt::format("{} '{}' '{}' '{}'", python, find_plot_script(), data, dir);
+  const int rc = std::system(cmd.c_str());
+  TSP_REQUIRE(rc == 0,
+              "--plot: '{}' failed (exit status {}); is python3-matplotlib installed (scripts/deps)?", cmd,
+              WIFEXITED(rc) ? WEXITSTATUS(rc) : rc);
+}
+
+}  // namespace
+
+void add_plan_command(CLI::App& root, std::vector<Command>& cmds) {
+  auto* app = root.add_subcommand(
+      "plan", "predict memory, communication, FLOPs and tokens/s per rank for every parallel layout");
+  auto src = std::make_shared<ModelSource>();
+  auto o = std::make_shared<PlanOptions>();
+  add_model_options(app, *src);
+  plan::Request& r = o->req;
+  app->add_option("--seq-len", r.shape.seq_len, "tokens per sequence")->required();
+  app->add_option("--batch", o->batch, "micro-batch: sequences per replica per step")->capture_default_str();
+  app->add_option("--ranks", r.ranks, "D: ranks per model replica")->capture_default_str();
+  app->add_option("--tp", r.only_tp, "restrict tpsp to tensor degree T");
+  app->add_option("--sp", r.only_sp, "restrict tpsp to sequence degree Σ");
+  app->add_option("--dp", r.dp, "data-parallel replicas")->capture_default_str();
+  app->add_flag("--zero1", r.zero1, "with --dp > 1: shard the AdamW state over the replicas");
+  app->add_flag("--keep-gathered-kv", r.keep_gathered_kv, "tsp: keep the gathered K/V for the backward");
+  app->add_option("--dtype", r.dtype, "weights, gradients, activations: float32, bf16, float64")
+      ->capture_default_str();
+  app->add_option("--optimizer-dtype", r.optimizer_dtype, "AdamW moments: float32, bf16, float64")
+      ->capture_default_str();
+  app->add_option("--master-weights", r.master,
+                  "full-precision weight copy in the optimizer: auto (when --dtype is narrower than "
+                  "--optimizer-dtype), on, off")
+      ->capture_default_str();
+  app->add_option("--recompute", r.recompute,
+                  "runtime (what tsp train does per layout), none, selective (keep o, lse), full (keep layer "
+                  "inputs)")
+      ->capture_default_str();
+  app->add_option("--memory-budget", o->budget,
+                  "bytes per device, e.g. 80GB, 192GiB (default: the device's)");
+  app->add_option("--device", r.device,
+                  "profile: " + fmt::format("{}", fmt::join(plan::device_profile_names(), ", ")))
+      ->capture_default_str();
+  app->add_flag("--json", o->json, "print one JSON document");
+  app->add_option("--plot", o->plot_dir, "write PNG and SVG charts (and the sweep's JSON) into DIR");
+  cmds.push_back({app, [src, o](Communicator& world) {
+                    plan::Request req = o->req;
+                    req.model = src->load();
+                    req.model_name =
+                        src->config_opt && src->config_opt->count() ? src->config_path : src->preset;
+                    req.shape.micro_batch = o->batch;
+                    if (!o->budget.empty()) req.budget = plan::parse_bytes(o->budget);
+                    plan::device_profile(req.device);  // a bad name fails before any output
+                    const plan::Result res = plan::run(req);
+                    if (world.rank() != 0) return 0;
+                    if (!o->plot_dir.empty()) write_plots(req, o->plot_dir);
+                    if (o->json)
+                      std::printf("%s\n", plan::to_json(req, res).dump(2).c_str());
+                    else
+                      std::printf("%s", plan::to_table(req, res).c_str());
+                    return 0;
+                  }});
+}
+
+}  // namespace tsp::cli

@@ -1,0 +1,151 @@
+#include "parallel/tpsp/mesh_attention.h"
+
+#include <algorithm>
+
+#include "core/trace.h"
+#include "kernels/gemm.h"
+
+namespace tsp {
+
+template <class T>
+void MeshAttention<T>::prepare(const MeshLayout& L, TpTokens<T>& tp, const ModelParams<T>& p) {
+  const ModelConfig& c = p.config();
+  const ShardSpec& spec = p.spec();
+  L_ = &L;
+  tp_ = &tp;
+  rope_theta_ = c.rope_theta;
+  shape_ = {L.n, c.hidden_size, spec.q_heads.size, spec.kv_heads.size, c.head_dim};
+  attn_ = {L.group_per_seq, L.seq_len, spec.q_heads.size, spec.kv_heads.size, c.head_dim};
+  local_kv_ = L.n * shape_.kv_dim();
+  const int64_t n_q = L.n * shape_.q_dim(), full_kv = L.batch * L.seq_len * shape_.kv_dim();
+  const bool sp = L.sp_size > 1;
+  saved_o_.clear();
+  saved_lse_.clear();
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    saved_o_.emplace_back(n_q, Mem::activations);
+    saved_lse_.emplace_back(L.n * shape_.q_heads, Mem::activations);
+  }
+  kv_gather_ = Buffer<T>(sp ? L.sp_size * 2 * local_kv_ : 0, Mem::communication);
+  dkv_local_ = Buffer<T>(sp ? 2 * local_kv_ : 0, Mem::workspace);
+  q_ = Buffer<T>(n_q, Mem::workspace);
+  dq_ = Buffer<T>(n_q, Mem::workspace);
+  do_ = Buffer<T>(n_q, Mem::workspace);
+  for (Buffer<T>* b : {&k_full_, &v_full_, &dk_full_, &dv_full_}) *b = Buffer<T>(full_kv, Mem::workspace);
+}
+
+template <class T>
+void MeshAttention<T>::project_and_gather(const LayerWeights<T>& w, const T* ug) {
+  const MeshLayout& L = *L_;
+  const bool sp = L.sp_size > 1;
+  // With Σ = 1 the group's tokens are the whole sequence in order: k and v are already K and V.
+  T* k = sp ? kv_gather_.data() + L.sp_rank * 2 * local_kv_ : k_full_.data();
+  T* v = sp ? k + local_kv_ : v_full_.data();
+  {
+    TraceSpan span("attn.qkv", "compute");
+    qkv_forward(q_.data(), k, v, ug, w.wq, w.wk, w.wv, L.group_token_positions.data(), shape_, rope_theta_);
+  }
+  if (sp) gather_kv();
+}
+
+// kv_gather_ holds, per SP rank r, [k | v] of r's group tokens in r's storage order (per sequence, r's two
+// zigzag chunks). The kernel wants each sequence's keys contiguous and sorted (causal block skipping).
+template <class T>
+void MeshAttention<T>::gather_kv() {
+  const MeshLayout& L = *L_;
+  const int64_t kd = shape_.kv_dim(), rows = L.chunk() * kd;
+  L.sp->all_gather("sp.kv_allgather", kv_gather_.data() + L.sp_rank * 2 * local_kv_, kv_gather_.data(),
+                   2 * local_kv_);
+  TraceSpan span("attn.kv_reorder", "compute");
+  for (int r = 0; r < L.sp_size; ++r)
+    for (int which = 0; which < 2; ++which) {
+      const T* src = kv_gather_.data() + (2 * r + which) * local_kv_;
+      T* dst = which == 0 ? k_full_.data() : v_full_.data();
+      for (int64_t b = 0; b < L.batch; ++b)
+        for (int h = 0; h < 2; ++h)
+          std::copy_n(src + (b * L.group_per_seq + h * L.chunk()) * kd, rows,
+                      dst + (b * L.seq_len + L.chunk_start(r, h)) * kd);
+    }
+}
+
+template <class T>
+CommRequest MeshAttention<T>::reduce_scatter_kv_grad() {
+  const MeshLayout& L = *L_;
+  const int64_t kd = shape_.kv_dim(), rows = L.chunk() * kd;
+  {
+    TraceSpan span("attn.kv_reorder", "compute");
+    for (int r = 0; r < L.sp_size; ++r)
+      for (int which = 0; which < 2; ++which) {
+        T* dst = kv_gather_.data() + (2 * r + which) * local_kv_;
+        const T* src = which == 0 ? dk_full_.data() : dv_full_.data();
+        for (int64_t b = 0; b < L.batch; ++b)
+          for (int h = 0; h < 2; ++h)
+            std::copy_n(src + (b * L.seq_len + L.chunk_start(r, h)) * kd, rows,
+                        dst + (b * L.group_per_seq + h * L.chunk()) * kd);
+      }
+  }
+  return L.sp->ireduce_scatter("sp.kv_grad_reducescatter", kv_gather_.data(), dkv_local_.data(),
+                               2 * local_kv_);
+}
+
+template <class T>
+void MeshAttention<T>::forward(ModelParams<T>& p, int layer, const T* u, T* y) {
+  const MeshLayout& L = *L_;
+  LayerWeights<T> w = p.layer(layer);
+  const T* ug = tp_->gather_input("tp.attn_in_allgather", u);
+  project_and_gather(w, ug);
+  {
+    TraceSpan span("attn.fwd", "compute");
+    T* o = saved_o_[size_t(layer)].data();
+    attention_batched_forward(o, saved_lse_[size_t(layer)].data(), q_.data(), k_full_.data(), v_full_.data(),
+                              L.group_positions.data(), L.key_positions.data(), L.batch, attn_);
+    // Row-parallel output projection: a partial sum over the TP group's head groups.
+    kernels::linear_forward(tp_->partial(y), o, w.wo, L.n, shape_.q_dim(), shape_.hidden);
+  }
+  tp_->reduce_partial(L.seq_parallel ? "tp.attn_out_reducescatter" : "tp.attn_out_allreduce", y, false);
+}
+
+template <class T>
+void MeshAttention<T>::backward(ModelParams<T>& p, int layer, const T* u, const T* dy, T* du) {
+  const MeshLayout& L = *L_;
+  LayerWeights<T> w = p.layer(layer);
+  LayerWeights<T> g = p.layer_grad(layer);
+  const T* dyg = tp_->gather_output_grad("tp.attn_out_grad_allgather", dy);
+  // Megatron's behaviour: the gathered input is not kept from the forward but gathered again.
+  const T* ug = tp_->gather_input("tp.attn_in_allgather", u);
+  project_and_gather(w, ug);
+  const T* o = saved_o_[size_t(layer)].data();
+  {
+    TraceSpan span("attn.bwd", "compute");
+    do_.zero();
+    kernels::linear_backward(do_.data(), g.wo, dyg, o, w.wo, L.n, shape_.q_dim(), shape_.hidden);
+    dq_.zero();
+    dk_full_.zero();
+    dv_full_.zero();
+    attention_batched_backward(dq_.data(), dk_full_.data(), dv_full_.data(), do_.data(), q_.data(),
+                               k_full_.data(), v_full_.data(), o, saved_lse_[size_t(layer)].data(),
+                               L.group_positions.data(), L.key_positions.data(), L.batch, attn_);
+  }
+  // The input gradient is a partial sum over TP (each rank saw one head group).
+  T* dug = tp_->partial(du);
+  const bool sp = L.sp_size > 1;
+  // The dK/dV reduce-scatter travels while the query side of the projection backward runs.
+  CommRequest kv_grad = sp ? reduce_scatter_kv_grad() : CommRequest();
+  {
+    TraceSpan span("attn.bwd", "compute");
+    q_backward(dug, g.wq, dq_.data(), ug, w.wq, L.group_token_positions.data(), shape_, rope_theta_);
+  }
+  if (sp) L.sp->wait(kv_grad);
+  T* dk = sp ? dkv_local_.data() : dk_full_.data();
+  T* dv = sp ? dkv_local_.data() + local_kv_ : dv_full_.data();
+  {
+    TraceSpan span("attn.bwd", "compute");
+    kv_backward(dug, g.wk, g.wv, dk, dv, ug, w.wk, w.wv, L.group_token_positions.data(), shape_, rope_theta_);
+  }
+  tp_->reduce_partial(L.seq_parallel ? "tp.attn_in_grad_reducescatter" : "tp.attn_in_grad_allreduce", du,
+                      true);
+}
+
+template class MeshAttention<float>;
+template class MeshAttention<double>;
+
+}  // namespace tsp

@@ -1,0 +1,45 @@
+// Attention on the TP×SP mesh (docs/layouts.md): TP rank t applies head group t (column-parallel q, k, v;
+// row-parallel o) to its SP group's tokens. With Σ > 1 the K/V of head group t are all-gathered over SP (in
+// sequence order) for causal attention with global positions; the partial o·Wo_tᵀ is summed over TP
+// (TpTokens). Saved per layer: o and its log-sum-exp only; the backward recomputes q, k, v and re-gathers
+// K/V, then reduce-scatters dK/dV to their token owners over SP (the adjoint of the gather).
+#pragma once
+
+#include <vector>
+
+#include "core/memory.h"
+#include "model/params.h"
+#include "parallel/blocks.h"
+#include "parallel/tpsp/mesh_layout.h"
+#include "parallel/tpsp/tp_tokens.h"
+
+namespace tsp {
+
+template <class T>
+class MeshAttention {
+ public:
+  void prepare(const MeshLayout& L, TpTokens<T>& tp, const ModelParams<T>& p);
+  void forward(ModelParams<T>& p, int layer, const T* u, T* y);
+  void backward(ModelParams<T>& p, int layer, const T* u, const T* dy, T* du);
+
+ private:
+  // q, k, v of head group t for the group tokens ug; K and V of all S positions end in k_full_, v_full_.
+  void project_and_gather(const LayerWeights<T>& w, const T* ug);
+  // all-gather of my k|v (in my slot of kv_gather_) over SP and reorder into sequence order.
+  void gather_kv();
+  // The adjoint: reorder dK/dV into per-SP-rank blocks and reduce-scatter them to their owners.
+  CommRequest reduce_scatter_kv_grad();
+
+  const MeshLayout* L_ = nullptr;
+  TpTokens<T>* tp_ = nullptr;
+  AttnShardShape shape_;          // head group t on the group's n tokens
+  kernels::AttentionShape attn_;  // per sequence: the group's S/Σ queries against all S keys
+  int64_t local_kv_ = 0;          // n · kv_dim/T
+  double rope_theta_ = 0;
+  std::vector<Buffer<T>> saved_o_, saved_lse_;  // activations, per layer
+  Buffer<T> kv_gather_;                         // communication (Σ > 1): [Σ, 2, n, kv_dim/T]
+  Buffer<T> dkv_local_;                         // workspace (Σ > 1): reduce-scattered dK|dV of my tokens
+  Buffer<T> q_, k_full_, v_full_, dq_, do_, dk_full_, dv_full_;  // workspace
+};
+
+}  // namespace tsp

@@ -1,0 +1,103 @@
+// Memory per rank, by the tracked allocator's categories (src/core/memory.h). Runtime-exact formulas for
+// single and tsp are those asserted in tests/mpi/test_tsp_memory.cpp and docs/tsp.md; the mesh layouts follow
+// docs/layouts.md. Elements are multiplied by the policy's element sizes at the end.
+#include <algorithm>
+
+#include "plan/sizes.h"
+
+namespace tsp::plan {
+
+namespace {
+
+// Optimizer elements per rank: AdamW's m and v (and a master copy) per parameter block, each block split
+// over the replicas with ZeRO-1 (padded to a multiple of dp, so every replica owns an equal slice).
+int64_t optimizer_bytes(const Sizes& z, const LayoutSpec& lay, const Policy& pol) {
+  const int64_t per_elem = 2 * pol.optimizer_bytes + (pol.master_weights ? pol.master_bytes : 0);
+  if (!(lay.zero1 && lay.dp > 1)) return per_elem * z.param_elements();
+  const int64_t N = lay.dp;
+  auto part = [N](int64_t numel) { return (numel + N - 1) / N; };
+  const int64_t el =
+      z.L * (part(z.attn_block()) + part(z.mlp_block())) + part(z.vocab_block()) + part(z.norms);
+  return per_elem * el;
+}
+
+// Activations a block saves per layer for the backward, per rank, in elements.
+int64_t block_saved(const Sizes& z, const LayoutSpec& lay, Recompute rc) {
+  // TSP keeps every head's o for its own tokens; the mesh keeps its head group for its sequence shard.
+  const int64_t heads_split = lay.kind == Kind::tsp ? 1 : z.T;
+  const int64_t n = z.N_a;
+  switch (rc) {
+    case Recompute::none:  // q, k, v, o, lse, gate, up
+      return n * (2 * z.qd + 2 * z.kvd + z.nh + 2 * z.I) / heads_split;
+    case Recompute::selective:  // o and lse
+      return n * (z.qd + z.nh) / heads_split;
+    default:
+      return 0;
+  }
+}
+
+}  // namespace
+
+Memory predict_memory(const Sizes& z, const LayoutSpec& lay, const Policy& pol, Recompute rc) {
+  const int64_t bw = pol.weight_bytes;
+  Memory m;
+  m.parameters = bw * z.param_elements();
+  m.gradients = m.parameters;
+  m.optimizer = optimizer_bytes(z, lay, pol);
+
+  // Saved activations. The transformer keeps each layer's two norm inputs and inverse RMS, and the final
+  // norm's (full recompute keeps only the layer inputs); the head keeps one log-sum-exp per token.
+  const int64_t Nt = z.N_t, L = z.L, h = z.h;
+  int64_t act = rc == Recompute::full ? (L + 1) * Nt * h + Nt : (2 * L + 1) * Nt * (h + 1);
+  act += L * block_saved(z, lay, rc);
+  act += lay.kind == Kind::tsp || lay.kind == Kind::single
+             ? Nt
+             : z.N_a;  // head lse (mesh: of the SP group tokens)
+  if (lay.kind == Kind::tsp && lay.keep_gathered_kv) act += L * 2 * z.BS * z.kvd;
+  m.activations = bw * act;
+
+  // Communication buffers (allocated once) and the named scratch buffers (workspace estimate).
+  int64_t comm = 0, ws = 4 * Nt * h;  // transformer: u, y, du, dx
+  const int64_t T = z.T;
+  switch (lay.kind) {
+    case Kind::single:
+      ws += 4 * z.N_a + 2 * z.N_a * z.qd + 2 * z.N_a * z.kvd + 4 * z.N_a * z.I + 2 * z.N_a * z.V;
+      break;
+    case Kind::tsp: {
+      const int64_t D = T, N = z.N_a, W_a = z.W_attn / D, W_m = z.W_mlp / D, P_v = z.V_p / D * h;
+      comm = 3 * W_a + 2 * z.BS * z.kvd / D + 4 * W_m + 4 * P_v;
+      const int64_t full_kv = z.BS * z.kvd / D;
+      ws += 3 * N * z.qd / D + (lay.keep_gathered_kv ? 0 : 2 * full_kv) + 2 * full_kv + 2 * N * z.kvd / D;
+      ws += W_m + 6 * N * z.I / D;              // MLP: gradient partial, gate/up/act and their gradients
+      ws += P_v + 2 * N * (z.V_p / D) + 4 * N;  // vocabulary: gradient partial, logits, online LSE state
+      break;
+    }
+    default: {  // tp, sp, tpsp: src/parallel/tpsp/ (docs/layouts.md); n = the SP group's tokens
+      const int64_t n = z.N_a, nl = z.N_t, full_kv = z.BS * z.kvd / T;
+      const bool seqpar = lay.sequence_parallel && T > 1;
+      if (T > 1) comm += seqpar ? n * h + nl * h : n * h;  // TP partial sum (in place) or gather/scatter pair
+      if (z.Sg > 1) comm += 2 * full_kv;                   // K|V of my head group, all S tokens
+      if (T > 1) comm += T * n * 4;                        // online log-sum-exp states of the group tokens
+      if (seqpar) ws += 3 * n * h;                         // gathered u, gathered dy, the partial sum
+      ws += (z.Sg > 1 ? 2 * n * z.kvd / T : 0) + 3 * n * z.qd / T + 4 * full_kv;  // attention
+      ws += 6 * n * z.I / T;                                                      // MLP
+      ws += 4 * n + 2 * n * (z.V_p / T);                                          // vocabulary
+      break;
+    }
+  }
+  if (rc == Recompute::full) {  // one layer's activations live again during its backward
+    const int64_t heads_split = lay.kind == Kind::tsp ? 1 : T;
+    ws += z.N_a * (2 * z.qd + 2 * z.kvd + z.nh + 2 * z.I) / heads_split + 2 * Nt * (h + 1);
+  }
+  if (lay.zero1 && lay.dp > 1) {
+    // ZeRO-1: one block padded to dp chunks and one chunk, sized for the largest block
+    // (docs/data-parallel.md).
+    const int64_t largest = std::max({z.attn_block(), z.mlp_block(), z.vocab_block(), z.norms});
+    comm += (lay.dp + 1) * ((largest + lay.dp - 1) / lay.dp);
+  }
+  m.communication = bw * comm;
+  m.workspace = bw * ws;
+  return m;
+}
+
+}  // namespace tsp::plan

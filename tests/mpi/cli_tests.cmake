@@ -20,7 +20,7 @@ tsp_cli_test(bad_seq_len ${TSP_CLI_DIR}/expect.sh nonzero "\\[rank 0\\] error: -
              --seq-len 30)
 tsp_cli_test(bad_heads ${TSP_CLI_DIR}/expect.sh nonzero "\\[rank 2\\] error: .*num_attention_heads divisible by 3, but it is 4"
              -- ${TSP_MPIEXEC} -np 3 ${TSP_BIN} check --strategy tsp --preset tiny --seq-len 36)
-tsp_cli_test(bad_strategy ${TSP_CLI_DIR}/expect.sh nonzero "unknown --strategy 'megatron' \\(allowed: single, tsp"
+tsp_cli_test(bad_strategy ${TSP_CLI_DIR}/expect.sh nonzero "unknown --strategy 'megatron' \\(allowed: single, tp, sp, tpsp, tsp\\)"
              -- ${TSP_BIN} train --strategy megatron --steps 1)
 tsp_cli_test(single_needs_one_rank ${TSP_CLI_DIR}/expect.sh nonzero "\\[rank 1\\] error: --strategy single runs on exactly 1 rank"
              -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} train --strategy single --steps 1)

@@ -1,4 +1,5 @@
-# Data parallelism around a layout (--dp N, --zero1) from the command line: equivalence, labels, bad shapes.
+# Data parallelism around a layout (--dp N, --zero1) from the command line: equivalence, labels, bad shapes;
+# and the mesh layouts through train, eval and generate.
 tsp_cli_test(check_tsp_dp2 ${TSP_CLI_DIR}/expect.sh 0 "\"pass\": true" "\"dp.grad_allreduce\"" "\"dp.loss_allreduce\""
              -- ${TSP_MPIEXEC} -np 4 ${TSP_BIN} check --strategy tsp --dp 2 --preset tiny --seq-len 64 --batch 2 --json)
 tsp_cli_test(check_tp_dp2 ${TSP_CLI_DIR}/expect.sh 0 "\"pass\": true" "\"dp.grad_allreduce\"" -- ${TSP_MPIEXEC}
@@ -17,3 +18,9 @@ tsp_cli_test(bad_zero1_without_dp ${TSP_CLI_DIR}/expect.sh nonzero "error: --zer
 tsp_cli_test(bad_dp_eval ${TSP_CLI_DIR}/expect.sh nonzero "\\[rank 1\\] error: --dp 2: eval and generate run one sequence"
              -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} eval --dp 2 --checkpoint ${CMAKE_CURRENT_BINARY_DIR}
              --tokens ${TSP_CLI_DIR}/tokens.txt)
+
+# Train / eval / generate round trips under the mesh layouts (tests/cli/pipeline.sh; tsp runs in cli_tests.cmake).
+tsp_cli_test(pipeline_tp_np2 ${TSP_CLI_DIR}/pipeline.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 --strategy tp)
+tsp_cli_test(pipeline_sp_np2 ${TSP_CLI_DIR}/pipeline.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 --strategy sp)
+tsp_cli_test(pipeline_tpsp_msp_np4 ${TSP_CLI_DIR}/pipeline.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 4 --strategy tpsp
+             --tp 2 --sp 2 --sequence-parallel)

@@ -1,0 +1,90 @@
+// Comparing a parallel layout's model with the single-device reference, shared by the equivalence tests of
+// every layout: the same pseudo-random batch on every rank, relative Frobenius errors, and block-by-block
+// comparison of a rank's shards with the matching blocks of the full tensors.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "kernels/cross_entropy.h"
+#include "model/params.h"
+
+namespace tsp::test {
+
+// The same pseudo-random batch on every rank: tokens in [0, V), next-token targets with some ignored.
+inline void make_batch(int64_t vocab, int64_t batch, int64_t seq, uint32_t seed, std::vector<int32_t>& tokens,
+                       std::vector<int32_t>& targets) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> tok(0, int32_t(vocab - 1));
+  tokens.resize(size_t(batch * seq));
+  targets.resize(size_t(batch * seq));
+  for (auto& t : tokens) t = tok(rng);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t i = 0; i < seq; ++i) {
+      const size_t at = size_t(b * seq + i);
+      targets[at] = i + 1 < seq ? tokens[at + 1] : tok(rng);
+      if (rng() % 5 == 0) targets[at] = kernels::kIgnoreIndex;
+    }
+}
+
+template <class T>
+double tolerance() {
+  return sizeof(T) == sizeof(double) ? 1e-10 : 1e-5;
+}
+
+struct ErrorNorm {
+  double diff2 = 0, ref2 = 0;
+  void add(double a, double ref) {
+    diff2 += (a - ref) * (a - ref);
+    ref2 += ref * ref;
+  }
+  bool within(double tol) const { return std::sqrt(diff2) <= tol * std::sqrt(ref2) + 1e-30; }
+  double relative() const { return ref2 > 0 ? std::sqrt(diff2 / ref2) : std::sqrt(diff2); }
+};
+
+// Compares every local view of `local` (TSP shard) with the matching block of the full tensors in `full`
+// (single device), values or gradients. Padding rows of the vocabulary must stay exactly zero.
+template <class T>
+void expect_blocks_match(ModelParams<T>& local, ModelParams<T>& full, bool grads, const std::string& what) {
+  const double tol = tolerance<T>();
+  const int rank = Communicator::world().rank();
+  ASSERT_EQ(local.num_blocks(), full.num_blocks());
+  for (int b = 0; b < local.num_blocks(); ++b) {
+    const ParamBlock& lb = local.blocks()[size_t(b)];
+    const ParamBlock& fb = full.blocks()[size_t(b)];
+    const T* lv = grads ? local.grad(b).data() : local.value(b).data();
+    const T* fv = grads ? full.grad(b).data() : full.value(b).data();
+    ASSERT_EQ(lb.views.size(), fb.views.size());
+    for (size_t k = 0; k < lb.views.size(); ++k) {
+      const TensorView& v = lb.views[k];
+      const TensorView& f = fb.views[k];
+      ASSERT_EQ(v.name, f.name);
+      ErrorNorm e;
+      for (int64_t r = 0; r < v.valid_rows; ++r)
+        for (int64_t c = 0; c < v.cols; ++c)
+          e.add(double(lv[v.offset + r * v.cols + c]),
+                double(fv[f.offset + (v.row_begin + r) * f.cols + v.col_begin + c]));
+      EXPECT_TRUE(e.within(tol)) << what << " " << v.name << " on rank " << rank << ": relative error "
+                                 << e.relative() << " > " << tol;
+      for (int64_t r = v.valid_rows; r < v.rows; ++r)
+        for (int64_t c = 0; c < v.cols; ++c)
+          ASSERT_EQ(lv[v.offset + r * v.cols + c], T(0)) << what << " " << v.name << " padding row " << r;
+    }
+  }
+}
+
+template <class T>
+void expect_vectors_match(const std::vector<T>& a, const std::vector<T>& ref, const std::string& what) {
+  ASSERT_EQ(a.size(), ref.size()) << what;
+  ErrorNorm e;
+  for (size_t i = 0; i < a.size(); ++i) e.add(double(a[i]), double(ref[i]));
+  EXPECT_TRUE(e.within(tolerance<T>())) << what << ": relative error " << e.relative();
+}
+
+}  // namespace tsp::test

@@ -15,6 +15,16 @@ std::vector<std::string> strategy_names() {
 template <class T>
 std::unique_ptr<Strategy<T>> make_replica_strategy(const std::string& name, Communicator& comm,
                                                    const StrategyOptions& opts) {
+  // Options that only one family of layouts reads are refused elsewhere rather than silently ignored.
+  if (name == "single" || name == "tsp") {
+    TSP_REQUIRE(
+        opts.tp == 0 && opts.sp == 0 && !opts.sequence_parallel,
+        "--tp, --sp and --sequence-parallel shape the tp / sp / tpsp layouts; --strategy {} has no use "
+        "for them (got --tp {} --sp {}{})",
+        name, opts.tp, opts.sp, opts.sequence_parallel ? " --sequence-parallel" : "");
+  }
+  TSP_REQUIRE(!opts.keep_gathered_kv || name == "tsp",
+              "--keep-gathered-kv is implemented for --strategy tsp only (got --strategy {})", name);
   if (name == "single") {
     TSP_REQUIRE(comm.size() == 1,
                 "--strategy single runs on exactly 1 rank per replica, but {} ranks would share one model "

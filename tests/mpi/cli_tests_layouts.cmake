@@ -24,3 +24,6 @@ tsp_cli_test(pipeline_tp_np2 ${TSP_CLI_DIR}/pipeline.sh ${TSP_BIN} ${MPIEXEC_EXE
 tsp_cli_test(pipeline_sp_np2 ${TSP_CLI_DIR}/pipeline.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 --strategy sp)
 tsp_cli_test(pipeline_tpsp_msp_np4 ${TSP_CLI_DIR}/pipeline.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 4 --strategy tpsp
              --tp 2 --sp 2 --sequence-parallel)
+tsp_cli_test(bad_tp_with_tsp ${TSP_CLI_DIR}/expect.sh nonzero
+             "\\[rank 1\\] error: --tp, --sp and --sequence-parallel shape the tp / sp / tpsp layouts; --strategy tsp"
+             -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} check --strategy tsp --tp 2 --seq-len 64)

@@ -3,6 +3,9 @@
 // compared with predict() per label and per memory category in the MPI tests.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <string>
+
 #include "core/check.h"
 #include "plan/plan.h"
 #include "plan/report.h"
@@ -225,6 +228,7 @@ TEST(Plan, BadInputIsAUsageError) {
   EXPECT_THROW(parse_bytes("-3GB"), UsageError);
   EXPECT_THROW(device_profile("tpu"), UsageError);
   EXPECT_THROW(parse_recompute("sometimes"), UsageError);
+  EXPECT_THROW(device_profile("/nonexistent/device.json"), UsageError);
   EXPECT_THROW(dtype_bytes("--dtype", "fp8"), UsageError);
   try {
     device_profile("tpu");
@@ -264,6 +268,42 @@ TEST(Plan, JsonHasTheFields) {
     (s["name"] == "tsp" ? tsp_total : min_other) = s["name"] == "tsp" ? t : std::min(min_other, t);
   }
   EXPECT_LT(tsp_total, min_other);
+}
+
+// A device the built-in profiles do not describe, from a JSON file: read, defaulted, validated.
+TEST(Plan, DeviceProfileFromFile) {
+  const std::string dir = ::testing::TempDir();
+  auto write = [&](const std::string& name, const std::string& text) {
+    const std::string path = dir + "/" + name;
+    std::ofstream(path) << text;
+    return path;
+  };
+  const std::string good = write("my_gpu.json", R"({"matmul_flops_fp32": 6e13, "matmul_flops_bf16": 9e14,
+      "matmul_efficiency": 0.5, "link_bytes_per_s": 4e11, "latency_s": 1e-5, "memory_bytes": "141GB"})");
+  const DeviceProfile& d = device_profile(good);
+  EXPECT_EQ(d.name, "my_gpu");
+  EXPECT_DOUBLE_EQ(d.matmul_flops_bf16, 9e14);
+  EXPECT_DOUBLE_EQ(d.dp_bytes_per_s, 4e11);  // defaults to the model-axis bandwidth
+  EXPECT_EQ(d.memory_bytes, int64_t(141e9));
+  EXPECT_EQ(&device_profile(good), &d);  // loaded once
+  auto message = [&](const std::string& text) {
+    try {
+      load_device_profile(write("bad.json", text));
+    } catch (const UsageError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(
+      message(R"({"link_bytes_per_s": 1e9, "memory_bytes": 1e9})").find("\"matmul_flops_fp32\" is missing"),
+      std::string::npos);
+  EXPECT_NE(message(R"({"matmul_flops_fp32": -1, "link_bytes_per_s": 1e9, "memory_bytes": 1e9})")
+                .find("must be positive"),
+            std::string::npos);
+  EXPECT_NE(message(R"({"matmul_flops_fp32": 1e12, "link_bytes_per_s": 1e9, "memory_bytes": "lots"})")
+                .find("\"memory_bytes\""),
+            std::string::npos);
+  EXPECT_NE(message("not json").find("not valid JSON"), std::string::npos);
 }
 
 }  // namespace

@@ -86,7 +86,8 @@ void add_plan_command(CLI::App& root, std::vector<Command>& cmds) {
   app->add_option("--memory-budget", o->budget,
                   "bytes per device, e.g. 80GB, 192GiB (default: the device's)");
   app->add_option("--device", r.device,
-                  "profile: " + fmt::format("{}", fmt::join(plan::device_profile_names(), ", ")))
+                  "profile: " + fmt::format("{}", fmt::join(plan::device_profile_names(), ", ")) +
+                      ", or a JSON profile file (docs/planning.md)")
       ->capture_default_str();
   app->add_flag("--json", o->json, "print one JSON document");
   app->add_option("--plot", o->plot_dir, "write PNG and SVG charts (and the sweep's JSON) into DIR");

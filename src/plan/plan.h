@@ -119,7 +119,12 @@ struct DeviceProfile {
   double latency_s = 0;          // per collective call
   int64_t memory_bytes = 0;      // device memory (the default budget)
 };
-const DeviceProfile& device_profile(const std::string& name);  // UsageError naming the allowed profiles
+// A built-in profile by name, or a JSON profile file (a path ending in .json or naming a file:
+// profile_file.cpp); UsageError naming the allowed profiles, or the file and field at fault.
+const DeviceProfile& device_profile(const std::string& name);
+bool is_profile_file(const std::string& device);
+DeviceProfile load_device_profile(const std::string& path);
+const DeviceProfile& device_profile_from_file(const std::string& path);
 std::vector<std::string> device_profile_names();
 // "80GB", "192GiB", "512MiB", "1e9" (bytes); UsageError otherwise.
 int64_t parse_bytes(const std::string& text);

@@ -44,8 +44,9 @@ std::vector<std::string> device_profile_names() {
 const DeviceProfile& device_profile(const std::string& name) {
   for (const auto& p : profiles())
     if (p.name == name) return p;
-  throw UsageError(
-      fmt::format("unknown --device '{}' (allowed: {})", name, fmt::join(device_profile_names(), ", ")));
+  if (is_profile_file(name)) return device_profile_from_file(name);
+  throw UsageError(fmt::format("unknown --device '{}' (allowed: {}, or a JSON profile file)", name,
+                               fmt::join(device_profile_names(), ", ")));
 }
 
 int64_t parse_bytes(const std::string& text) {

@@ -99,7 +99,7 @@ tsp_cli_test(plan_plot ${TSP_CLI_DIR}/expect.sh 0 "wrote .*memory_vs_seq.png" "w
              "wrote .*throughput_vs_devices.png" -- ${TSP_BIN} plan --preset small --seq-len 4096 --ranks 4
              --plot ${CMAKE_CURRENT_BINARY_DIR}/plan_plots)
 tsp_cli_test(plan_bad_device ${TSP_CLI_DIR}/expect.sh nonzero
-             "error: unknown --device 'tpu' \\(allowed: mi300x, h100, cpu-this-machine\\)"
+             "error: unknown --device 'tpu' \\(allowed: mi300x, h100, cpu-this-machine, or a JSON profile file\\)"
              -- ${TSP_BIN} plan --preset tiny --seq-len 64 --device tpu)
 tsp_cli_test(plan_bad_budget ${TSP_CLI_DIR}/expect.sh nonzero "error: --memory-budget '12XB' has an unknown unit"
              -- ${TSP_BIN} plan --preset tiny --seq-len 64 --memory-budget 12XB)

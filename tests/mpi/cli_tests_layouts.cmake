@@ -27,3 +27,9 @@ tsp_cli_test(pipeline_tpsp_msp_np4 ${TSP_CLI_DIR}/pipeline.sh ${TSP_BIN} ${MPIEX
 tsp_cli_test(bad_tp_with_tsp ${TSP_CLI_DIR}/expect.sh nonzero
              "\\[rank 1\\] error: --tp, --sp and --sequence-parallel shape the tp / sp / tpsp layouts; --strategy tsp"
              -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} check --strategy tsp --tp 2 --seq-len 64)
+
+# tsp plan with a device profile from a JSON file, and a bad one.
+tsp_cli_test(plan_device_file ${TSP_CLI_DIR}/expect.sh 0 "\"name\": \"example-accelerator\"" "\"fits\"" -- ${TSP_BIN}
+             plan --preset llama7b --seq-len 131072 --ranks 8 --dtype bf16 --device ${TSP_CLI_DIR}/device_profile.json --json)
+tsp_cli_test(plan_bad_device_file ${TSP_CLI_DIR}/expect.sh nonzero "error: --device .*nonexistent.json: cannot read" --
+             ${TSP_BIN} plan --seq-len 1024 --device ${CMAKE_CURRENT_BINARY_DIR}/nonexistent.json)

@@ -4,6 +4,7 @@
 
 #include "bench/bench_run.h"
 #include "bench/compare.h"
+#include "bench/device_profile.h"
 #include "cli/common.h"
 #include "comm/comm_report.h"
 #include "core/check.h"
@@ -84,7 +85,11 @@ void add_bench_command(CLI::App& root, std::vector<Command>& cmds) {
                   "comma-separated layouts measured in turn, ratios against the first: NAME[:TxS][+sp][+kv], "
                   "e.g. tp,tp+sp,tpsp:2x2,tsp (see docs/bench.md)");
   app->add_flag("--json", *json, "print one JSON document");
-  cmds.push_back({app, [app, src, o, compare, json](Communicator& world) {
+  auto profile_out = std::make_shared<std::string>();
+  app->add_option("--write-device-profile", *profile_out,
+                  "also measure link bandwidth and latency and write a device profile for tsp plan --device "
+                  "FILE (needs >= 2 ranks; not with --compare)");
+  cmds.push_back({app, [app, src, o, compare, json, profile_out](Communicator& world) {
                     BenchOptions opts = *o;
                     opts.model = src->load();
                     nlohmann::json doc;
@@ -96,9 +101,22 @@ void add_bench_command(CLI::App& root, std::vector<Command>& cmds) {
                                   "--compare takes the layout from its entries: drop --strategy, --tp, --sp, "
                                   "--sequence-parallel and --keep-gathered-kv and write e.g. --compare "
                                   "tsp+kv,tpsp:2x2+sp (only --dp and --zero1 apply to every entry)");
+                      TSP_REQUIRE(profile_out->empty(),
+                                  "--write-device-profile measures one layout's step: drop --compare");
                       doc = run_compare(opts, parse_compare_list(*compare, opts.layout), world);
                     } else {
+                      if (!profile_out->empty())  // refuse before the benchmark runs, on every rank
+                        TSP_REQUIRE(world.size() >= 2,
+                                    "--write-device-profile measures the link between ranks and needs at "
+                                    "least 2 ranks (got {})",
+                                    world.size());
                       doc = run_bench(opts, world);
+                      if (!profile_out->empty()) {
+                        const nlohmann::json profile = measure_device_profile(doc, world);
+                        write_device_profile(profile, *profile_out, world);
+                        doc["device_profile"] = profile;
+                        doc["device_profile_file"] = *profile_out;
+                      }
                     }
                     if (world.rank() == 0) {
                       if (*json) {
@@ -112,6 +130,9 @@ void add_bench_command(CLI::App& root, std::vector<Command>& cmds) {
                                     compare_table(doc).c_str());
                       } else {
                         print_report(doc);
+                        if (doc.contains("device_profile_file"))
+                          std::printf("device profile for tsp plan --device: %s\n",
+                                      doc["device_profile_file"].get<std::string>().c_str());
                       }
                     }
                     return 0;

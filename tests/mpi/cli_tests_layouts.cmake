@@ -33,3 +33,10 @@ tsp_cli_test(plan_device_file ${TSP_CLI_DIR}/expect.sh 0 "\"name\": \"example-ac
              plan --preset llama7b --seq-len 131072 --ranks 8 --dtype bf16 --device ${TSP_CLI_DIR}/device_profile.json --json)
 tsp_cli_test(plan_bad_device_file ${TSP_CLI_DIR}/expect.sh nonzero "error: --device .*nonexistent.json: cannot read" --
              ${TSP_BIN} plan --seq-len 1024 --device ${CMAKE_CURRENT_BINARY_DIR}/nonexistent.json)
+# A device profile measured by tsp bench, then used by tsp plan; and refused on one rank (no link to measure).
+tsp_cli_test(bench_device_profile_to_plan ${TSP_CLI_DIR}/expect.sh 0 "\"name\": \"measured-" "\"link_bytes_per_s\""
+             "recommendation" -- bash -c "${MPIEXEC_EXECUTABLE} --oversubscribe -np 2 ${TSP_BIN} bench --strategy tsp --preset tiny --seq-len 64 --steps 1 --sgemm-n 256 --write-device-profile ${CMAKE_CURRENT_BINARY_DIR}/measured_profile.json && cat ${CMAKE_CURRENT_BINARY_DIR}/measured_profile.json && ${TSP_BIN} plan --preset tiny --seq-len 64 --ranks 2 --device ${CMAKE_CURRENT_BINARY_DIR}/measured_profile.json")
+tsp_cli_test(bench_device_profile_one_rank ${TSP_CLI_DIR}/expect.sh nonzero
+             "error: --write-device-profile measures the link between ranks and needs at least 2 ranks" -- ${TSP_BIN}
+             bench --strategy single --preset tiny --seq-len 64 --steps 1 --write-device-profile
+             ${CMAKE_CURRENT_BINARY_DIR}/never_written.json)

@@ -14,6 +14,9 @@
 #include "comm/communicator.h"
 #include "kernels/cross_entropy.h"
 #include "model/params.h"
+#include "model/transformer.h"
+#include "parallel/single/single.h"
+#include "train/optimizer.h"
 
 namespace tsp::test {
 
@@ -85,6 +88,57 @@ void expect_vectors_match(const std::vector<T>& a, const std::vector<T>& ref, co
   ErrorNorm e;
   for (size_t i = 0; i < a.size(); ++i) e.add(double(a[i]), double(ref[i]));
   EXPECT_TRUE(e.within(tolerance<T>())) << what << ": relative error " << e.relative();
+}
+
+// One layout against the single-device model on the same seeded model and batch: loss, accuracy counts,
+// every gradient, logits in original order, the clipped AdamW step's gradient norm (and the parameters after
+// it when `params_after_step`), then a second step shape that makes the layout reallocate its buffers.
+template <class T>
+void expect_layout_matches_single(Strategy<T>& layout, const ModelConfig& c, int64_t batch, int64_t seq,
+                                  bool params_after_step) {
+  const uint64_t seed = 1234;
+  SingleStrategy<T> single;
+  ModelParams<T> ref_params(c, single.shard_spec(c));
+  ref_params.init(seed);
+  Transformer<T> ref(ref_params, single);
+  ModelParams<T> params(c, layout.shard_spec(c));
+  params.init(seed);
+  Transformer<T> model(params, layout);
+
+  std::vector<int32_t> tokens, targets;
+  make_batch(c.vocab_size, batch, seq, 77, tokens, targets);
+  ref_params.zero_grads();
+  params.zero_grads();
+  const StepResult want = ref.forward(tokens.data(), targets.data(), batch, seq, true);
+  const StepResult got = model.forward(tokens.data(), targets.data(), batch, seq, true);
+  EXPECT_EQ(got.targets, want.targets);
+  EXPECT_EQ(got.correct, want.correct);
+  EXPECT_NEAR(got.loss, want.loss, tolerance<T>() * std::abs(want.loss)) << "loss";
+  ref.backward();
+  model.backward();
+  expect_blocks_match(params, ref_params, true, "gradient");
+
+  expect_vectors_match(model.logits(tokens.data(), batch, seq), ref.logits(tokens.data(), batch, seq),
+                       "logits");
+
+  // With clipping, so that the global gradient norm over shards (and not over replicated copies) matters.
+  AdamW<T> ref_opt(ref_params, kernels::AdamWHyper{});
+  AdamW<T> opt(params, kernels::AdamWHyper{}, &layout);
+  const double ref_norm = ref_opt.step(single, 1e-3, 0.5);
+  const double norm = opt.step(layout, 1e-3, 0.5);
+  EXPECT_NEAR(norm, ref_norm, tolerance<T>() * ref_norm) << "gradient norm";
+  if (params_after_step) expect_blocks_match(params, ref_params, false, "parameter after AdamW");
+
+  std::vector<int32_t> tokens2, targets2;
+  make_batch(c.vocab_size, 1, 2 * seq, 78, tokens2, targets2);
+  ref_params.zero_grads();
+  params.zero_grads();
+  const StepResult want2 = ref.forward(tokens2.data(), targets2.data(), 1, 2 * seq);
+  const StepResult got2 = model.forward(tokens2.data(), targets2.data(), 1, 2 * seq);
+  EXPECT_NEAR(got2.loss, want2.loss, tolerance<T>() * std::abs(want2.loss)) << "loss, second shape";
+  ref.backward();
+  model.backward();
+  expect_blocks_match(params, ref_params, true, "gradient, second shape");
 }
 
 }  // namespace tsp::test

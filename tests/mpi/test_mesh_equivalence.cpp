@@ -39,69 +39,19 @@ const std::vector<ModelCase> kModels = {
 
 constexpr int64_t kBatch = 2, kSeq = 24;
 
-using test::expect_blocks_match;
-using test::expect_vectors_match;
-using test::make_batch;
-using test::tolerance;
-
 template <class T>
 void run_case(const test::MeshLayoutCase& layout, const ModelCase& k) {
   SCOPED_TRACE(layout.label() + " " + k.name + (sizeof(T) == sizeof(double) ? " double" : " float"));
   Communicator comm = Communicator::world();
   const ModelConfig c = test::mesh_test_config(k.tied, k.layers, k.heads, k.kv_heads);
   if (c.num_attention_heads % layout.tp || c.num_key_value_heads % layout.tp) return;
-  const uint64_t seed = 1234;
-
-  SingleStrategy<T> single;
-  ModelParams<T> ref_params(c, single.shard_spec(c));
-  ref_params.init(seed);
-  Transformer<T> ref(ref_params, single);
 
   auto mesh = make_replica_strategy<T>(layout.strategy, comm, layout.options());
   ASSERT_EQ(mesh->name(), layout.strategy);
-  ModelParams<T> params(c, mesh->shard_spec(c));
-  params.init(seed);
-  Transformer<T> model(params, *mesh);
-
-  std::vector<int32_t> tokens, targets;
-  make_batch(c.vocab_size, kBatch, kSeq, 77, tokens, targets);
-
-  ref_params.zero_grads();
-  params.zero_grads();
-  const StepResult want = ref.forward(tokens.data(), targets.data(), kBatch, kSeq, true);
-  const StepResult got = model.forward(tokens.data(), targets.data(), kBatch, kSeq, true);
-  EXPECT_EQ(got.targets, want.targets);
-  EXPECT_EQ(got.correct, want.correct);
-  EXPECT_NEAR(got.loss, want.loss, tolerance<T>() * std::abs(want.loss)) << "loss";
-  ref.backward();
-  model.backward();
-  expect_blocks_match(params, ref_params, true, "gradient");
-
-  expect_vectors_match(model.logits(tokens.data(), kBatch, kSeq), ref.logits(tokens.data(), kBatch, kSeq),
-                       "logits");
-
-  // With clipping, the global gradient norm over TP shards (and not over SP copies) matters.
-  AdamW<T> ref_opt(ref_params, kernels::AdamWHyper{});
-  AdamW<T> opt(params, kernels::AdamWHyper{});
-  const double ref_norm = ref_opt.step(single, 1e-3, 0.5);
-  const double norm = opt.step(*mesh, 1e-3, 0.5);
-  EXPECT_NEAR(norm, ref_norm, tolerance<T>() * ref_norm) << "gradient norm";
   // Parameters after the step are compared in float64 only: AdamW's per-element m/(sqrt(v)+eps) turns a
   // float32 round-off difference (1e-7 relative) of a near-zero gradient element into an O(1) difference of
   // its update, which measures AdamW's conditioning rather than the layout.
-  if (sizeof(T) == sizeof(double)) expect_blocks_match(params, ref_params, false, "parameter after AdamW");
-
-  // A second step shape reallocates the buffers; the models still agree.
-  std::vector<int32_t> tokens2, targets2;
-  make_batch(c.vocab_size, 1, 2 * kSeq, 78, tokens2, targets2);
-  ref_params.zero_grads();
-  params.zero_grads();
-  const StepResult want2 = ref.forward(tokens2.data(), targets2.data(), 1, 2 * kSeq);
-  const StepResult got2 = model.forward(tokens2.data(), targets2.data(), 1, 2 * kSeq);
-  EXPECT_NEAR(got2.loss, want2.loss, tolerance<T>() * std::abs(want2.loss)) << "loss, second shape";
-  ref.backward();
-  model.backward();
-  expect_blocks_match(params, ref_params, true, "gradient, second shape");
+  test::expect_layout_matches_single<T>(*mesh, c, kBatch, kSeq, sizeof(T) == sizeof(double));
 }
 
 TEST(MeshEquivalence, MatchesSingleDeviceDouble) {

@@ -55,66 +55,14 @@ const std::vector<Case> kCases = {
 
 constexpr int64_t kBatch = 2, kSeq = 24;
 
-using test::expect_blocks_match;
-using test::expect_vectors_match;
-using test::make_batch;
-using test::tolerance;
-
 template <class T>
 void run_case(const Case& k) {
   SCOPED_TRACE(k.name + (sizeof(T) == sizeof(double) ? " double" : " float"));
   Communicator comm = Communicator::world();
   const ModelConfig c = make_config(k);
-  const uint64_t seed = 1234;
-
-  SingleStrategy<T> single;
-  ModelParams<T> ref_params(c, single.shard_spec(c));
-  ref_params.init(seed);
-  Transformer<T> ref(ref_params, single);
 
   TspStrategy<T> tsp(comm, TspOptions{k.keep_gathered_kv});
-  ModelParams<T> params(c, ShardSpec::folded(c, comm.size(), comm.rank(), "tsp"));
-  params.init(seed);
-  Transformer<T> model(params, tsp);
-
-  std::vector<int32_t> tokens, targets;
-  make_batch(c.vocab_size, kBatch, kSeq, 77, tokens, targets);
-
-  // Forward and backward: loss, accuracy counts and every gradient.
-  ref_params.zero_grads();
-  params.zero_grads();
-  const StepResult want = ref.forward(tokens.data(), targets.data(), kBatch, kSeq, true);
-  const StepResult got = model.forward(tokens.data(), targets.data(), kBatch, kSeq, true);
-  EXPECT_EQ(got.targets, want.targets);
-  EXPECT_EQ(got.correct, want.correct);
-  EXPECT_NEAR(got.loss, want.loss, tolerance<T>() * std::abs(want.loss)) << "loss";
-  ref.backward();
-  model.backward();
-  expect_blocks_match(params, ref_params, true, "gradient");
-
-  // Logits in original token order, on every rank.
-  expect_vectors_match(model.logits(tokens.data(), kBatch, kSeq), ref.logits(tokens.data(), kBatch, kSeq),
-                       "logits");
-
-  // One AdamW step (with clipping, so the global gradient norm over shards matters) keeps them equal.
-  AdamW<T> ref_opt(ref_params, kernels::AdamWHyper{});
-  AdamW<T> opt(params, kernels::AdamWHyper{});
-  const double ref_norm = ref_opt.step(single, 1e-3, 0.5);
-  const double norm = opt.step(tsp, 1e-3, 0.5);
-  EXPECT_NEAR(norm, ref_norm, tolerance<T>() * ref_norm) << "gradient norm";
-  expect_blocks_match(params, ref_params, false, "parameter after AdamW");
-
-  // A second step shape reallocates the strategy's buffers; the models still agree.
-  std::vector<int32_t> tokens2, targets2;
-  make_batch(c.vocab_size, 1, 2 * kSeq, 78, tokens2, targets2);
-  ref_params.zero_grads();
-  params.zero_grads();
-  const StepResult want2 = ref.forward(tokens2.data(), targets2.data(), 1, 2 * kSeq);
-  const StepResult got2 = model.forward(tokens2.data(), targets2.data(), 1, 2 * kSeq);
-  EXPECT_NEAR(got2.loss, want2.loss, tolerance<T>() * std::abs(want2.loss)) << "loss, second shape";
-  ref.backward();
-  model.backward();
-  expect_blocks_match(params, ref_params, true, "gradient, second shape");
+  test::expect_layout_matches_single<T>(tsp, c, kBatch, kSeq, /*params_after_step=*/true);
 }
 
 TEST(TspEquivalence, MatchesSingleDeviceDouble) {

@@ -24,6 +24,8 @@
 // all_gather / reduce_scatter of x bytes per rank receive (P-1)·x. Labels of an axis of size 1 never appear.
 #include <gtest/gtest.h>
 
+#include "accounting_helpers.h"
+
 #include "mesh_test_model.h"
 
 #include <map>
@@ -40,36 +42,9 @@
 namespace tsp {
 namespace {
 
-struct Expected {
-  std::string op;
-  int64_t calls, payload_bytes, recv_bytes;
-};
-using ExpectedPhase = std::map<std::string, Expected>;
-
-void make_batch(int64_t vocab, int64_t n, std::vector<int32_t>& tokens, std::vector<int32_t>& targets) {
-  std::mt19937 rng(5);
-  tokens.resize(size_t(n));
-  targets.resize(size_t(n));
-  for (int64_t i = 0; i < n; ++i) {
-    tokens[size_t(i)] = int32_t(rng() % uint32_t(vocab));
-    targets[size_t(i)] = i % 7 == 3 ? kernels::kIgnoreIndex : int32_t(rng() % uint32_t(vocab));
-  }
-}
-
-void expect_phase(const CommStats& stats, const std::string& phase, const ExpectedPhase& want) {
-  SCOPED_TRACE("phase " + phase + " on rank " + std::to_string(Communicator::world().rank()));
-  std::map<std::string, CommCounter> got;
-  if (auto it = stats.find(phase); it != stats.end()) got = it->second;
-  for (const auto& [label, c] : got) EXPECT_TRUE(want.count(label)) << "unexpected label " << label;
-  for (const auto& [label, w] : want) {
-    auto it = got.find(label);
-    ASSERT_TRUE(it != got.end()) << "missing label " << label;
-    EXPECT_EQ(it->second.op, w.op) << label;
-    EXPECT_EQ(it->second.calls, w.calls) << label;
-    EXPECT_EQ(it->second.payload_bytes, w.payload_bytes) << label;
-    EXPECT_EQ(it->second.recv_bytes, w.recv_bytes) << label;
-  }
-}
+using test::expect_phase;
+using test::Expected;
+using test::ExpectedPhase;
 
 int64_t AR(int64_t P, int64_t bytes) {
   return 2 * (P - 1) * bytes / P;
@@ -118,7 +93,7 @@ void check_counts(const test::MeshLayoutCase& layout, bool tied) {
   Transformer<T> model(params, *mesh);
   const int64_t B = 2, S = 24;
   std::vector<int32_t> tokens, targets;
-  make_batch(c.vocab_size, B * S, tokens, targets);
+  test::accounting_batch(c.vocab_size, B * S, tokens, targets);
 
   Formulas f;
   f.T = layout.tp;

@@ -10,6 +10,8 @@
 //               + 4·n + 2·n·V_t.
 #include <gtest/gtest.h>
 
+#include "accounting_helpers.h"
+
 #include "mesh_test_model.h"
 
 #include <cstdio>
@@ -28,20 +30,6 @@ namespace tsp {
 namespace {
 
 constexpr int64_t kBatch = 2, kSeq = 24;
-
-int64_t bytes(const MemStats& after, const MemStats& before, Mem m) {
-  return after.current[size_t(m)] - before.current[size_t(m)];
-}
-
-void make_batch(int64_t vocab, std::vector<int32_t>& tokens, std::vector<int32_t>& targets) {
-  std::mt19937 rng(11);
-  tokens.resize(size_t(kBatch * kSeq));
-  targets.resize(size_t(kBatch * kSeq));
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    tokens[i] = int32_t(rng() % uint32_t(vocab));
-    targets[i] = i % 5 == 2 ? kernels::kIgnoreIndex : int32_t(rng() % uint32_t(vocab));
-  }
-}
 
 template <class T>
 void check_layout(const test::MeshLayoutCase& layout, bool tied) {
@@ -63,14 +51,14 @@ void check_layout(const test::MeshLayoutCase& layout, bool tied) {
   const MemStats s2 = mem_stats();
   const int64_t param_bytes =
       beta * (L * ((2 * q_t + 2 * kv_t) * h + 3 * h * I_t) + parts * V_t * h + (2 * L + 1) * h);
-  EXPECT_EQ(bytes(s1, s0, Mem::parameters), param_bytes);
-  EXPECT_EQ(bytes(s1, s0, Mem::gradients), param_bytes);
-  EXPECT_EQ(bytes(s2, s1, Mem::optimizer), 2 * param_bytes);
+  EXPECT_EQ(test::mem_delta(s1, s0, Mem::parameters), param_bytes);
+  EXPECT_EQ(test::mem_delta(s1, s0, Mem::gradients), param_bytes);
+  EXPECT_EQ(test::mem_delta(s2, s1, Mem::optimizer), 2 * param_bytes);
 
   params.init(1);
   Transformer<T> model(params, *mesh);
   std::vector<int32_t> tokens, targets;
-  make_batch(c.vocab_size, tokens, targets);
+  test::accounting_batch(c.vocab_size, kBatch * kSeq, tokens, targets);
   const MemStats before = mem_stats();
   mem_reset_peaks();
   model.forward(tokens.data(), targets.data(), kBatch, kSeq);
@@ -83,9 +71,9 @@ void check_layout(const test::MeshLayoutCase& layout, bool tied) {
       (Tp > 1 ? n * h + (msp ? n_l * h : 0) + 4 * Tp * n : 0) + (Sg > 1 ? 2 * BS * kv_t : 0);
   const int64_t workspace = 4 * n_l * h + (msp ? 3 * n * h : 0) + 3 * n * q_t + 4 * BS * kv_t +
                             (Sg > 1 ? 2 * n * kv_t : 0) + 6 * n * I_t + 4 * n + 2 * n * V_t;
-  EXPECT_EQ(bytes(after, before, Mem::activations), beta * activations);
-  EXPECT_EQ(bytes(after, before, Mem::communication), beta * communication);
-  EXPECT_EQ(bytes(after, before, Mem::workspace), beta * workspace);
+  EXPECT_EQ(test::mem_delta(after, before, Mem::activations), beta * activations);
+  EXPECT_EQ(test::mem_delta(after, before, Mem::communication), beta * communication);
+  EXPECT_EQ(test::mem_delta(after, before, Mem::workspace), beta * workspace);
   // Everything is allocated once for the step shape: the peaks are the allocations.
   for (Mem m : {Mem::activations, Mem::communication, Mem::workspace, Mem::parameters, Mem::gradients})
     EXPECT_EQ(after.peak[size_t(m)], after.current[size_t(m)]) << mem_name(m);

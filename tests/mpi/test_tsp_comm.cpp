@@ -25,6 +25,8 @@
 // A label with zero calls (D = 1 rings) must not appear at all. all_reduce counts floor(2(D-1)·n/D) bytes.
 #include <gtest/gtest.h>
 
+#include "accounting_helpers.h"
+
 #include "tsp_test_model.h"
 
 #include <map>
@@ -42,44 +44,17 @@
 namespace tsp {
 namespace {
 
-struct Expected {
-  std::string op;
-  int64_t calls, payload_bytes, recv_bytes;
-};
-using ExpectedPhase = std::map<std::string, Expected>;
+using test::expect_phase;
+using test::Expected;
+using test::ExpectedPhase;
 
 ModelConfig make_config(bool tied) {
   return test::tsp_test_config(tied, 3);
 }
 
-void make_batch(int64_t vocab, int64_t n, std::vector<int32_t>& tokens, std::vector<int32_t>& targets) {
-  std::mt19937 rng(5);
-  tokens.resize(size_t(n));
-  targets.resize(size_t(n));
-  for (int64_t i = 0; i < n; ++i) {
-    tokens[size_t(i)] = int32_t(rng() % uint32_t(vocab));
-    targets[size_t(i)] = i % 7 == 3 ? kernels::kIgnoreIndex : int32_t(rng() % uint32_t(vocab));
-  }
-}
-
 void add(ExpectedPhase& e, const std::string& label, const std::string& op, int64_t calls, int64_t payload,
          int64_t recv) {
   if (calls > 0) e[label] = {op, calls, payload, recv};
-}
-
-void expect_phase(const CommStats& stats, const std::string& phase, const ExpectedPhase& want) {
-  SCOPED_TRACE("phase " + phase + " on rank " + std::to_string(Communicator::world().rank()));
-  std::map<std::string, CommCounter> got;
-  if (auto it = stats.find(phase); it != stats.end()) got = it->second;
-  for (const auto& [label, c] : got) EXPECT_TRUE(want.count(label)) << "unexpected label " << label;
-  for (const auto& [label, w] : want) {
-    auto it = got.find(label);
-    ASSERT_TRUE(it != got.end()) << "missing label " << label;
-    EXPECT_EQ(it->second.op, w.op) << label;
-    EXPECT_EQ(it->second.calls, w.calls) << label;
-    EXPECT_EQ(it->second.payload_bytes, w.payload_bytes) << label;
-    EXPECT_EQ(it->second.recv_bytes, w.recv_bytes) << label;
-  }
 }
 
 struct Sizes {
@@ -129,7 +104,7 @@ void check_counts(bool tied, bool keep_kv) {
   params.init(3);
   Transformer<T> model(params, tsp);
   std::vector<int32_t> tokens, targets;
-  make_batch(c.vocab_size, B * S, tokens, targets);
+  test::accounting_batch(c.vocab_size, B * S, tokens, targets);
   const Sizes z = sizes(c, D, B, S);
   const int64_t L = z.L;
 

@@ -13,6 +13,8 @@
 //                same for one part of a vocabulary shard).
 #include <gtest/gtest.h>
 
+#include "accounting_helpers.h"
+
 #include "tsp_test_model.h"
 
 #include <cstdio>
@@ -38,20 +40,6 @@ ModelConfig make_config(bool tied) {
   return test::tsp_test_config(tied, 2);
 }
 
-int64_t bytes(const MemStats& after, const MemStats& before, Mem m) {
-  return after.current[size_t(m)] - before.current[size_t(m)];
-}
-
-void make_batch(int64_t vocab, std::vector<int32_t>& tokens, std::vector<int32_t>& targets) {
-  std::mt19937 rng(11);
-  tokens.resize(size_t(kBatch * kSeq));
-  targets.resize(size_t(kBatch * kSeq));
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    tokens[i] = int32_t(rng() % uint32_t(vocab));
-    targets[i] = i % 5 == 2 ? kernels::kIgnoreIndex : int32_t(rng() % uint32_t(vocab));
-  }
-}
-
 template <class T>
 void check_state(bool tied) {
   SCOPED_TRACE(std::string(tied ? "tied" : "untied") + (sizeof(T) == 8 ? " double" : " float"));
@@ -73,11 +61,11 @@ void check_state(bool tied) {
 
   const int64_t single_params = beta * (layers + parts * c.vocab_size * h + norms);
   const int64_t tsp_params = beta * (layers / D + parts * vocab_padded / D * h + norms);
-  EXPECT_EQ(bytes(s1, s0, Mem::parameters), single_params);
-  EXPECT_EQ(bytes(s1, s0, Mem::gradients), single_params);
-  EXPECT_EQ(bytes(s2, s1, Mem::parameters), tsp_params);
-  EXPECT_EQ(bytes(s2, s1, Mem::gradients), tsp_params);
-  EXPECT_EQ(bytes(s3, s2, Mem::optimizer), 2 * tsp_params);
+  EXPECT_EQ(test::mem_delta(s1, s0, Mem::parameters), single_params);
+  EXPECT_EQ(test::mem_delta(s1, s0, Mem::gradients), single_params);
+  EXPECT_EQ(test::mem_delta(s2, s1, Mem::parameters), tsp_params);
+  EXPECT_EQ(test::mem_delta(s2, s1, Mem::gradients), tsp_params);
+  EXPECT_EQ(test::mem_delta(s3, s2, Mem::optimizer), 2 * tsp_params);
   // The same statement from the single-device figure: the sharded part / D, the vocabulary with its padding,
   // the norms replicated.
   EXPECT_EQ(tsp_params, (single_params - beta * (norms + parts * c.vocab_size * h)) / D +
@@ -96,7 +84,7 @@ StepMemory measure_step(const ModelConfig& c, Strategy<T>& strategy) {
   params.init(1);
   Transformer<T> model(params, strategy);
   std::vector<int32_t> tokens, targets;
-  make_batch(c.vocab_size, tokens, targets);
+  test::accounting_batch(c.vocab_size, kBatch * kSeq, tokens, targets);
 
   const MemStats before = mem_stats();
   mem_reset_peaks();
@@ -104,10 +92,10 @@ StepMemory measure_step(const ModelConfig& c, Strategy<T>& strategy) {
   model.backward();
   const MemStats after = mem_stats();
   StepMemory m;
-  m.activations = bytes(after, before, Mem::activations);
-  m.communication = bytes(after, before, Mem::communication);
+  m.activations = test::mem_delta(after, before, Mem::activations);
+  m.communication = test::mem_delta(after, before, Mem::communication);
   m.communication_peak = after.peak[size_t(Mem::communication)] - before.current[size_t(Mem::communication)];
-  m.workspace = bytes(after, before, Mem::workspace);
+  m.workspace = test::mem_delta(after, before, Mem::workspace);
 
   mem_reset_peaks();
   params.zero_grads();

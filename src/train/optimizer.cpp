@@ -34,7 +34,7 @@ double AdamW<T>::grad_norm(Strategy<T>& s) {
     sums[p_.blocks()[size_t(b)].placement == Placement::sharded ? 0 : 1] += ss;
   }
   s.sum_over_shards(&sums[0], 1, "optim.gradnorm_allreduce");
-  s.sum_over_optimizer_partitions(sums, 2, "optim.gradnorm_partitions");
+  s.sum_over_optimizer_partitions(sums, 2, "dp.optim_partition_allreduce");
   return std::sqrt(sums[0] + sums[1]);
 }
 

@@ -96,8 +96,7 @@ Range DataParallel<T>::optimizer_range(int64_t numel) const {
 
 template <class T>
 void DataParallel<T>::sum_over_optimizer_partitions(double* v, int n, const char* label) {
-  (void)label;
-  if (zero1_) dp_->all_reduce("dp.optim_partition_allreduce", v, int64_t(n));
+  if (zero1_) dp_->all_reduce(label, v, int64_t(n));
 }
 
 template <class T>

@@ -371,6 +371,71 @@ void Communicator::send_recv(std::string_view label, const T* send, int64_t n_se
   charge(acct_->phase, label, "send_recv", t0);
 }
 
+// Displacements of consecutive blocks, as 32-bit MPI counts (checked).
+static std::vector<int> mpi_counts(const std::vector<int64_t>& counts, std::string_view label, int size,
+                                   std::vector<int>* displs) {
+  TSP_CHECK(int(counts.size()) == size, "comm call '{}': {} counts for a communicator of size {}", label,
+            counts.size(), size);
+  std::vector<int> c(counts.size());
+  int64_t off = 0;
+  if (displs) displs->resize(counts.size());
+  for (size_t j = 0; j < counts.size(); ++j) {
+    check_count(label, counts[j]);
+    TSP_CHECK(counts[j] <= INT_MAX && off <= INT_MAX, "comm call '{}': {} elements exceed one MPI count",
+              label, off + counts[j]);
+    c[j] = static_cast<int>(counts[j]);
+    if (displs) (*displs)[j] = static_cast<int>(off);
+    off += counts[j];
+  }
+  return c;
+}
+
+template <class T>
+void Communicator::all_gather_v(std::string_view label, const T* send, T* recv,
+                                const std::vector<int64_t>& counts) {
+  std::vector<int> displs;
+  const std::vector<int> c = mpi_counts(counts, label, size_, &displs);
+  int64_t others = 0;
+  for (int j = 0; j < size_; ++j)
+    if (j != rank_) others += counts[size_t(j)];
+  const int64_t elem = static_cast<int64_t>(sizeof(T));
+  account(label, "all_gather_v", counts[size_t(rank_)] * elem, others * elem);
+  const double t0 = trace_now_us();
+  if (size_ == 1) {
+    copy_elems(send, recv, counts[0]);
+  } else {
+    check_call(MPI_Allgatherv(send, c[size_t(rank_)], mpi_type<T>(), recv, c.data(), displs.data(),
+                              mpi_type<T>(), comm_),
+               "MPI_Allgatherv", label);
+  }
+  charge(acct_->phase, label, "all_gather_v", t0);
+}
+
+template <class T>
+void Communicator::all_to_all_v(std::string_view label, const T* send,
+                                const std::vector<int64_t>& send_counts, T* recv,
+                                const std::vector<int64_t>& recv_counts) {
+  std::vector<int> sd, rd;
+  const std::vector<int> sc = mpi_counts(send_counts, label, size_, &sd);
+  const std::vector<int> rc = mpi_counts(recv_counts, label, size_, &rd);
+  int64_t sent = 0, received = 0;
+  for (int j = 0; j < size_; ++j)
+    if (j != rank_) sent += send_counts[size_t(j)], received += recv_counts[size_t(j)];
+  const int64_t elem = static_cast<int64_t>(sizeof(T));
+  account(label, "all_to_all_v", sent * elem, received * elem);
+  const double t0 = trace_now_us();
+  if (size_ == 1) {
+    TSP_CHECK(send_counts[0] == recv_counts[0], "all_to_all_v '{}': sends {} to itself but expects {}", label,
+              send_counts[0], recv_counts[0]);
+    copy_elems(send, recv, send_counts[0]);
+  } else {
+    check_call(MPI_Alltoallv(send, sc.data(), sd.data(), mpi_type<T>(), recv, rc.data(), rd.data(),
+                             mpi_type<T>(), comm_),
+               "MPI_Alltoallv", label);
+  }
+  charge(acct_->phase, label, "all_to_all_v", t0);
+}
+
 template <class T>
 CommRequest Communicator::ibroadcast(std::string_view label, T* buf, int64_t n, int root) {
   TSP_CHECK(root >= 0 && root < size_, "ibroadcast '{}': root {} is not a rank of a communicator of size {}",
@@ -529,19 +594,22 @@ void Communicator::wait(CommRequest& r) {
   charge(r.phase_, r.label_, r.op_, t0);
 }
 
-#define TSP_COMM_INSTANTIATE(T)                                                                           \
-  template void Communicator::broadcast<T>(std::string_view, T*, int64_t, int);                           \
-  template void Communicator::all_gather<T>(std::string_view, const T*, T*, int64_t);                     \
-  template void Communicator::reduce_scatter<T>(std::string_view, const T*, T*, int64_t);                 \
-  template void Communicator::reduce<T>(std::string_view, const T*, T*, int64_t, int);                    \
-  template void Communicator::all_reduce<T>(std::string_view, T*, int64_t);                               \
-  template void Communicator::send_recv<T>(std::string_view, const T*, int64_t, int, T*, int64_t, int);   \
-  template CommRequest Communicator::ibroadcast<T>(std::string_view, T*, int64_t, int);                   \
-  template CommRequest Communicator::iall_gather<T>(std::string_view, const T*, T*, int64_t);             \
-  template CommRequest Communicator::isend_recv<T>(std::string_view, const T*, int64_t, int, T*, int64_t, \
-                                                   int);                                                  \
-  template CommRequest Communicator::ireduce_scatter<T>(std::string_view, const T*, T*, int64_t);         \
-  template CommRequest Communicator::ireduce<T>(std::string_view, const T*, T*, int64_t, int);            \
+#define TSP_COMM_INSTANTIATE(T)                                                                             \
+  template void Communicator::broadcast<T>(std::string_view, T*, int64_t, int);                             \
+  template void Communicator::all_gather<T>(std::string_view, const T*, T*, int64_t);                       \
+  template void Communicator::reduce_scatter<T>(std::string_view, const T*, T*, int64_t);                   \
+  template void Communicator::reduce<T>(std::string_view, const T*, T*, int64_t, int);                      \
+  template void Communicator::all_reduce<T>(std::string_view, T*, int64_t);                                 \
+  template void Communicator::send_recv<T>(std::string_view, const T*, int64_t, int, T*, int64_t, int);     \
+  template void Communicator::all_gather_v<T>(std::string_view, const T*, T*, const std::vector<int64_t>&); \
+  template void Communicator::all_to_all_v<T>(std::string_view, const T*, const std::vector<int64_t>&, T*,  \
+                                              const std::vector<int64_t>&);                                 \
+  template CommRequest Communicator::ibroadcast<T>(std::string_view, T*, int64_t, int);                     \
+  template CommRequest Communicator::iall_gather<T>(std::string_view, const T*, T*, int64_t);               \
+  template CommRequest Communicator::isend_recv<T>(std::string_view, const T*, int64_t, int, T*, int64_t,   \
+                                                   int);                                                    \
+  template CommRequest Communicator::ireduce_scatter<T>(std::string_view, const T*, T*, int64_t);           \
+  template CommRequest Communicator::ireduce<T>(std::string_view, const T*, T*, int64_t, int);              \
   template CommRequest Communicator::iall_reduce<T>(std::string_view, T*, int64_t);
 
 TSP_COMM_INSTANTIATE(float)

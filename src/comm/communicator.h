@@ -12,6 +12,9 @@
 //   all_reduce      n: every rank receives 2·(P-1)·n/P (ring: reduce-scatter + all-gather), counted in
 //                   whole bytes as floor(2·(P-1)·n / P): exact whenever P divides 2·n.
 //   send_recv       receives exactly what is posted to arrive (n_recv).
+//   all_gather_v    counts[r] from rank r: every rank receives the sum of the other ranks' counts.
+//   all_to_all_v    receives the sum of recv_counts[j] over the other ranks j (a rank's block to itself is a
+//                   local copy and not counted).
 // With P == 1 every collective is a local copy (or a no-op) without MPI; it receives 0 bytes but is still
 // counted as a call. payload_bytes is documented on CommCounter.
 //
@@ -135,6 +138,17 @@ class Communicator {
   template <class T>
   void send_recv(std::string_view label, const T* send, int64_t n_send, int dest, T* recv, int64_t n_recv,
                  int source);
+  // Variable-size exchanges (decode: candidates of a sharded sampler, new keys/values to their owners).
+  //   all_gather_v: rank r contributes counts[r] elements (every rank passes the same counts); recv holds
+  //     them concatenated in rank order.
+  //   all_to_all_v: rank r sends send_counts[j] elements to rank j (blocks consecutive in send, in rank
+  //     order) and receives recv_counts[j] from rank j (consecutive in recv, in rank order); the counts of
+  //     the two ends must agree. Counts must fit a 32-bit MPI count.
+  template <class T>
+  void all_gather_v(std::string_view label, const T* send, T* recv, const std::vector<int64_t>& counts);
+  template <class T>
+  void all_to_all_v(std::string_view label, const T* send, const std::vector<int64_t>& send_counts, T* recv,
+                    const std::vector<int64_t>& recv_counts);
   void barrier();
 
   // Non-blocking versions: the transfer proceeds while the caller computes. Calls and bytes are counted when

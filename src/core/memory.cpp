@@ -29,6 +29,8 @@ std::string_view mem_name(Mem c) {
       return "communication";
     case Mem::workspace:
       return "workspace";
+    case Mem::kv_cache:
+      return "kv_cache";
   }
   return "?";
 }

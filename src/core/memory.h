@@ -11,8 +11,9 @@
 
 namespace tsp {
 
-enum class Mem : int { parameters, gradients, optimizer, activations, communication, workspace };
-inline constexpr int kMemCategories = 6;
+// kv_cache: the post-RoPE keys and values kept for decoding (parallel/kv_cache.h).
+enum class Mem : int { parameters, gradients, optimizer, activations, communication, workspace, kv_cache };
+inline constexpr int kMemCategories = 7;
 std::string_view mem_name(Mem c);
 
 struct MemStats {

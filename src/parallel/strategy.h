@@ -7,12 +7,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "comm/communicator.h"
 #include "model/config.h"
 #include "model/params.h"
+#include "parallel/decode.h"
 #include "parallel/layout.h"
 
 namespace tsp {
@@ -64,6 +66,9 @@ class Strategy {
   virtual void reduce_replicated_grads(ModelParams<T>& p) = 0;
   // rows_full[B*S, cols] on every rank, in original token order, from each rank's local rows [N, cols].
   virtual void gather_token_rows(const T* local, T* full, int64_t cols) = 0;
+  // The inference side of the layout — prefill, KV cache, decode (parallel/decode.h) — on parameters built
+  // with shard_spec(); throws UsageError for options the layout cannot serve with.
+  virtual std::unique_ptr<Decoder<T>> make_decoder(ModelParams<T>& p, const DecodeOptions& o) = 0;
   // Names the phase ("forward", "backward", ...) under which communication is counted.
   virtual void set_phase(const std::string& phase) {
     if (comm()) comm()->set_phase(phase);

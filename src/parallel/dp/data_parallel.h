@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 
+#include "core/check.h"
 #include "core/memory.h"
 #include "parallel/registry.h"
 
@@ -70,6 +71,12 @@ class DataParallel : public Strategy<T> {
   void reduce_replicated_grads(ModelParams<T>& p) override;
   void gather_token_rows(const T* local, T* full, int64_t cols) override;
   void set_phase(const std::string& phase) override;
+  std::unique_ptr<Decoder<T>> make_decoder(ModelParams<T>&, const DecodeOptions&) override {
+    throw UsageError(
+        fmt::format("--dp {}: inference runs one model replica; batched requests share it "
+                    "(data parallelism is for training)",
+                    replicas()));
+  }
 
   int replicas() const override { return dp_->size(); }
   int replica() const override { return replica_; }

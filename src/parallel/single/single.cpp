@@ -8,6 +8,7 @@
 #include "kernels/cross_entropy.h"
 #include "kernels/embedding.h"
 #include "kernels/gemm.h"
+#include "parallel/tpsp/mesh_decode.h"
 
 namespace tsp {
 
@@ -165,6 +166,15 @@ void SingleStrategy<T>::head_logits(ModelParams<T>& p, const T* u, T* logits) {
 template <class T>
 void SingleStrategy<T>::gather_token_rows(const T* local, T* full, int64_t cols) {
   std::memcpy(full, local, sizeof(T) * size_t(n_ * cols));
+}
+
+template <class T>
+std::unique_ptr<Decoder<T>> SingleStrategy<T>::make_decoder(ModelParams<T>& p, const DecodeOptions& o) {
+  TSP_REQUIRE(
+      !o.kv_layout_given,
+      "--kv-layout chooses where TSP keeps its KV cache; --strategy single keeps all of it on one rank");
+  // The single device is the 1 x 1 mesh: the same decode blocks with no communicator.
+  return std::make_unique<MeshDecode<T>>(p, DecodeMesh{});
 }
 
 template class SingleStrategy<float>;

@@ -33,6 +33,7 @@ class SingleStrategy : public Strategy<T> {
   void sum_over_shards(double*, int, const char*) override {}
   void reduce_replicated_grads(ModelParams<T>&) override {}
   void gather_token_rows(const T* local, T* full, int64_t cols) override;
+  std::unique_ptr<Decoder<T>> make_decoder(ModelParams<T>& p, const DecodeOptions& o) override;
 
  private:
   struct LayerSaved {

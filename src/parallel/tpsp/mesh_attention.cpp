@@ -8,11 +8,12 @@
 namespace tsp {
 
 template <class T>
-void MeshAttention<T>::prepare(const MeshLayout& L, TpTokens<T>& tp, const ModelParams<T>& p) {
+void MeshAttention<T>::prepare(const MeshLayout& L, TpTokens<T>& tp, const ModelParams<T>& p, bool training) {
   const ModelConfig& c = p.config();
   const ShardSpec& spec = p.spec();
   L_ = &L;
   tp_ = &tp;
+  training_ = training;
   rope_theta_ = c.rope_theta;
   shape_ = {L.n, c.hidden_size, spec.q_heads.size, spec.kv_heads.size, c.head_dim};
   attn_ = {L.group_per_seq, L.seq_len, spec.q_heads.size, spec.kv_heads.size, c.head_dim};
@@ -21,16 +22,18 @@ void MeshAttention<T>::prepare(const MeshLayout& L, TpTokens<T>& tp, const Model
   const bool sp = L.sp_size > 1;
   saved_o_.clear();
   saved_lse_.clear();
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+  for (int64_t l = 0; l < (training ? c.num_hidden_layers : 1); ++l) {
     saved_o_.emplace_back(n_q, Mem::activations);
     saved_lse_.emplace_back(L.n * shape_.q_heads, Mem::activations);
   }
+  const int64_t bwd = training ? 1 : 0;  // gradient buffers only when training
   kv_gather_ = Buffer<T>(sp ? L.sp_size * 2 * local_kv_ : 0, Mem::communication);
-  dkv_local_ = Buffer<T>(sp ? 2 * local_kv_ : 0, Mem::workspace);
+  dkv_local_ = Buffer<T>(sp ? bwd * 2 * local_kv_ : 0, Mem::workspace);
   q_ = Buffer<T>(n_q, Mem::workspace);
-  dq_ = Buffer<T>(n_q, Mem::workspace);
-  do_ = Buffer<T>(n_q, Mem::workspace);
-  for (Buffer<T>* b : {&k_full_, &v_full_, &dk_full_, &dv_full_}) *b = Buffer<T>(full_kv, Mem::workspace);
+  dq_ = Buffer<T>(bwd * n_q, Mem::workspace);
+  do_ = Buffer<T>(bwd * n_q, Mem::workspace);
+  for (Buffer<T>* b : {&k_full_, &v_full_}) *b = Buffer<T>(full_kv, Mem::workspace);
+  for (Buffer<T>* b : {&dk_full_, &dv_full_}) *b = Buffer<T>(bwd * full_kv, Mem::workspace);
 }
 
 template <class T>
@@ -87,16 +90,31 @@ CommRequest MeshAttention<T>::reduce_scatter_kv_grad() {
                                2 * local_kv_);
 }
 
+// Keys and values of my head group: all S positions in order when Σ = 1 (k_full_, v_full_), else my SP
+// group's positions in storage order (my slot of kv_gather_).
+template <class T>
+void MeshAttention<T>::store_kv(int layer) {
+  const MeshLayout& L = *L_;
+  const int64_t kd = shape_.kv_dim();
+  const bool sp = L.sp_size > 1;
+  const T* k = sp ? kv_gather_.data() + L.sp_rank * 2 * local_kv_ : k_full_.data();
+  const T* v = sp ? k + local_kv_ : v_full_.data();
+  const int64_t per = sp ? L.group_per_seq : L.seq_len;
+  for (int64_t b = 0; b < L.batch; ++b)
+    cache_->store(layer, b, 0, per, k + b * per * kd, v + b * per * kd, kd, 0, kd);
+}
+
 template <class T>
 void MeshAttention<T>::forward(ModelParams<T>& p, int layer, const T* u, T* y) {
   const MeshLayout& L = *L_;
   LayerWeights<T> w = p.layer(layer);
   const T* ug = tp_->gather_input("tp.attn_in_allgather", u);
   project_and_gather(w, ug);
+  if (cache_) store_kv(layer);
   {
     TraceSpan span("attn.fwd", "compute");
-    T* o = saved_o_[size_t(layer)].data();
-    attention_batched_forward(o, saved_lse_[size_t(layer)].data(), q_.data(), k_full_.data(), v_full_.data(),
+    T* o = saved_o(layer);
+    attention_batched_forward(o, saved_lse(layer), q_.data(), k_full_.data(), v_full_.data(),
                               L.group_positions.data(), L.key_positions.data(), L.batch, attn_);
     // Row-parallel output projection: a partial sum over the TP group's head groups.
     kernels::linear_forward(tp_->partial(y), o, w.wo, L.n, shape_.q_dim(), shape_.hidden);
@@ -113,7 +131,7 @@ void MeshAttention<T>::backward(ModelParams<T>& p, int layer, const T* u, const 
   // Megatron's behaviour: the gathered input is not kept from the forward but gathered again.
   const T* ug = tp_->gather_input("tp.attn_in_allgather", u);
   project_and_gather(w, ug);
-  const T* o = saved_o_[size_t(layer)].data();
+  const T* o = saved_o(layer);
   {
     TraceSpan span("attn.bwd", "compute");
     do_.zero();
@@ -122,8 +140,8 @@ void MeshAttention<T>::backward(ModelParams<T>& p, int layer, const T* u, const 
     dk_full_.zero();
     dv_full_.zero();
     attention_batched_backward(dq_.data(), dk_full_.data(), dv_full_.data(), do_.data(), q_.data(),
-                               k_full_.data(), v_full_.data(), o, saved_lse_[size_t(layer)].data(),
-                               L.group_positions.data(), L.key_positions.data(), L.batch, attn_);
+                               k_full_.data(), v_full_.data(), o, saved_lse(layer), L.group_positions.data(),
+                               L.key_positions.data(), L.batch, attn_);
   }
   // The input gradient is a partial sum over TP (each rank saw one head group).
   T* dug = tp_->partial(du);

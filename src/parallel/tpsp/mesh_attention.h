@@ -10,6 +10,7 @@
 #include "core/memory.h"
 #include "model/params.h"
 #include "parallel/blocks.h"
+#include "parallel/kv_cache.h"
 #include "parallel/tpsp/mesh_layout.h"
 #include "parallel/tpsp/tp_tokens.h"
 
@@ -18,7 +19,13 @@ namespace tsp {
 template <class T>
 class MeshAttention {
  public:
-  void prepare(const MeshLayout& L, TpTokens<T>& tp, const ModelParams<T>& p);
+  // training = false (prefill): nothing is kept for a backward (o and lse of one layer at a time, no
+  // gradient buffers).
+  void prepare(const MeshLayout& L, TpTokens<T>& tp, const ModelParams<T>& p, bool training = true);
+  // Prefill: the forward also writes this rank's keys and values into `cache` (its head group; every
+  // position when Σ = 1, else its SP group's positions in storage order, the first slots of kv_cache.h's
+  // positions placement). Null: no cache.
+  void set_cache(KvCache<T>* cache) { cache_ = cache; }
   void forward(ModelParams<T>& p, int layer, const T* u, T* y);
   void backward(ModelParams<T>& p, int layer, const T* u, const T* dy, T* du);
 
@@ -30,8 +37,15 @@ class MeshAttention {
   // The adjoint: reorder dK/dV into per-SP-rank blocks and reduce-scatter them to their owners.
   CommRequest reduce_scatter_kv_grad();
 
+  // Saved o and lse of `layer` (one reused buffer when not training).
+  T* saved_o(int layer) { return saved_o_[size_t(training_ ? layer : 0)].data(); }
+  T* saved_lse(int layer) { return saved_lse_[size_t(training_ ? layer : 0)].data(); }
+  void store_kv(int layer);
+
   const MeshLayout* L_ = nullptr;
   TpTokens<T>* tp_ = nullptr;
+  bool training_ = true;
+  KvCache<T>* cache_ = nullptr;
   AttnShardShape shape_;          // head group t on the group's n tokens
   kernels::AttentionShape attn_;  // per sequence: the group's S/Σ queries against all S keys
   int64_t local_kv_ = 0;          // n · kv_dim/T

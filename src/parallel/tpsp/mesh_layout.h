@@ -31,6 +31,10 @@ struct MeshLayout {
   std::vector<int64_t> group_token_positions;  // [n] the same for every token of the batch
   std::vector<int64_t> key_positions;          // 0..S-1: gathered keys are in sequence order
 
+  // The layout of a [batch, seq_len] step on a T x Σ mesh (communicators may be null when their axis has one
+  // rank); seq_len is valid for the mesh (checked by the caller).
+  static MeshLayout make(Communicator* mesh, Communicator* tp, Communicator* sp, int tp_size, int tp_rank,
+                         int sp_size, int sp_rank, bool seq_parallel, int64_t batch, int64_t seq_len);
   // Positions of one sequence held by SP group s / by mesh rank (t, s), in storage order.
   static std::vector<int64_t> group_positions_of(int64_t seq_len, int sp_size, int s);
   static std::vector<int64_t> local_positions_of(int64_t seq_len, int sp_size, int s, int tp_size, int t,

@@ -7,12 +7,13 @@
 namespace tsp {
 
 template <class T>
-void MeshMlp<T>::prepare(const MeshLayout& L, TpTokens<T>& tp, const ModelParams<T>& p) {
+void MeshMlp<T>::prepare(const MeshLayout& L, TpTokens<T>& tp, const ModelParams<T>& p, bool training) {
   L_ = &L;
   tp_ = &tp;
   hidden_ = p.config().hidden_size;
   inter_ = p.spec().intermediate.size;
-  for (Buffer<T>* b : {&g_, &up_, &act_, &dact_, &dg_, &dup_}) *b = Buffer<T>(L.n * inter_, Mem::workspace);
+  for (Buffer<T>* b : {&g_, &up_, &act_}) *b = Buffer<T>(L.n * inter_, Mem::workspace);
+  for (Buffer<T>* b : {&dact_, &dg_, &dup_}) *b = Buffer<T>(training ? L.n * inter_ : 0, Mem::workspace);
 }
 
 template <class T>

@@ -14,7 +14,8 @@ namespace tsp {
 template <class T>
 class MeshMlp {
  public:
-  void prepare(const MeshLayout& L, TpTokens<T>& tp, const ModelParams<T>& p);
+  // training = false (prefill): no gradient scratch.
+  void prepare(const MeshLayout& L, TpTokens<T>& tp, const ModelParams<T>& p, bool training = true);
   void forward(ModelParams<T>& p, int layer, const T* u, T* y);
   void backward(ModelParams<T>& p, int layer, const T* u, const T* dy, T* du);
 

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "core/check.h"
+#include "parallel/tpsp/mesh_decode.h"
 
 namespace tsp {
 
@@ -84,27 +85,9 @@ void MeshStrategy<T>::prepare(ModelParams<T>& p, int64_t batch, int64_t seq_len)
   mlp_ = MeshMlp<T>();
   vocab_ = MeshVocab<T>();
 
-  MeshLayout& L = layout_;
-  L.mesh = &comm_;
-  L.tp = &tp_comm_;
-  L.sp = &sp_comm_;
-  L.tp_size = shape_.tp;
-  L.tp_rank = t_;
-  L.sp_size = shape_.sp;
-  L.sp_rank = s_;
-  L.seq_parallel = seq_parallel();
-  L.batch = batch;
-  L.seq_len = seq_len;
-  L.group_positions = MeshLayout::group_positions_of(seq_len, L.sp_size, L.sp_rank);
-  L.group_per_seq = int64_t(L.group_positions.size());
-  L.local_per_seq = L.seq_parallel ? L.group_per_seq / L.tp_size : L.group_per_seq;
-  L.n = batch * L.group_per_seq;
-  L.n_local = batch * L.local_per_seq;
-  L.group_token_positions.resize(size_t(L.n));
-  for (int64_t i = 0; i < L.n; ++i)
-    L.group_token_positions[size_t(i)] = L.group_positions[size_t(i % L.group_per_seq)];
-  L.key_positions.resize(size_t(seq_len));
-  std::iota(L.key_positions.begin(), L.key_positions.end(), int64_t(0));
+  layout_ = MeshLayout::make(&comm_, &tp_comm_, &sp_comm_, shape_.tp, t_, shape_.sp, s_, seq_parallel(),
+                             batch, seq_len);
+  const MeshLayout& L = layout_;
 
   // gather_token_rows all-gathers the local rows over the ranks holding different tokens: the SP axis, or
   // the whole mesh (rank m = s·T + t) under Megatron-SP.
@@ -240,6 +223,20 @@ void MeshStrategy<T>::gather_token_rows(const T* local, T* full, int64_t cols) {
       i = dest;
     } while (i != start);
   }
+}
+
+template <class T>
+std::unique_ptr<Decoder<T>> MeshStrategy<T>::make_decoder(ModelParams<T>& p, const DecodeOptions& o) {
+  TSP_REQUIRE(!o.kv_layout_given,
+              "--kv-layout chooses where TSP keeps its KV cache; --strategy {} caches KV heads over TP and "
+              "positions over SP",
+              name_);
+  const ShardSpec want = shard_spec(p.config());
+  TSP_CHECK(p.spec().q_heads == want.q_heads && p.spec().kv_heads == want.kv_heads &&
+                p.spec().intermediate == want.intermediate && p.spec().vocab == want.vocab,
+            "MeshStrategy::make_decoder on rank {}: the parameters hold a different shard", comm_.rank());
+  return std::make_unique<MeshDecode<T>>(
+      p, DecodeMesh{&comm_, &tp_comm_, &sp_comm_, shape_.tp, t_, shape_.sp, s_, seq_parallel()});
 }
 
 template class MeshStrategy<float>;

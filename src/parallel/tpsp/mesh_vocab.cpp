@@ -15,19 +15,20 @@
 namespace tsp {
 
 template <class T>
-void MeshVocab<T>::prepare(const MeshLayout& L, TpTokens<T>& tp, const ModelParams<T>& p) {
+void MeshVocab<T>::prepare(const MeshLayout& L, TpTokens<T>& tp, const ModelParams<T>& p, bool training) {
   L_ = &L;
   tp_ = &tp;
   hidden_ = p.config().hidden_size;
   vocab_ = p.config().vocab_size;
   shard_rows_ = p.spec().vocab.size;
   row_begin_ = p.spec().vocab.begin;
-  lse_ = Buffer<T>(L.n, Mem::activations);
-  states_ = Buffer<T>(L.tp_size > 1 ? L.tp_size * L.n * 4 : 0, Mem::communication);
-  for (Buffer<T>* b : {&run_max_, &run_sum_, &target_logit_, &loss_}) *b = Buffer<T>(L.n, Mem::workspace);
-  logits_ = Buffer<T>(L.n * shard_rows_, Mem::workspace);
-  dlogits_ = Buffer<T>(L.n * shard_rows_, Mem::workspace);
-  argmax_.assign(size_t(L.n), -1);
+  const int64_t n = training ? L.n : 0;
+  lse_ = Buffer<T>(n, Mem::activations);
+  states_ = Buffer<T>(L.tp_size > 1 ? L.tp_size * n * 4 : 0, Mem::communication);
+  for (Buffer<T>* b : {&run_max_, &run_sum_, &target_logit_, &loss_}) *b = Buffer<T>(n, Mem::workspace);
+  logits_ = Buffer<T>(n * shard_rows_, Mem::workspace);
+  dlogits_ = Buffer<T>(n * shard_rows_, Mem::workspace);
+  argmax_.assign(size_t(n), -1);
 }
 
 template <class T>

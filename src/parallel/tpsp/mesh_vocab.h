@@ -19,7 +19,8 @@ namespace tsp {
 template <class T>
 class MeshVocab {
  public:
-  void prepare(const MeshLayout& L, TpTokens<T>& tp, const ModelParams<T>& p);
+  // training = false (prefill): only the embedding is used; no LM-head or loss buffers.
+  void prepare(const MeshLayout& L, TpTokens<T>& tp, const ModelParams<T>& p, bool training = true);
   void embed_forward(ModelParams<T>& p, const int32_t* tokens, T* x);
   void embed_backward(ModelParams<T>& p, const int32_t* tokens, const T* dx);
   double head_forward(ModelParams<T>& p, const T* u, const int32_t* targets, int32_t* argmax);

@@ -8,7 +8,7 @@
 namespace tsp {
 
 template <class T>
-void TpTokens<T>::prepare(const MeshLayout& L, int64_t hidden) {
+void TpTokens<T>::prepare(const MeshLayout& L, int64_t hidden, bool training) {
   L_ = &L;
   hidden_ = hidden;
   const int64_t nh = L.n * hidden;
@@ -18,7 +18,7 @@ void TpTokens<T>::prepare(const MeshLayout& L, int64_t hidden) {
   // The partial sum is all-reduced in place (communication) or reordered into seq_buf_ first (workspace).
   partial_ = Buffer<T>(tp ? nh : 0, msp ? Mem::workspace : Mem::communication);
   u_group_ = Buffer<T>(msp ? nh : 0, Mem::workspace);
-  dy_group_ = Buffer<T>(msp ? nh : 0, Mem::workspace);
+  dy_group_ = Buffer<T>(msp && training ? nh : 0, Mem::workspace);  // the backward's gathered dy
 }
 
 // The all-gather delivers [T, B, n/(T·B)] rows in TP rank order; the blocks want [B, S/Σ]: TP rank r's rows

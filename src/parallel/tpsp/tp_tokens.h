@@ -22,7 +22,7 @@ class TpTokens {
   // Buffers (docs/layouts.md): T > 1 without Megatron-SP: communication n·h (the partial sum all-reduced in
   // place). With Megatron-SP: communication n·h (all-gather destination / reduce-scatter source in TP rank
   // order) + n_local·h (reduce-scatter destination); workspace 3·n·h (gathered u, gathered dy, partial).
-  void prepare(const MeshLayout& L, int64_t hidden);
+  void prepare(const MeshLayout& L, int64_t hidden, bool training = true);
 
   // The group's rows [n, h] of the block input u [n_local, h] (u itself without Megatron-SP).
   const T* gather_input(const char* label, const T* u) { return gather(label, u, u_group_.data()); }

@@ -8,11 +8,13 @@
 namespace tsp {
 
 template <class T>
-void TspAttention<T>::prepare(const TspLayout& L, const ModelParams<T>& p, bool keep_gathered_kv) {
+void TspAttention<T>::prepare(const TspLayout& L, const ModelParams<T>& p, bool keep_gathered_kv,
+                              bool training) {
   const ModelConfig& c = p.config();
   const ShardSpec& spec = p.spec();
   L_ = &L;
-  keep_ = keep_gathered_kv;
+  keep_ = keep_gathered_kv && training;
+  training_ = training;
   rope_theta_ = c.rope_theta;
   shape_ = {L.n, c.hidden_size, spec.q_heads.size, spec.kv_heads.size, c.head_dim};
   attn_ = {L.per_seq, L.seq_len, spec.q_heads.size, spec.kv_heads.size, c.head_dim};
@@ -24,22 +26,23 @@ void TspAttention<T>::prepare(const TspLayout& L, const ModelParams<T>& p, bool 
 
   saved_o_.clear();
   saved_lse_.clear();
-  for (int64_t l = 0; l < layers; ++l) {
-    saved_o_.emplace_back(L.D * n_q, Mem::activations);
-    saved_lse_.emplace_back(L.D * L.n * shape_.q_heads, Mem::activations);
+  for (int64_t l = 0; l < (training ? layers : 1); ++l) {
+    saved_o_.emplace_back((training ? L.D : 1) * n_q, Mem::activations);
+    saved_lse_.emplace_back((training ? L.D : 1) * L.n * shape_.q_heads, Mem::activations);
   }
+  const int64_t bwd = training ? 1 : 0;  // gradient buffers only when training
   kept_kv_ = Buffer<T>(keep_ ? layers * L.D * 2 * full_kv_ : 0, Mem::activations);
   for (auto& b : bcast_) b = Buffer<T>(shard_numel_, Mem::communication);
   kv_gather_ = Buffer<T>(L.D * 2 * local_kv_, Mem::communication);
-  grad_partial_ = Buffer<T>(shard_numel_, Mem::communication);
+  grad_partial_ = Buffer<T>(bwd * shard_numel_, Mem::communication);
   q_ = Buffer<T>(n_q, Mem::workspace);
   k_full_ = Buffer<T>(keep_ ? 0 : full_kv_, Mem::workspace);
   v_full_ = Buffer<T>(keep_ ? 0 : full_kv_, Mem::workspace);
-  dq_ = Buffer<T>(n_q, Mem::workspace);
-  do_ = Buffer<T>(n_q, Mem::workspace);
-  dk_full_ = Buffer<T>(full_kv_, Mem::workspace);
-  dv_full_ = Buffer<T>(full_kv_, Mem::workspace);
-  dkv_local_ = Buffer<T>(2 * local_kv_, Mem::workspace);
+  dq_ = Buffer<T>(bwd * n_q, Mem::workspace);
+  do_ = Buffer<T>(bwd * n_q, Mem::workspace);
+  dk_full_ = Buffer<T>(bwd * full_kv_, Mem::workspace);
+  dv_full_ = Buffer<T>(bwd * full_kv_, Mem::workspace);
+  dkv_local_ = Buffer<T>(bwd * 2 * local_kv_, Mem::workspace);
 }
 
 // kv_gather_ holds, per rank r, [k | v] of r's tokens in r's storage order (sequence-major, then r's two
@@ -106,6 +109,18 @@ void TspAttention<T>::forward_head_group(int layer, int r, const T* w, const T* 
   T* k = keep_ ? kept_kv(layer, r) : k_full_.data();
   T* v = keep_ ? k + full_kv_ : v_full_.data();
   gather_kv(k, v);
+  if (cache_) {
+    const int64_t kd = shape_.kv_dim();
+    if (cache_layout_ == KvLayout::heads && r == L.p) {
+      for (int64_t b = 0; b < L.batch; ++b)
+        cache_->store(layer, b, 0, L.seq_len, k + b * L.seq_len * kd, v + b * L.seq_len * kd, kd, 0, kd);
+    } else if (cache_layout_ == KvLayout::sequence) {
+      const T* kl = kv_gather_.data() + L.p * 2 * local_kv_;
+      for (int64_t b = 0; b < L.batch; ++b)
+        cache_->store(layer, b, 0, L.per_seq, kl + b * L.per_seq * kd, kl + local_kv_ + b * L.per_seq * kd,
+                      kd, r * kd, kd);
+    }
+  }
   TraceSpan span("attn.fwd", "compute");
   T* o = saved_o(layer, r);
   attention_batched_forward(o, saved_lse(layer, r), q_.data(), k, v, L.seq_positions.data(),

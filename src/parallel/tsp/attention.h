@@ -10,6 +10,7 @@
 #include "core/memory.h"
 #include "model/params.h"
 #include "parallel/blocks.h"
+#include "parallel/kv_cache.h"
 #include "parallel/tsp/ring.h"
 
 namespace tsp {
@@ -19,7 +20,17 @@ class TspAttention {
  public:
   // Allocates every buffer for the layout's step shape. keep_gathered_kv: keep the gathered K/V of every
   // layer and head group from the forward (activations: 2·B·S·kv_dim per layer) instead of re-gathering.
-  void prepare(const TspLayout& L, const ModelParams<T>& p, bool keep_gathered_kv);
+  // training = false (prefill): nothing is kept for a backward (o and lse of one head group at a time, no
+  // gradient buffers).
+  void prepare(const TspLayout& L, const ModelParams<T>& p, bool keep_gathered_kv, bool training = true);
+  // Prefill: the forward also writes the KV cache (kv_cache.h). heads: in the all-gather of head group p,
+  // rank p receives every position's keys and values of its own head group and keeps them (slot = position).
+  // sequence: rank p keeps its own tokens' keys and values of every head group (columns r·kv_dim/D of the
+  // cache rows), in storage order (the zigzag slots of the positions placement). Null: no cache.
+  void set_cache(KvCache<T>* cache, KvLayout layout) {
+    cache_ = cache;
+    cache_layout_ = layout;
+  }
   void forward(ModelParams<T>& p, int layer, const T* u, T* y);
   void backward(ModelParams<T>& p, int layer, const T* u, const T* dy, T* du);
 
@@ -32,8 +43,13 @@ class TspAttention {
   // The adjoint: reorder dk_full, dv_full into per-rank blocks and reduce-scatter them to their token owners.
   // Posts the reduce-scatter (non-blocking); the caller waits before reading dkv_local_.
   CommRequest reduce_scatter_kv_grad(const T* dk_full, const T* dv_full);
-  T* saved_o(int layer, int r) { return saved_o_[size_t(layer)].data() + r * L_->n * shape_.q_dim(); }
-  T* saved_lse(int layer, int r) { return saved_lse_[size_t(layer)].data() + r * L_->n * shape_.q_heads; }
+  // Saved o and lse of (layer, head group r); one reused buffer when not training.
+  T* saved_o(int layer, int r) {
+    return training_ ? saved_o_[size_t(layer)].data() + r * L_->n * shape_.q_dim() : saved_o_[0].data();
+  }
+  T* saved_lse(int layer, int r) {
+    return training_ ? saved_lse_[size_t(layer)].data() + r * L_->n * shape_.q_heads : saved_lse_[0].data();
+  }
   T* kept_kv(int layer, int r) { return kept_kv_.data() + (int64_t(layer) * L_->D + r) * 2 * full_kv_; }
 
   const TspLayout* L_ = nullptr;
@@ -43,7 +59,9 @@ class TspAttention {
   int64_t shard_numel_ = 0;  // packed attention shard
   int64_t local_kv_ = 0;     // n · kv_dim_s: my k (or v) of one head group
   int64_t full_kv_ = 0;      // B · S · kv_dim_s: gathered K (or V) of one head group
-  bool keep_ = false;
+  bool keep_ = false, training_ = true;
+  KvCache<T>* cache_ = nullptr;
+  KvLayout cache_layout_ = KvLayout::heads;
   double rope_theta_ = 0;
   // Saved per layer (1/D-sized): o of every head group for my queries [D, n, q_dim_s], and their lse.
   std::vector<Buffer<T>> saved_o_, saved_lse_;

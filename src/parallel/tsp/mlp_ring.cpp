@@ -7,16 +7,18 @@
 namespace tsp {
 
 template <class T>
-void TspMlpRing<T>::prepare(const TspLayout& L, const ModelParams<T>& p) {
+void TspMlpRing<T>::prepare(const TspLayout& L, const ModelParams<T>& p, bool training) {
   L_ = &L;
   hidden_ = p.config().hidden_size;
   inter_ = p.spec().intermediate.size;
   shard_numel_ = p.value(p.mlp_block(0)).size();
   off_ = p.mlp_offsets();
   for (auto& b : ring_) b = Buffer<T>(shard_numel_, Mem::communication);
-  for (auto& b : acc_) b = Buffer<T>(shard_numel_, Mem::communication);
-  grad_partial_ = Buffer<T>(shard_numel_, Mem::workspace);
-  for (Buffer<T>* b : {&g_, &up_, &act_, &dact_, &dg_, &dup_}) *b = Buffer<T>(L.n * inter_, Mem::workspace);
+  const int64_t bwd = training ? 1 : 0;
+  for (auto& b : acc_) b = Buffer<T>(bwd * shard_numel_, Mem::communication);
+  grad_partial_ = Buffer<T>(bwd * shard_numel_, Mem::workspace);
+  for (Buffer<T>* b : {&g_, &up_, &act_}) *b = Buffer<T>(L.n * inter_, Mem::workspace);
+  for (Buffer<T>* b : {&dact_, &dg_, &dup_}) *b = Buffer<T>(bwd * L.n * inter_, Mem::workspace);
 }
 
 template <class T>

@@ -15,7 +15,8 @@ namespace tsp {
 template <class T>
 class TspMlpRing {
  public:
-  void prepare(const TspLayout& L, const ModelParams<T>& p);
+  // training = false (prefill): no gradient accumulators or scratch.
+  void prepare(const TspLayout& L, const ModelParams<T>& p, bool training = true);
   void forward(ModelParams<T>& p, int layer, const T* u, T* y);
   void backward(ModelParams<T>& p, int layer, const T* u, const T* dy, T* du);
 

@@ -37,6 +37,9 @@ struct TspLayout {
   int64_t chunk_start(int r, int h) const { return (h == 0 ? r : 2 * D - 1 - r) * chunk(); }
 };
 
+// The layout of a [batch, seq_len] step on comm's ranks (seq_len a multiple of 2D, checked by the caller).
+TspLayout make_tsp_layout(Communicator& comm, int64_t batch, int64_t seq_len);
+
 // Visits the shards of owners r = 0..D-1, each broadcast from its owner under `label`; the broadcast of shard
 // r+1 is in flight while use(shard, r) computes with shard r. own: this rank's shard (sent as is when p is
 // the root; MPI does not write a root's buffer); buf0, buf1: two communication buffers of n elements.

@@ -5,8 +5,26 @@
 
 #include "core/check.h"
 #include "parallel/layout.h"
+#include "parallel/tsp/decode.h"
 
 namespace tsp {
+
+TspLayout make_tsp_layout(Communicator& comm, int64_t batch, int64_t seq_len) {
+  TspLayout L;
+  L.comm = &comm;
+  L.D = comm.size();
+  L.p = comm.rank();
+  L.batch = batch;
+  L.seq_len = seq_len;
+  L.per_seq = seq_len / L.D;
+  L.n = batch * L.per_seq;
+  L.seq_positions = zigzag_positions(seq_len, L.D, L.p);
+  L.token_positions.resize(size_t(L.n));
+  for (int64_t i = 0; i < L.n; ++i) L.token_positions[size_t(i)] = L.seq_positions[size_t(i % L.per_seq)];
+  L.key_positions.resize(size_t(seq_len));
+  std::iota(L.key_positions.begin(), L.key_positions.end(), int64_t(0));
+  return L;
+}
 
 template <class T>
 TspStrategy<T>::TspStrategy(Communicator& comm, TspOptions opts) : comm_(comm), opts_(opts) {}
@@ -49,19 +67,8 @@ void TspStrategy<T>::prepare(ModelParams<T>& p, int64_t batch, int64_t seq_len) 
   mlp_ = TspMlpRing<T>();
   vocab_ = TspVocabRing<T>();
 
-  TspLayout& L = layout_;
-  L.comm = &comm_;
-  L.D = comm_.size();
-  L.p = comm_.rank();
-  L.batch = batch;
-  L.seq_len = seq_len;
-  L.per_seq = seq_len / L.D;
-  L.n = batch * L.per_seq;
-  L.seq_positions = local_positions(seq_len);
-  L.token_positions.resize(size_t(L.n));
-  for (int64_t i = 0; i < L.n; ++i) L.token_positions[size_t(i)] = L.seq_positions[size_t(i % L.per_seq)];
-  L.key_positions.resize(size_t(seq_len));
-  std::iota(L.key_positions.begin(), L.key_positions.end(), int64_t(0));
+  layout_ = make_tsp_layout(comm_, batch, seq_len);
+  const TspLayout& L = layout_;
 
   gather_dest_.resize(size_t(batch * seq_len));
   for (int r = 0; r < L.D; ++r) {
@@ -174,6 +181,15 @@ void TspStrategy<T>::gather_token_rows(const T* local, T* full, int64_t cols) {
       i = dest;
     } while (i != start);
   }
+}
+
+template <class T>
+std::unique_ptr<Decoder<T>> TspStrategy<T>::make_decoder(ModelParams<T>& p, const DecodeOptions& o) {
+  const ShardSpec want = shard_spec(p.config());
+  TSP_CHECK(p.spec().q_heads == want.q_heads && p.spec().kv_heads == want.kv_heads &&
+                p.spec().intermediate == want.intermediate && p.spec().vocab == want.vocab,
+            "TspStrategy::make_decoder on rank {}: the parameters hold a different shard", comm_.rank());
+  return std::make_unique<TspDecode<T>>(p, comm_, o.kv_layout);
 }
 
 template class TspStrategy<float>;

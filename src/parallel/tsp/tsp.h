@@ -52,6 +52,7 @@ class TspStrategy : public Strategy<T> {
   void sum_over_shards(double* v, int n, const char* label) override;
   void reduce_replicated_grads(ModelParams<T>& p) override;
   void gather_token_rows(const T* local, T* full, int64_t cols) override;
+  std::unique_ptr<Decoder<T>> make_decoder(ModelParams<T>& p, const DecodeOptions& o) override;
 
   const TspOptions& options() const { return opts_; }
 

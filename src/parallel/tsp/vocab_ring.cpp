@@ -13,19 +13,20 @@
 namespace tsp {
 
 template <class T>
-void TspVocabRing<T>::prepare(const TspLayout& L, const ModelParams<T>& p) {
+void TspVocabRing<T>::prepare(const TspLayout& L, const ModelParams<T>& p, bool training) {
   L_ = &L;
   hidden_ = p.config().hidden_size;
   vocab_ = p.config().vocab_size;
   shard_rows_ = p.spec().vocab.size;
   part_numel_ = shard_rows_ * hidden_;
   for (auto& b : ring_) b = Buffer<T>(part_numel_, Mem::communication);
-  for (auto& b : acc_) b = Buffer<T>(part_numel_, Mem::communication);
-  lse_ = Buffer<T>(L.n, Mem::activations);
-  grad_partial_ = Buffer<T>(part_numel_, Mem::workspace);
-  logits_ = Buffer<T>(L.n * shard_rows_, Mem::workspace);
-  dlogits_ = Buffer<T>(L.n * shard_rows_, Mem::workspace);
-  for (Buffer<T>* b : {&run_max_, &run_sum_, &target_logit_, &loss_}) *b = Buffer<T>(L.n, Mem::workspace);
+  const int64_t bwd = training ? 1 : 0, n = bwd * L.n;
+  for (auto& b : acc_) b = Buffer<T>(bwd * part_numel_, Mem::communication);
+  lse_ = Buffer<T>(n, Mem::activations);
+  grad_partial_ = Buffer<T>(bwd * part_numel_, Mem::workspace);
+  logits_ = Buffer<T>(n * shard_rows_, Mem::workspace);
+  dlogits_ = Buffer<T>(n * shard_rows_, Mem::workspace);
+  for (Buffer<T>* b : {&run_max_, &run_sum_, &target_logit_, &loss_}) *b = Buffer<T>(n, Mem::workspace);
 }
 
 template <class T>

@@ -18,7 +18,8 @@ namespace tsp {
 template <class T>
 class TspVocabRing {
  public:
-  void prepare(const TspLayout& L, const ModelParams<T>& p);
+  // training = false (prefill): only the embedding ring; no LM-head, loss or gradient buffers.
+  void prepare(const TspLayout& L, const ModelParams<T>& p, bool training = true);
   void embed_forward(ModelParams<T>& p, const int32_t* tokens, T* x);
   void embed_backward(ModelParams<T>& p, const int32_t* tokens, const T* dx);
   double head_forward(ModelParams<T>& p, const T* u, const int32_t* targets, int32_t* argmax);

@@ -1,0 +1,68 @@
+// Serving a batch of prompts with a KV cache (docs/inference.md): the prefill of every prompt at once, then
+// one decode step per new token for every unfinished sequence. The loop — embedding, each layer's norms and
+// residual adds, the final norm, picking the next token — is written here once; the layout supplies the
+// blocks through its Decoder (parallel/decode.h), so every layout runs the same loop.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "infer/sampler.h"
+#include "model/params.h"
+#include "parallel/strategy.h"
+
+namespace tsp {
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 64;
+  SamplingParams sampling;
+  std::vector<int32_t> stop_tokens;  // a sequence ends when it generates one of these (kept in its tokens)
+};
+
+struct GeneratedSequence {
+  std::vector<int32_t> prompt, tokens;
+  // "eos": a stop token; "length": max_new_tokens; "length_limit": max_position_embeddings reached first.
+  std::string finish_reason;
+};
+
+struct GenerateStats {
+  double prefill_seconds = 0;  // prefill and the first token of every sequence (time to first token)
+  double decode_seconds = 0;   // every decode step after it
+  int64_t decode_steps = 0;
+  std::vector<double> step_seconds;  // each decode step
+  int64_t output_tokens = 0;         // over all sequences, the first tokens included
+  int64_t kv_cache_bytes = 0;        // this rank
+  int64_t context = 0;               // positions each sequence can reach in the cache
+};
+
+template <class T>
+class Generator {
+ public:
+  Generator(ModelParams<T>& params, Strategy<T>& strategy, const DecodeOptions& opts);
+
+  // Runs on every rank of the strategy's replica with the same arguments; returns the same on every rank.
+  // Throws UsageError for an empty prompt, a token outside the vocabulary or a prompt with no room left
+  // below max_position_embeddings.
+  std::vector<GeneratedSequence> generate(const std::vector<std::vector<int32_t>>& prompts,
+                                          const GenerateOptions& o);
+  const GenerateStats& stats() const { return stats_; }
+  Decoder<T>& decoder() { return *decoder_; }
+
+  // Test hook: sees every pick's logits (this rank's vocabulary shard, [batch.size(), shard.rows]) and the
+  // rows they belong to; batch.pos is the position whose next token the logits predict.
+  std::function<void(const DecodeBatch& batch, const T* logits, const VocabShard& shard)> on_logits;
+
+ private:
+  void pick(const DecodeBatch& batch, const T* u, const GenerateOptions& o,
+            const std::vector<GeneratedSequence>& out, int32_t* next);
+
+  ModelParams<T>& p_;
+  Strategy<T>& s_;
+  std::unique_ptr<Decoder<T>> decoder_;
+  GenerateStats stats_;
+};
+
+}  // namespace tsp

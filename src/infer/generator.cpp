@@ -37,6 +37,34 @@ void layers_forward(ModelParams<T>& p, T* x, T* u, T* y, T* rstd, int64_t n, Att
 
 }  // namespace
 
+void validate_requests(const ModelConfig& c, const std::vector<std::vector<int32_t>>& prompts,
+                       const GenerateOptions& o) {
+  o.sampling.validate();
+  TSP_REQUIRE(o.max_new_tokens >= 1, "--max-new-tokens must be >= 1, got {}", o.max_new_tokens);
+  TSP_REQUIRE(!prompts.empty(), "there is no prompt to continue");
+  for (size_t b = 0; b < prompts.size(); ++b) {
+    const auto& pr = prompts[b];
+    TSP_REQUIRE(!pr.empty(), "prompt {} is empty", b);
+    TSP_REQUIRE(int64_t(pr.size()) < c.max_position_embeddings,
+                "prompt {} has {} tokens: it leaves no room for a new token below max_position_embeddings {}",
+                b, pr.size(), c.max_position_embeddings);
+    for (size_t i = 0; i < pr.size(); ++i)
+      TSP_REQUIRE(pr[i] >= 0 && pr[i] < c.vocab_size,
+                  "token {} (at index {} of prompt {}) is outside the vocabulary [0, {})", pr[i], i, b,
+                  c.vocab_size);
+  }
+}
+
+bool finished(GeneratedSequence& g, const GenerateOptions& o, int64_t max_position_embeddings) {
+  if (std::find(o.stop_tokens.begin(), o.stop_tokens.end(), g.tokens.back()) != o.stop_tokens.end())
+    g.finish_reason = "eos";
+  else if (int64_t(g.tokens.size()) == o.max_new_tokens)
+    g.finish_reason = "length";
+  else if (int64_t(g.prompt.size() + g.tokens.size()) >= max_position_embeddings)
+    g.finish_reason = "length_limit";
+  return !g.finish_reason.empty();
+}
+
 template <class T>
 Generator<T>::Generator(ModelParams<T>& params, Strategy<T>& strategy, const DecodeOptions& opts)
     : p_(params), s_(strategy), decoder_(strategy.make_decoder(params, opts)) {}
@@ -61,21 +89,10 @@ template <class T>
 std::vector<GeneratedSequence> Generator<T>::generate(const std::vector<std::vector<int32_t>>& prompts,
                                                       const GenerateOptions& o) {
   const ModelConfig& c = p_.config();
-  o.sampling.validate();
-  TSP_REQUIRE(o.max_new_tokens >= 1, "--max-new-tokens must be >= 1, got {}", o.max_new_tokens);
-  TSP_REQUIRE(!prompts.empty(), "there is no prompt to continue");
+  validate_requests(c, prompts, o);
   const int64_t B = int64_t(prompts.size()), h = c.hidden_size, max_pos = c.max_position_embeddings;
   int64_t longest = 0, needed = 0;
-  for (int64_t b = 0; b < B; ++b) {
-    const auto& pr = prompts[size_t(b)];
-    TSP_REQUIRE(!pr.empty(), "prompt {} is empty", b);
-    TSP_REQUIRE(int64_t(pr.size()) < max_pos,
-                "prompt {} has {} tokens: it leaves no room for a new token below max_position_embeddings {}",
-                b, pr.size(), max_pos);
-    for (size_t i = 0; i < pr.size(); ++i)
-      TSP_REQUIRE(pr[i] >= 0 && pr[i] < c.vocab_size,
-                  "token {} (at index {} of prompt {}) is outside the vocabulary [0, {})", pr[i], i, b,
-                  c.vocab_size);
+  for (const auto& pr : prompts) {
     longest = std::max(longest, int64_t(pr.size()));
     // The last new token is never fed back: the cache holds positions < prompt + new - 1.
     needed = std::max(needed, std::min(int64_t(pr.size()) + o.max_new_tokens - 1, max_pos));
@@ -85,17 +102,7 @@ std::vector<GeneratedSequence> Generator<T>::generate(const std::vector<std::vec
   std::vector<GeneratedSequence> out(static_cast<size_t>(B));
   for (int64_t b = 0; b < B; ++b) out[size_t(b)].prompt = prompts[size_t(b)];
 
-  // Whether sequence b is done after its latest token, and why.
-  auto finish = [&](int64_t b) -> bool {
-    GeneratedSequence& g = out[size_t(b)];
-    if (std::find(o.stop_tokens.begin(), o.stop_tokens.end(), g.tokens.back()) != o.stop_tokens.end())
-      g.finish_reason = "eos";
-    else if (int64_t(g.tokens.size()) == o.max_new_tokens)
-      g.finish_reason = "length";
-    else if (int64_t(g.prompt.size() + g.tokens.size()) >= max_pos)
-      g.finish_reason = "length_limit";
-    return !g.finish_reason.empty();
-  };
+  auto finish = [&](int64_t b) { return finished(out[size_t(b)], o, max_pos); };
 
   const double t0 = now_seconds();
   decoder_->allocate(ServeShape{B, S, needed});

@@ -38,6 +38,14 @@ struct GenerateStats {
   int64_t context = 0;               // positions each sequence can reach in the cache
 };
 
+// Checks a batch of prompts against the model (non-empty, ids in the vocabulary, room below
+// max_position_embeddings) and the options; UsageError naming the prompt and the value.
+void validate_requests(const ModelConfig& c, const std::vector<std::vector<int32_t>>& prompts,
+                       const GenerateOptions& o);
+// Sets g.finish_reason when g's latest token ends it (a stop token, max_new_tokens, or the model's
+// max_position_embeddings); true when it did.
+bool finished(GeneratedSequence& g, const GenerateOptions& o, int64_t max_position_embeddings);
+
 template <class T>
 class Generator {
  public:

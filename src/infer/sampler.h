@@ -8,7 +8,8 @@
 //     sequence, step, token id), so that the noise of a token never depends on which rank holds its logit or
 //     on the thread count. It samples exactly softmax(z) restricted to the kept tokens. top-k exchanges each
 //     shard's k largest z; top-p exchanges the global log-sum-exp and, per shard, the candidates that can be
-//     in the nucleus (a shard's tokens whose LOCAL mass above them is already >= top_p cannot be).
+//     in the nucleus (a shard's tokens whose LOCAL mass above them is already >= top_p cannot be). Among
+//     equal logits the lower token id counts as the more likely one (HF leaves that order to torch.sort).
 #pragma once
 
 #include <cstdint>

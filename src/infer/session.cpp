@@ -1,23 +1,28 @@
 #include "infer/session.h"
 
+#include <chrono>
 #include <cmath>
 
 #include "core/check.h"
+#include "infer/generation_config.h"
 #include "kernels/cross_entropy.h"
 #include "model/checkpoint.h"
 
 namespace tsp {
 
 InferenceSession::InferenceSession(const std::string& dir, const std::string& strategy, Communicator& world,
-                                   const StrategyOptions& layout) {
+                                   const StrategyOptions& layout, const DecodeOptions& decode)
+    : decode_(decode) {
   TSP_REQUIRE(layout.dp == 1,
-              "--dp {}: eval and generate run one sequence on one model replica (data parallelism is for "
-              "training)",
+              "--dp {}: eval and generate run one model replica (a batch of prompts shares it; data "
+              "parallelism is for training)",
               layout.dp);
-  ModelConfig c = checkpoint_config(dir);
+  dir_ = resolve_checkpoint_dir(dir);
+  ModelConfig c = checkpoint_config(dir_);
+  eos_ = eos_token_ids(dir_);
   strategy_ = make_strategy<float>(strategy, world, layout);
   params_ = std::make_unique<ModelParams<float>>(c, strategy_->shard_spec(c), /*with_grads=*/false);
-  load_checkpoint<float>(dir, *params_, nullptr, nullptr);
+  load_checkpoint<float>(dir_, *params_, nullptr, nullptr);
   model_ = std::make_unique<Transformer<float>>(*params_, *strategy_);
 }
 
@@ -57,33 +62,57 @@ std::pair<double, int64_t> InferenceSession::loss(const std::vector<int32_t>& to
   return {r.loss * double(r.targets), r.targets};
 }
 
-std::vector<int32_t> InferenceSession::generate(std::vector<int32_t> tokens, int64_t max_new,
-                                                double temperature, uint64_t seed) {
-  TSP_REQUIRE(max_new >= 0, "--max-new-tokens must be >= 0, got {}", max_new);
-  TSP_REQUIRE(temperature >= 0, "--temperature must be >= 0, got {}", temperature);
-  std::mt19937_64 rng(seed);
-  const int64_t V = config().vocab_size;
-  for (int64_t step = 0; step < max_new; ++step) {
-    if (padded_len(int64_t(tokens.size()) + 1) > config().max_position_embeddings) break;
-    // The whole sequence is run again for each new token (no KV cache yet): the prefill-shaped pass is the
-    // one every layout implements, and it gives exactly the single-device answer.
-    std::vector<float> lg = logits(tokens);
-    const float* last = lg.data() + (int64_t(tokens.size()) - 1) * V;
-    int32_t next = 0;
-    if (temperature == 0) {
-      for (int64_t j = 1; j < V; ++j)
-        if (last[j] > last[next]) next = int32_t(j);
-    } else {
-      std::vector<double> w(static_cast<size_t>(V));
-      double mx = last[0];
-      for (int64_t j = 1; j < V; ++j) mx = std::max(mx, double(last[j]));
-      for (int64_t j = 0; j < V; ++j) w[size_t(j)] = std::exp((double(last[j]) - mx) / temperature);
-      std::discrete_distribution<int32_t> pick(w.begin(), w.end());
-      next = pick(rng);
-    }
-    tokens.push_back(next);
+std::vector<GeneratedSequence> InferenceSession::generate(const std::vector<std::vector<int32_t>>& prompts,
+                                                          const GenerateOptions& o, bool kv_cache) {
+  if (!kv_cache) return generate_without_cache(prompts, o);
+  if (!generator_) generator_ = std::make_unique<Generator<float>>(*params_, *strategy_, decode_);
+  std::vector<GeneratedSequence> out = generator_->generate(prompts, o);
+  stats_ = generator_->stats();
+  return out;
+}
+
+std::vector<GeneratedSequence> InferenceSession::generate_without_cache(
+    const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& o) {
+  const ModelConfig& c = config();
+  validate_requests(c, prompts, o);
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  stats_ = GenerateStats{};
+  std::vector<GeneratedSequence> out(prompts.size());
+  std::vector<size_t> active;
+  for (size_t b = 0; b < prompts.size(); ++b) {
+    out[b].prompt = prompts[b];
+    active.push_back(b);
   }
-  return tokens;
+  const VocabShard whole{0, c.vocab_size, nullptr, c.vocab_size};
+  auto t_step = t0;
+  for (int64_t step = 0; !active.empty(); ++step) {
+    std::vector<size_t> still;
+    for (size_t b : active) {
+      // The whole sequence again for every new token: the prefill-shaped pass every layout implements.
+      std::vector<int32_t> seq = out[b].prompt;
+      seq.insert(seq.end(), out[b].tokens.begin(), out[b].tokens.end());
+      const std::vector<float> lg = logits(seq);
+      int32_t next = 0;
+      pick_tokens(lg.data() + (int64_t(seq.size()) - 1) * c.vocab_size, 1, whole, o.sampling,
+                  {Draw{uint64_t(b), uint64_t(out[b].tokens.size())}}, &next);
+      out[b].tokens.push_back(next);
+      if (!finished(out[b], o, c.max_position_embeddings)) still.push_back(b);
+    }
+    active = std::move(still);
+    const auto now = clock::now();
+    const double dt = std::chrono::duration<double>(now - t_step).count();
+    t_step = now;
+    if (step == 0) {
+      stats_.prefill_seconds = dt;
+    } else {
+      stats_.step_seconds.push_back(dt);
+      stats_.decode_seconds += dt;
+      ++stats_.decode_steps;
+    }
+  }
+  for (const GeneratedSequence& g : out) stats_.output_tokens += int64_t(g.tokens.size());
+  return out;
 }
 
 }  // namespace tsp

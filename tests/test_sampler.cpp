@@ -51,7 +51,8 @@ std::vector<double> hf_filtered_probs(const std::vector<double>& logits, const S
   if (sp.top_p < 1) {
     std::vector<size_t> order(V);
     std::iota(order.begin(), order.end(), 0);
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return z[a] < z[b] || (z[a] == z[b] && a > b); });
+    std::sort(order.begin(), order.end(),
+              [&](size_t a, size_t b) { return z[a] < z[b] || (z[a] == z[b] && a > b); });
     const std::vector<double> p = softmax(z);
     double cum = 0;
     for (size_t r = 0; r + 1 < V; ++r) {
@@ -69,7 +70,8 @@ TEST(Sampler, GreedyIsTheFirstArgmax) {
 
 TEST(Sampler, SameSeedSameTokensAndNoiseIsAFunctionOfItsKey) {
   SamplingParams sp{0.7, 5, 0.9, 42};
-  for (uint64_t step = 0; step < 20; ++step) EXPECT_EQ(pick(kLogits, sp, 3, step), pick(kLogits, sp, 3, step));
+  for (uint64_t step = 0; step < 20; ++step)
+    EXPECT_EQ(pick(kLogits, sp, 3, step), pick(kLogits, sp, 3, step));
   EXPECT_EQ(gumbel_noise(1, 2, 3, 4), gumbel_noise(1, 2, 3, 4));
   EXPECT_NE(gumbel_noise(1, 2, 3, 4), gumbel_noise(1, 2, 3, 5));
   EXPECT_NE(gumbel_noise(1, 2, 3, 4), gumbel_noise(2, 2, 3, 4));
@@ -78,8 +80,8 @@ TEST(Sampler, SameSeedSameTokensAndNoiseIsAFunctionOfItsKey) {
 // Draws over many steps follow the HF-filtered distribution: only kept tokens appear, and each token's
 // frequency is within 5 standard errors of its probability (deterministic: the noise is counter-based).
 TEST(Sampler, FrequenciesFollowTheFilteredSoftmax) {
-  const std::vector<SamplingParams> cases = {
-      {1.0, 0, 1.0, 1}, {0.5, 0, 1.0, 2}, {1.0, 4, 1.0, 3}, {1.0, 0, 0.8, 4}, {1.3, 6, 0.7, 5}, {1.0, 0, 0.05, 6}};
+  const std::vector<SamplingParams> cases = {{1.0, 0, 1.0, 1}, {0.5, 0, 1.0, 2}, {1.0, 4, 1.0, 3},
+                                             {1.0, 0, 0.8, 4}, {1.3, 6, 0.7, 5}, {1.0, 0, 0.05, 6}};
   const int draws = 20000;
   for (const SamplingParams& sp : cases) {
     const std::vector<double> want = hf_filtered_probs(kLogits, sp);
@@ -88,12 +90,12 @@ TEST(Sampler, FrequenciesFollowTheFilteredSoftmax) {
     for (size_t j = 0; j < kLogits.size(); ++j) {
       const double f = double(count[j]) / draws, p = want[j];
       if (p == 0) {
-        EXPECT_EQ(count[j], 0) << "token " << j << " is filtered out (T " << sp.temperature << " k " << sp.top_k
-                               << " p " << sp.top_p << ")";
+        EXPECT_EQ(count[j], 0) << "token " << j << " is filtered out (T " << sp.temperature << " k "
+                               << sp.top_k << " p " << sp.top_p << ")";
       } else {
         const double se = std::sqrt(p * (1 - p) / draws);
-        EXPECT_NEAR(f, p, 5 * se + 1e-12) << "token " << j << " (T " << sp.temperature << " k " << sp.top_k
-                                          << " p " << sp.top_p << ")";
+        EXPECT_NEAR(f, p, 5 * se + 1e-12)
+            << "token " << j << " (T " << sp.temperature << " k " << sp.top_k << " p " << sp.top_p << ")";
       }
     }
   }

@@ -51,7 +51,8 @@ int run_generate(GenerateCliOptions& o, Communicator& world) {
   DecodeOptions d;
   d.kv_layout = parse_kv_layout(o.kv_layout);
   d.kv_layout_given = o.kv_layout_given;
-  TSP_REQUIRE(!(o.no_kv_cache && o.kv_layout_given), "--kv-layout places the KV cache; --no-kv-cache has none");
+  TSP_REQUIRE(!(o.no_kv_cache && o.kv_layout_given),
+              "--kv-layout places the KV cache; --no-kv-cache has none");
   InferenceSession session(o.checkpoint, o.strategy, world, o.layout, d);
   o.gen.stop_tokens = session.eos_tokens();
   o.gen.stop_tokens.insert(o.gen.stop_tokens.end(), o.stop_tokens.begin(), o.stop_tokens.end());
@@ -97,8 +98,8 @@ int run_generate(GenerateCliOptions& o, Communicator& world) {
                         {"top_k", o.gen.sampling.top_k},
                         {"top_p", o.gen.sampling.top_p},
                         {"seed", o.gen.sampling.seed}};
-    if (!o.no_kv_cache) j["kv_layout"] = kv_layout_name(session.strategy().name() == "tsp" ? d.kv_layout
-                                                         : KvLayout::heads);
+    if (!o.no_kv_cache)
+      j["kv_layout"] = kv_layout_name(session.strategy().name() == "tsp" ? d.kv_layout : KvLayout::heads);
     std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return 0;
   }
@@ -122,13 +123,15 @@ int run_generate(GenerateCliOptions& o, Communicator& world) {
 }  // namespace
 
 void add_generate_command(CLI::App& root, std::vector<Command>& cmds) {
-  auto* app = root.add_subcommand("generate", "continue prompts with a trained checkpoint (KV cache, batched)");
+  auto* app =
+      root.add_subcommand("generate", "continue prompts with a trained checkpoint (KV cache, batched)");
   auto o = std::make_shared<GenerateCliOptions>();
   app->add_option("--checkpoint", o->checkpoint, "checkpoint directory")->required();
   auto* p = app->add_option("--prompt", o->prompt, "prompt text (byte-level tokens)");
   auto* pt = app->add_option("--prompt-tokens", o->prompt_tokens, "prompt as token ids, e.g. \"1 2 3\"");
-  auto* pf = app->add_option("--prompts", o->prompts_file,
-                             "file with one prompt per line, run as one batch (text, or ids with --token-ids)");
+  auto* pf =
+      app->add_option("--prompts", o->prompts_file,
+                      "file with one prompt per line, run as one batch (text, or ids with --token-ids)");
   p->excludes(pt);
   p->excludes(pf);
   pt->excludes(pf);
@@ -154,7 +157,8 @@ void add_generate_command(CLI::App& root, std::vector<Command>& cmds) {
   cmds.push_back({app, [o, p, pt, pf, kv](Communicator& world) {
                     TSP_REQUIRE(p->count() || pt->count() || pf->count(),
                                 "give --prompt TEXT, --prompt-tokens \"1 2 3\" or --prompts FILE");
-                    TSP_REQUIRE(!o->token_ids || pf->count(), "--token-ids describes the lines of --prompts FILE");
+                    TSP_REQUIRE(!o->token_ids || pf->count(),
+                                "--token-ids describes the lines of --prompts FILE");
                     o->kv_layout_given = kv->count() > 0;
                     return run_generate(*o, world);
                   }});

@@ -9,6 +9,7 @@
 
 #include "cli/common.h"
 #include "core/check.h"
+#include "plan/inference.h"
 #include "plan/report.h"
 
 namespace tsp::cli {
@@ -18,6 +19,8 @@ namespace {
 struct PlanOptions {
   plan::Request req;
   int64_t batch = 1;
+  bool inference = false;  // --inference: serving (weights, KV cache, decode) instead of training steps
+  int64_t context = 0, new_tokens = 1;
   std::string budget, plot_dir;
   bool json = false;
 };
@@ -54,6 +57,25 @@ void write_plots(const plan::Request& req, const std::string& dir) {
               WIFEXITED(rc) ? WEXITSTATUS(rc) : rc);
 }
 
+int run_plan_inference(const PlanOptions& o, const ModelSource& src, Communicator& world) {
+  plan::Request req = o.req;
+  req.model = src.load();
+  req.model_name = src.config_opt && src.config_opt->count() ? src.config_path : src.preset;
+  if (!o.budget.empty()) req.budget = plan::parse_bytes(o.budget);
+  plan::device_profile(req.device);
+  TSP_REQUIRE(o.new_tokens >= 1 && o.new_tokens < o.context,
+              "--new-tokens {} must be in [1, --context {}): the prompt is the rest of the context",
+              o.new_tokens, o.context);
+  const plan::ServeRequestShape s{o.batch, o.context - o.new_tokens, o.context};
+  const plan::InferenceResult res = plan::run_inference(req, s);
+  if (world.rank() != 0) return 0;
+  if (o.json)
+    std::printf("%s\n", plan::inference_json(req, s, res).dump(2).c_str());
+  else
+    std::printf("%s", plan::inference_table(req, s, res).c_str());
+  return 0;
+}
+
 }  // namespace
 
 void add_plan_command(CLI::App& root, std::vector<Command>& cmds) {
@@ -63,7 +85,16 @@ void add_plan_command(CLI::App& root, std::vector<Command>& cmds) {
   auto o = std::make_shared<PlanOptions>();
   add_model_options(app, *src);
   plan::Request& r = o->req;
-  app->add_option("--seq-len", r.shape.seq_len, "tokens per sequence")->required();
+  auto* seq = app->add_option("--seq-len", r.shape.seq_len, "tokens per sequence (training)");
+  app->add_flag(
+      "--inference", o->inference,
+      "plan serving: weights, KV cache and buffers per rank, decode communication and time per output "
+      "token (docs/inference.md)");
+  auto* ctx =
+      app->add_option("--context", o->context, "--inference: positions per sequence (prompt + new tokens)");
+  app->add_option("--new-tokens", o->new_tokens,
+                  "--inference: generated tokens per sequence (the prompt is the rest)")
+      ->capture_default_str();
   app->add_option("--batch", o->batch, "micro-batch: sequences per replica per step")->capture_default_str();
   app->add_option("--ranks", r.ranks, "D: ranks per model replica")->capture_default_str();
   app->add_option("--tp", r.only_tp, "restrict tpsp to tensor degree T");
@@ -91,23 +122,31 @@ void add_plan_command(CLI::App& root, std::vector<Command>& cmds) {
       ->capture_default_str();
   app->add_flag("--json", o->json, "print one JSON document");
   app->add_option("--plot", o->plot_dir, "write PNG and SVG charts (and the sweep's JSON) into DIR");
-  cmds.push_back({app, [src, o](Communicator& world) {
-                    plan::Request req = o->req;
-                    req.model = src->load();
-                    req.model_name =
-                        src->config_opt && src->config_opt->count() ? src->config_path : src->preset;
-                    req.shape.micro_batch = o->batch;
-                    if (!o->budget.empty()) req.budget = plan::parse_bytes(o->budget);
-                    plan::device_profile(req.device);  // a bad name fails before any output
-                    const plan::Result res = plan::run(req);
-                    if (world.rank() != 0) return 0;
-                    if (!o->plot_dir.empty()) write_plots(req, o->plot_dir);
-                    if (o->json)
-                      std::printf("%s\n", plan::to_json(req, res).dump(2).c_str());
-                    else
-                      std::printf("%s", plan::to_table(req, res).c_str());
-                    return 0;
-                  }});
+  cmds.push_back(
+      {app, [src, o, seq, ctx](Communicator& world) {
+         if (o->inference) {
+           TSP_REQUIRE(ctx->count() && !seq->count(),
+                       "--inference plans by --context (prompt + new tokens), not --seq-len");
+           TSP_REQUIRE(o->plot_dir.empty(), "--plot draws the training sweeps; --inference has none");
+           return run_plan_inference(*o, *src, world);
+         }
+         TSP_REQUIRE(seq->count(), "--seq-len is required (or --inference with --context)");
+         TSP_REQUIRE(!ctx->count(), "--context belongs to --inference");
+         plan::Request req = o->req;
+         req.model = src->load();
+         req.model_name = src->config_opt && src->config_opt->count() ? src->config_path : src->preset;
+         req.shape.micro_batch = o->batch;
+         if (!o->budget.empty()) req.budget = plan::parse_bytes(o->budget);
+         plan::device_profile(req.device);  // a bad name fails before any output
+         const plan::Result res = plan::run(req);
+         if (world.rank() != 0) return 0;
+         if (!o->plot_dir.empty()) write_plots(req, o->plot_dir);
+         if (o->json)
+           std::printf("%s\n", plan::to_json(req, res).dump(2).c_str());
+         else
+           std::printf("%s", plan::to_table(req, res).c_str());
+         return 0;
+       }});
 }
 
 }  // namespace tsp::cli

@@ -111,13 +111,15 @@ std::vector<LayoutSpec> layouts_for(int ranks, int dp, bool zero1, int only_tp =
 // --- Time model (profiles.cpp) ---
 struct DeviceProfile {
   std::string name, description, source;
-  double matmul_flops_fp32 = 0;  // peak dense matmul FLOP/s per device, float32
-  double matmul_flops_bf16 = 0;  // peak dense matmul FLOP/s per device, bf16
-  double matmul_efficiency = 1;  // achieved fraction of peak for a transformer step
-  double link_bytes_per_s = 0;   // effective per-device bandwidth inside the model-parallel group
-  double dp_bytes_per_s = 0;     // effective per-device bandwidth between replicas (inter-node)
-  double latency_s = 0;          // per collective call
-  int64_t memory_bytes = 0;      // device memory (the default budget)
+  double matmul_flops_fp32 = 0;   // peak dense matmul FLOP/s per device, float32
+  double matmul_flops_bf16 = 0;   // peak dense matmul FLOP/s per device, bf16
+  double matmul_efficiency = 1;   // achieved fraction of peak for a transformer step
+  double link_bytes_per_s = 0;    // effective per-device bandwidth inside the model-parallel group
+  double dp_bytes_per_s = 0;      // effective per-device bandwidth between replicas (inter-node)
+  double latency_s = 0;           // per collective call
+  int64_t memory_bytes = 0;       // device memory (the default budget)
+  double memory_bytes_per_s = 0;  // memory bandwidth (decode reads every weight and the KV cache per token);
+                                  // 0: not modelled
 };
 // A built-in profile by name, or a JSON profile file (a path ending in .json or naming a file:
 // profile_file.cpp); UsageError naming the allowed profiles, or the file and field at fault.

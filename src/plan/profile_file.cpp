@@ -57,6 +57,7 @@ DeviceProfile load_device_profile(const std::string& path) {
   d.link_bytes_per_s = positive(j, path, "link_bytes_per_s");
   d.dp_bytes_per_s = positive(j, path, "dp_bytes_per_s", false, d.link_bytes_per_s);
   d.latency_s = j.contains("latency_s") ? positive(j, path, "latency_s") : 0.0;
+  d.memory_bytes_per_s = j.contains("memory_bytes_per_s") ? positive(j, path, "memory_bytes_per_s") : 0.0;
   TSP_REQUIRE(j.contains("memory_bytes"), "device profile {}: field \"memory_bytes\" is missing", path);
   const nlohmann::json& m = j.at("memory_bytes");
   if (m.is_string()) {

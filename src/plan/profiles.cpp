@@ -19,16 +19,16 @@ const std::array<DeviceProfile, 3>& profiles() {
       {"mi300x", "AMD Instinct MI300X (8 per node, Infinity Fabric mesh; 400 Gb/s NIC per GPU)",
        "AMD CDNA3 datasheet: 1307.4 TFLOP/s bf16 dense, 163.4 TFLOP/s fp32 matrix, 192 GB HBM3, 7 x 64 GB/s "
        "Infinity Fabric links per GPU; bandwidths are effective (~70% of link peak)",
-       163.4e12, 1307.4e12, 0.40, 300e9, 40e9, 10e-6, int64_t(192 * kGiB)},
+       163.4e12, 1307.4e12, 0.40, 300e9, 40e9, 10e-6, int64_t(192 * kGiB), 5.3e12},
       {"h100", "NVIDIA H100 SXM5 80GB (8 per node, NVLink 4 / NVSwitch; 400 Gb/s NIC per GPU)",
        "NVIDIA H100 datasheet: 989.4 TFLOP/s bf16 dense, 66.9 TFLOP/s fp32, 80 GB HBM3, NVLink 450 GB/s per "
        "direction; bandwidths are effective (~80% of peak)",
-       66.9e12, 989.4e12, 0.45, 360e9, 40e9, 10e-6, int64_t(80e9)},
+       66.9e12, 989.4e12, 0.45, 360e9, 40e9, 10e-6, int64_t(80e9), 3.35e12},
       {"cpu-this-machine", "this 2-core AMD EPYC VM, one MPI rank per core (OpenMPI shared memory)",
        "shared/docs/machine.md: fp32 SGEMM ~97 GFLOP/s per core (OpenBLAS Haswell kernels), no bf16 GEMM "
        "path; 4 ranks on 2 cores: Allgather/Bcast 3-5 GB/s, Allreduce 1.2-1.5 GB/s; docs/performance.md: "
        "the model step reaches ~75% of SGEMM; memory: 23.5 GiB (free -b)",
-       97e9, 97e9, 0.75, 3e9, 3e9, 5e-6, int64_t(23.5 * kGiB)},
+       97e9, 97e9, 0.75, 3e9, 3e9, 5e-6, int64_t(23.5 * kGiB), 10e9},
   }};
   return p;
 }

@@ -134,6 +134,8 @@ nlohmann::json row_json(const Row& row) {
   return j;
 }
 
+}  // namespace
+
 std::string human_bytes(double b) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int u = 0;
@@ -147,8 +149,6 @@ std::string human_rate(double v) {
   while (v >= 1000 && u < 6) v /= 1000, ++u;
   return fmt::format("{:.3g}{}", v, units[u]);
 }
-
-}  // namespace
 
 nlohmann::json to_json(const Request& r, const Result& res) {
   const Policy pol = policy_of(r);

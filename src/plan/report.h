@@ -47,6 +47,10 @@ Result run(const Request& r);
 nlohmann::json to_json(const Request& r, const Result& res);
 std::string to_table(const Request& r, const Result& res);
 
+// 1.23 GiB, 4.56M: the report's units.
+std::string human_bytes(double bytes);
+std::string human_rate(double v);
+
 // The sweeps --plot draws: memory vs sequence length, forward traffic vs B·S, tokens/s vs device count.
 nlohmann::json sweep_json(const Request& r);
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <map>
+#include <numeric>
 #include <random>
 #include <string>
 #include <vector>
@@ -141,6 +142,67 @@ void run_case(const ServeCase& sc, const ModelCase& mc) {
     int64_t total = dec.cached_positions(int64_t(b), fed);
     if (world.size() > 1) world.all_reduce("test.cache_count", &total, 1);
     EXPECT_EQ(total, fed * (world.size() / P)) << "sequence " << b;
+  }
+}
+
+// Temperature, top-k and top-p sampling: the same seed gives the same tokens on every layout.
+TEST(Decode, SamplingGivesTheSameTokensOnEveryLayout) {
+  Communicator world = Communicator::world();
+  const ModelConfig c = test::mesh_test_config(false, 2, 24, 12);
+  const auto prompts = make_prompts(c.vocab_size, {7, 3, 12});
+  SingleStrategy<double> single;
+  ModelParams<double> ref_params(c, single.shard_spec(c), false);
+  ref_params.init(9);
+  for (const SamplingParams& sp : {SamplingParams{1.0, 0, 1.0, 3}, SamplingParams{0.8, 8, 1.0, 4},
+                                   SamplingParams{1.2, 0, 0.7, 5}, SamplingParams{0.9, 10, 0.9, 6}}) {
+    GenerateOptions o;
+    o.max_new_tokens = 8;
+    o.sampling = sp;
+    Generator<double> ref_gen(ref_params, single, DecodeOptions{});
+    const auto want = ref_gen.generate(prompts, o);
+    for (const ServeCase& sc : serve_cases(world.size())) {
+      SCOPED_TRACE(sc.label + " T " + std::to_string(sp.temperature) + " k " + std::to_string(sp.top_k) +
+                   " p " + std::to_string(sp.top_p));
+      auto strategy = make_replica_strategy<double>(sc.strategy, world, sc.layout);
+      ModelParams<double> params(c, strategy->shard_spec(c), false);
+      params.init(9);
+      Generator<double> gen(params, *strategy, sc.decode);
+      const auto out = gen.generate(prompts, o);
+      for (size_t b = 0; b < out.size(); ++b) EXPECT_EQ(out[b].tokens, want[b].tokens) << "sequence " << b;
+    }
+  }
+}
+
+// The positions placement stays balanced as sequences grow: the new positions each rank caches differ by at
+// most one round-robin block, for every sequence.
+TEST(Decode, PositionsPlacementStaysBalanced) {
+  Communicator world = Communicator::world();
+  if (world.size() == 1) GTEST_SKIP() << "one rank holds every position";
+  const ModelConfig c = test::mesh_test_config(false, 1, 12, 12);
+  const auto prompts = make_prompts(c.vocab_size, {8, 8, 5});
+  for (const ServeCase& sc : serve_cases(world.size())) {
+    if (!(sc.strategy == "sp" || (sc.strategy == "tsp" && sc.decode.kv_layout == KvLayout::sequence)))
+      continue;
+    SCOPED_TRACE(sc.label);
+    auto strategy = make_replica_strategy<float>(sc.strategy, world, sc.layout);
+    ModelParams<float> params(c, strategy->shard_spec(c), false);
+    params.init(2);
+    Generator<float> gen(params, *strategy, sc.decode);
+    GenerateOptions o;
+    o.max_new_tokens = 90;
+    const auto out = gen.generate(prompts, o);
+    const int64_t S = (8 + 2 * world.size() - 1) / (2 * world.size()) * (2 * world.size());
+    for (size_t b = 0; b < out.size(); ++b) {
+      const int64_t fed = int64_t(prompts[b].size() + out[b].tokens.size()) - 1;
+      // Positions past the padded prompt cached here, and their spread over the ranks.
+      const int64_t mine =
+          gen.decoder().cached_positions(int64_t(b), fed) - gen.decoder().cached_positions(int64_t(b), S);
+      std::vector<int64_t> all(size_t(world.size()));
+      world.all_gather("test.balance", &mine, all.data(), 1);
+      const auto [lo, hi] = std::minmax_element(all.begin(), all.end());
+      EXPECT_LE(*hi - *lo, kKvBlock) << "sequence " << b;
+      EXPECT_EQ(std::accumulate(all.begin(), all.end(), int64_t(0)), fed - S) << "sequence " << b;
+    }
   }
 }
 

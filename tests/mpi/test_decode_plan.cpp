@@ -1,0 +1,122 @@
+// mpi-ranks: 1 2 3 4
+// The planner's inference model against a real generation, for every serving layout the planner lists at
+// this rank count (single, tp, sp, every tpsp mesh, tsp with both KV layouts): the KV-cache bytes per rank
+// (allocator category kv_cache) and the parameters equal plan::predict_inference exactly, and so does every
+// decode (label: op, calls, payload, received bytes) over the decode steps. No weight moves in decode: every
+// label counted in the decode phase is a decode.* label, while the prefill runs the layout's training
+// schedule (for TSP: attention broadcasts, K/V all-gather, the MLP and vocabulary rings).
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "core/memory.h"
+#include "infer/generator.h"
+#include "mesh_test_model.h"
+#include "model/params.h"
+#include "parallel/registry.h"
+#include "plan/inference.h"
+
+namespace tsp {
+namespace {
+
+StrategyOptions runtime_options(const plan::ServeLayout& s) {
+  StrategyOptions o;
+  if (s.layout.kind == plan::Kind::tpsp) {
+    o.tp = s.layout.tp;
+    o.sp = s.layout.sp;
+  }
+  return o;
+}
+
+std::string strategy_name(plan::Kind k) {
+  switch (k) {
+    case plan::Kind::single:
+      return "single";
+    case plan::Kind::tp:
+      return "tp";
+    case plan::Kind::sp:
+      return "sp";
+    case plan::Kind::tpsp:
+      return "tpsp";
+    case plan::Kind::tsp:
+      return "tsp";
+  }
+  return "?";
+}
+
+template <class T>
+void run_case(const plan::ServeLayout& s, const ModelConfig& c, int64_t batch, int64_t prompt,
+              int64_t new_tokens) {
+  SCOPED_TRACE(s.name() + " batch " + std::to_string(batch) + (sizeof(T) == 8 ? " double" : " float"));
+  Communicator world = Communicator::world();
+  auto strategy = make_replica_strategy<T>(strategy_name(s.layout.kind), world, runtime_options(s));
+  ModelParams<T> params(c, strategy->shard_spec(c), /*with_grads=*/false);
+  params.init(5);
+  DecodeOptions d;
+  d.kv_layout = s.kv;
+  Generator<T> gen(params, *strategy, d);
+  std::mt19937 rng(3);
+  std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(batch), std::vector<int32_t>(size_t(prompt)));
+  for (auto& p : prompts)
+    for (auto& t : p) t = int32_t(rng() % uint32_t(c.vocab_size));
+  GenerateOptions o;
+  o.max_new_tokens = new_tokens;
+  if (Communicator* cm = strategy->comm()) cm->reset_stats();
+  gen.generate(prompts, o);
+
+  const plan::InferencePrediction want =
+      plan::predict_inference(c, s, plan::ServeRequestShape{batch, prompt, prompt + new_tokens},
+                              plan::Policy::runtime(int(sizeof(T))));
+  ASSERT_TRUE(want.applicable) << want.reason;
+  EXPECT_EQ(gen.stats().kv_cache_bytes, want.kv_cache);
+  EXPECT_EQ(mem_stats().current[size_t(Mem::kv_cache)], want.kv_cache);
+  EXPECT_EQ(gen.stats().context, want.kv_context);
+  EXPECT_EQ(params.local_numel() * int64_t(sizeof(T)), want.parameters);
+
+  const int64_t steps = gen.stats().decode_steps;
+  ASSERT_EQ(steps, new_tokens - 1);
+  Communicator* cm = strategy->comm();
+  const CommStats none;
+  const CommStats& got = cm ? cm->stats() : none;
+  auto dec = got.find("decode");
+  const auto& want_dec =
+      want.comm.count("decode") ? want.comm.at("decode") : std::map<std::string, plan::CommEntry>{};
+  if (dec == got.end()) {
+    EXPECT_TRUE(want_dec.empty()) << "the runtime counted no decode communication";
+  } else {
+    for (const auto& [label, e] : dec->second) {
+      EXPECT_EQ(label.rfind("decode.", 0), 0u) << "weight or other traffic in decode: " << label;
+      auto w = want_dec.find(label);
+      ASSERT_NE(w, want_dec.end()) << "the planner misses " << label;
+      EXPECT_EQ(e.op, w->second.op) << label;
+      EXPECT_EQ(e.calls, w->second.calls * steps) << label;
+      EXPECT_EQ(e.payload_bytes, w->second.payload_bytes * steps) << label;
+      EXPECT_EQ(e.recv_bytes, w->second.recv_bytes * steps) << label;
+    }
+    for (const auto& [label, e] : want_dec)
+      EXPECT_TRUE(dec->second.count(label)) << "the runtime misses " << label;
+  }
+  if (s.layout.kind == plan::Kind::tsp && world.size() > 1) {
+    const auto& pre = got.at("prefill");
+    for (const char* label : {"attn.weight_bcast", "attn.kv_allgather", "mlp.weight_ring", "vocab.ring"})
+      EXPECT_TRUE(pre.count(label)) << "the TSP prefill should run its training schedule: " << label;
+  }
+}
+
+TEST(DecodePlan, RuntimeMatchesThePlanner) {
+  const int ranks = Communicator::world().size();
+  const ModelConfig c = test::mesh_test_config(false, 2);
+  const ModelConfig tied = test::mesh_test_config(true, 2, 24, 12);
+  for (const plan::ServeLayout& s : plan::serve_layouts_for(ranks)) {
+    // Equal prompts of 24 tokens (a multiple of every layout's padding), ranks x 2 sequences: each rank
+    // caches the same number of the new tokens at every step (kv_cache.h's round-robin owners).
+    run_case<double>(s, c, 2 * ranks, 24, 5);
+    run_case<float>(s, tied, ranks, 24, 4);
+  }
+}
+
+}  // namespace
+}  // namespace tsp

@@ -48,6 +48,7 @@ int run_generate(GenerateCliOptions& o, Communicator& world) {
     prompts.push_back(o.prompt_tokens.empty() ? byte_tokenize(o.prompt)
                                               : parse_token_ids(o.prompt_tokens, "--prompt-tokens"));
   TSP_REQUIRE(!prompts[0].empty(), "the prompt is empty: give --prompt TEXT or --prompt-tokens \"1 2 3\"");
+  o.gen.sampling.validate();  // before anything is read
   DecodeOptions d;
   d.kv_layout = parse_kv_layout(o.kv_layout);
   d.kv_layout_given = o.kv_layout_given;

@@ -22,6 +22,9 @@ InferenceSession::InferenceSession(const std::string& dir, const std::string& st
   eos_ = eos_token_ids(dir_);
   strategy_ = make_strategy<float>(strategy, world, layout);
   params_ = std::make_unique<ModelParams<float>>(c, strategy_->shard_spec(c), /*with_grads=*/false);
+  // The decoder is made (not yet allocated) before the weights are read, so that options the layout cannot
+  // serve with fail first.
+  generator_ = std::make_unique<Generator<float>>(*params_, *strategy_, decode_);
   load_checkpoint<float>(dir_, *params_, nullptr, nullptr);
   model_ = std::make_unique<Transformer<float>>(*params_, *strategy_);
 }
@@ -65,7 +68,6 @@ std::pair<double, int64_t> InferenceSession::loss(const std::vector<int32_t>& to
 std::vector<GeneratedSequence> InferenceSession::generate(const std::vector<std::vector<int32_t>>& prompts,
                                                           const GenerateOptions& o, bool kv_cache) {
   if (!kv_cache) return generate_without_cache(prompts, o);
-  if (!generator_) generator_ = std::make_unique<Generator<float>>(*params_, *strategy_, decode_);
   std::vector<GeneratedSequence> out = generator_->generate(prompts, o);
   stats_ = generator_->stats();
   return out;

@@ -45,6 +45,7 @@ for t in traces:
     assert {"comm", "compute"} <= cats, (t, cats)
     if any(k in sys.argv[3] for k in ("strategy sp", "strategy tpsp", "strategy tsp")):  # K/V gathered
         assert any(e["name"] in ("attn.kv_allgather", "sp.kv_allgather") for e in ev), t
-assert g1["tokens"] == g2["tokens"] and len(g1["tokens"]) == 6, (g1, g2)
-print(f"pipeline ok ({sys.argv[3]}): loss {s['loss']:.6f} both ways, logits rel err {err:.2e}, generated {g1['tokens']}")
+t1, t2 = g1["sequences"][0]["tokens"], g2["sequences"][0]["tokens"]
+assert t1 == t2 and len(t1) == 6, (g1, g2)
+print(f"pipeline ok ({sys.argv[3]}): loss {s['loss']:.6f} both ways, logits rel err {err:.2e}, generated {t1}")
 PY

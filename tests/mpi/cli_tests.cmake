@@ -108,3 +108,26 @@ tsp_cli_test(plan_bad_seq_len ${TSP_CLI_DIR}/expect.sh nonzero "error: --seq-len
 tsp_cli_test(plan_bad_dtype ${TSP_CLI_DIR}/expect.sh nonzero
              "error: --optimizer-dtype 'fp8' is not a dtype \\(allowed: float32, bf16, float64\\)"
              -- ${TSP_BIN} plan --preset tiny --seq-len 64 --optimizer-dtype fp8)
+
+# --- inference (docs/inference.md) ---
+tsp_cli_test(generate_layouts ${TSP_CLI_DIR}/generate_layouts.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE}
+             ${TSP_CLI_DIR}/tiny.json)
+tsp_cli_test(generate_bad_kv_layout ${TSP_CLI_DIR}/expect.sh nonzero
+             "\\[rank 0\\] error: unknown --kv-layout 'diagonal' \\(allowed: heads, sequence\\)"
+             "\\[rank 1\\] error: unknown --kv-layout 'diagonal'" -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} generate
+             --strategy tsp --kv-layout diagonal --checkpoint ${CMAKE_CURRENT_BINARY_DIR} --prompt-tokens "1 2")
+# A directory with only config.json: the layout refuses the option before any weight is read.
+file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/config_only)
+configure_file(${TSP_CLI_DIR}/tiny.json ${CMAKE_CURRENT_BINARY_DIR}/config_only/config.json COPYONLY)
+tsp_cli_test(generate_kv_layout_not_tsp ${TSP_CLI_DIR}/expect.sh nonzero
+             "\\[rank 1\\] error: --kv-layout chooses where TSP keeps its KV cache; --strategy tp caches"
+             -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} generate --strategy tp --kv-layout sequence
+             --checkpoint ${CMAKE_CURRENT_BINARY_DIR}/config_only --prompt-tokens "1 2")
+tsp_cli_test(generate_top_k_greedy ${TSP_CLI_DIR}/expect.sh nonzero
+             "error: --top-k and --top-p shape sampling; give --temperature > 0"
+             -- ${TSP_BIN} generate --top-k 5 --checkpoint ${CMAKE_CURRENT_BINARY_DIR} --prompt-tokens "1 2")
+tsp_cli_test(plan_inference_paper ${TSP_CLI_DIR}/expect.sh 0 "tsp-heads +8 +8 heads" "tsp-sequence +8 +8 sequence"
+             "recommendation: tsp-heads" -- ${TSP_BIN} plan --inference --preset llama7b --context 131072
+             --ranks 8 --dtype bf16 --device mi300x)
+tsp_cli_test(plan_inference_needs_context ${TSP_CLI_DIR}/expect.sh nonzero
+             "error: --inference plans by --context" -- ${TSP_BIN} plan --inference --preset small --seq-len 512)

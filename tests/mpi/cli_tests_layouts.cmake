@@ -15,7 +15,7 @@ tsp_cli_test(bad_dp_batch ${TSP_CLI_DIR}/expect.sh nonzero
              check --strategy single --dp 2 --seq-len 64 --batch 3)
 tsp_cli_test(bad_zero1_without_dp ${TSP_CLI_DIR}/expect.sh nonzero "error: --zero1 .* needs --dp > 1" -- ${TSP_BIN}
              train --strategy single --zero1 --steps 1)
-tsp_cli_test(bad_dp_eval ${TSP_CLI_DIR}/expect.sh nonzero "\\[rank 1\\] error: --dp 2: eval and generate run one sequence"
+tsp_cli_test(bad_dp_eval ${TSP_CLI_DIR}/expect.sh nonzero "\\[rank 1\\] error: --dp 2: eval and generate run one model replica"
              -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} eval --dp 2 --checkpoint ${CMAKE_CURRENT_BINARY_DIR}
              --tokens ${TSP_CLI_DIR}/tokens.txt)
 

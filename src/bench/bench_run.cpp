@@ -1,5 +1,7 @@
 #include "bench/bench_run.h"
 
+#include "bench/decode_bench.h"
+
 #include <malloc.h>
 
 #include <algorithm>
@@ -155,8 +157,14 @@ RankResult measure_rank(const BenchOptions& o, Communicator& world) {
   return r;
 }
 
-// Every rank's string on every rank: lengths first, then the texts packed into equal int64 blocks (the
-// Communicator moves numbers, not bytes).
+}  // namespace
+
+nlohmann::json layout_json(const StrategyOptions& l) {
+  return {{"tp", l.tp}, {"sp", l.sp},       {"sequence_parallel", l.sequence_parallel},
+          {"dp", l.dp}, {"zero1", l.zero1}, {"keep_gathered_kv", l.keep_gathered_kv}};
+}
+
+// Lengths first, then the texts packed into equal int64 blocks (the Communicator moves numbers, not bytes).
 std::vector<std::string> all_gather_strings(Communicator& comm, const std::string& mine) {
   const int P = comm.size();
   int64_t len = int64_t(mine.size());
@@ -171,13 +179,6 @@ std::vector<std::string> all_gather_strings(Communicator& comm, const std::strin
     out.emplace_back(reinterpret_cast<const char*>(all.data() + size_t(r * words)), size_t(lens[size_t(r)]));
   return out;
 }
-
-nlohmann::json layout_json(const StrategyOptions& l) {
-  return {{"tp", l.tp}, {"sp", l.sp},       {"sequence_parallel", l.sequence_parallel},
-          {"dp", l.dp}, {"zero1", l.zero1}, {"keep_gathered_kv", l.keep_gathered_kv}};
-}
-
-}  // namespace
 
 std::string trace_path_for_rank(const std::string& path, int rank, int ranks) {
   if (ranks == 1) return path;
@@ -210,6 +211,7 @@ void validate_bench_options(const BenchOptions& o) {
 }
 
 nlohmann::json run_bench(const BenchOptions& o, Communicator& world) {
+  if (o.decode) return run_decode_bench(o, world);
   validate_bench_options(o);
   if (!o.trace.empty()) trace_enable(world.rank());
   RankResult r = o.dtype == "float64" ? measure_rank<double>(o, world) : measure_rank<float>(o, world);

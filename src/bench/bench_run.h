@@ -8,9 +8,11 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "comm/communicator.h"
 #include "model/config.h"
+#include "parallel/decode.h"
 #include "parallel/registry.h"
 
 namespace tsp {
@@ -30,6 +32,10 @@ struct BenchOptions {
   std::string trace;   // Chrome trace per rank (FILE, or FILE.rankR.json on several ranks); empty: none
   int sgemm_n = 2048;  // the GEMM ceiling's problem size and timed repetitions
   int sgemm_reps = 3;
+  // --decode (decode_bench.h): `batch` prompts of prompt_len random tokens, new_tokens generated each.
+  bool decode = false;
+  int64_t prompt_len = 512, new_tokens = 32;
+  DecodeOptions kv;  // tsp's KV layout
 };
 
 // Model FLOPs of one step over the whole batch, matrix products only (the formula of bench/bench_step.cpp):
@@ -39,6 +45,12 @@ double model_flops_per_step(const ModelConfig& c, int64_t batch, int64_t seq_len
 
 // FILE on one rank, FILE.rankR.json (".json" stripped from FILE first) on several, as `tsp train --trace`.
 std::string trace_path_for_rank(const std::string& path, int rank, int ranks);
+
+// The layout options as the reports print them.
+nlohmann::json layout_json(const StrategyOptions& l);
+
+// Every rank's string on every rank (the report of one rank per entry), over a communicator of the job.
+std::vector<std::string> all_gather_strings(Communicator& comm, const std::string& mine);
 
 // Throws UsageError (identically on every rank, before any communication) for options no layout can run.
 void validate_bench_options(const BenchOptions& o);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 
+#include "bench/decode_bench.h"
 #include "core/check.h"
 #include "core/memory.h"
 #include "core/trace.h"
@@ -12,8 +13,9 @@ namespace tsp {
 namespace {
 
 constexpr const char* kEntrySyntax =
-    "NAME[:TxS][+sp][+kv] with NAME one of {}; :TxS (tpsp only) sets --tp T --sp S, +sp (tp, tpsp; also "
-    "written -sp) sets --sequence-parallel, +kv (tsp) sets --keep-gathered-kv";
+    "NAME[:TxS][+sp][+kv][+seq] with NAME one of {}; :TxS (tpsp only) sets --tp T --sp S, +sp (tp, tpsp; "
+    "also written -sp) sets --sequence-parallel, +kv (tsp) sets --keep-gathered-kv, +seq (tsp) sets "
+    "--kv-layout sequence";
 
 int parse_positive(std::string_view text, const std::string& entry) {
   int v = 0;
@@ -55,6 +57,9 @@ BenchLayout parse_entry(const std::string& entry, const StrategyOptions& base) {
       b.layout.sequence_parallel = true;
     } else if (mod == "kv" && b.strategy == "tsp") {
       b.layout.keep_gathered_kv = true;
+    } else if (mod == "seq" && b.strategy == "tsp") {
+      b.kv.kv_layout = KvLayout::sequence;
+      b.kv.kv_layout_given = true;
     } else {
       throw UsageError(fmt::format("--compare entry '{}': '{}' is not a modifier of {} (expected {})", entry,
                                    rest.substr(0, next), b.strategy, syntax));
@@ -91,7 +96,10 @@ std::vector<BenchLayout> parse_compare_list(const std::string& list, const Strat
 nlohmann::json run_compare(const BenchOptions& o, const std::vector<BenchLayout>& layouts,
                            Communicator& world) {
   TSP_REQUIRE(!layouts.empty(), "--compare needs at least one layout");
-  validate_bench_options(o);
+  if (o.decode)
+    validate_decode_bench_options(o);
+  else
+    validate_bench_options(o);
   if (!o.trace.empty()) trace_enable(world.rank());
   nlohmann::json docs = nlohmann::json::array();
   for (const BenchLayout& l : layouts) {
@@ -99,6 +107,7 @@ nlohmann::json run_compare(const BenchOptions& o, const std::vector<BenchLayout>
     one.strategy = l.strategy;
     one.layout = l.layout;
     one.label = l.label;
+    if (l.kv.kv_layout_given) one.kv = l.kv;
     one.trace.clear();  // one trace per rank for the whole comparison, written below
     const std::string span = "bench.layout " + l.label;
     const double t0 = trace_now_us();
@@ -107,6 +116,21 @@ nlohmann::json run_compare(const BenchOptions& o, const std::vector<BenchLayout>
   }
   const nlohmann::json& base = docs.front();
   nlohmann::json ratios = nlohmann::json::array();
+  if (o.decode) {
+    for (const auto& d : docs)
+      ratios.push_back(
+          {{"label", d["label"]},
+           {"tpot_s", ratio(d["tpot_s"]["mean"].get<double>(), base["tpot_s"]["mean"].get<double>())},
+           {"ttft_s", ratio(d["ttft_s"].get<double>(), base["ttft_s"].get<double>())},
+           {"memory_peak_bytes_max",
+            ratio(d["memory_peak_bytes_max"].get<double>(), base["memory_peak_bytes_max"].get<double>())},
+           {"decode_comm_recv_bytes_per_step_max",
+            ratio(d["decode_comm_recv_bytes_per_step_max"].get<double>(),
+                  base["decode_comm_recv_bytes_per_step_max"].get<double>())}});
+    return {{"baseline", base["label"]},  {"ranks", world.size()}, {"mode", "decode"},
+            {"dtype", o.dtype},           {"batch", o.batch},      {"prompt_len", o.prompt_len},
+            {"new_tokens", o.new_tokens}, {"layouts", docs},       {"ratios", ratios}};
+  }
   for (const auto& d : docs)
     ratios.push_back(
         {{"label", d["label"]},
@@ -128,6 +152,23 @@ nlohmann::json run_compare(const BenchOptions& o, const std::vector<BenchLayout>
 
 std::string compare_table(const nlohmann::json& doc) {
   const double mib = 1024.0 * 1024.0;
+  if (doc["mode"] == "decode") {
+    std::string out =
+        fmt::format("{:<16} {:>9} {:>7} {:>9} {:>7} {:>14} {:>7} {:>15} {:>7}\n", "layout", "TPOT ms",
+                    "ratio", "TTFT s", "ratio", "peak MiB/rank", "ratio", "comm KiB/step", "ratio");
+    for (size_t i = 0; i < doc["layouts"].size(); ++i) {
+      const auto& d = doc["layouts"][i];
+      const auto& r = doc["ratios"][i];
+      out += fmt::format("{:<16} {:>9.3f} {:>7.3f} {:>9.3f} {:>7.3f} {:>14.2f} {:>7.3f} {:>15.2f} {:>7.3f}\n",
+                         d["label"].get<std::string>(), 1e3 * d["tpot_s"]["mean"].get<double>(),
+                         r["tpot_s"].get<double>(), d["ttft_s"].get<double>(), r["ttft_s"].get<double>(),
+                         d["memory_peak_bytes_max"].get<double>() / mib,
+                         r["memory_peak_bytes_max"].get<double>(),
+                         d["decode_comm_recv_bytes_per_step_max"].get<double>() / 1024.0,
+                         r["decode_comm_recv_bytes_per_step_max"].get<double>());
+    }
+    return out;
+  }
   std::string out = fmt::format("{:<16} {:>10} {:>7} {:>14} {:>7} {:>15} {:>7}\n", "layout", "tokens/s",
                                 "ratio", "peak MiB/rank", "ratio", "comm MiB/step", "ratio");
   for (size_t i = 0; i < doc["layouts"].size(); ++i) {

@@ -1,6 +1,7 @@
 // `tsp bench --compare LIST`: several layouts measured one after another in one job (same model, shape and
 // ranks), each with its buffers freed and the allocator peaks reset before the next, and ratios against the
-// first. Entry syntax (docs/bench.md):  NAME[:TxS][+sp][+kv]  e.g. tp, tpsp:2x2, tp+sp (= tp-sp), tsp+kv.
+// first. Entry syntax (docs/bench.md):  NAME[:TxS][+sp][+kv][+seq]  e.g. tp, tpsp:2x2, tp+sp (= tp-sp),
+// tsp+kv, tsp+seq (with --decode: the sequence KV layout).
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -16,6 +17,7 @@ struct BenchLayout {
   std::string label;  // the entry as written
   std::string strategy;
   StrategyOptions layout;
+  DecodeOptions kv;  // +seq (tsp, --decode): the sequence KV layout
 };
 
 // Parses the comma-separated list; `base` supplies what every entry shares (--dp, --zero1). UsageError names

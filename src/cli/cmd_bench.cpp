@@ -28,7 +28,29 @@ CommStats comm_from_json(const nlohmann::json& j) {
   return s;
 }
 
+void print_decode_report(const nlohmann::json& d) {
+  const auto& t = d["tpot_s"];
+  std::printf(
+      "tsp bench --decode | %s on %d rank%s%s | %s | batch %lld x prompt %lld + %lld new tokens\n",
+      d["label"].get<std::string>().c_str(), d["ranks"].get<int>(), d["ranks"].get<int>() == 1 ? "" : "s",
+      d["kv_layout"].get<std::string>().empty() ? "" : (" | kv " + d["kv_layout"].get<std::string>()).c_str(),
+      d["dtype"].get<std::string>().c_str(), (long long)d["batch"].get<int64_t>(),
+      (long long)d["prompt_len"].get<int64_t>(), (long long)d["new_tokens"].get<int64_t>());
+  std::printf("TTFT %.4f s | TPOT mean %.3f ms, p50 %.3f ms, p99 %.3f ms | %.1f output tokens/s\n",
+              d["ttft_s"].get<double>(), 1e3 * t["mean"].get<double>(), 1e3 * t["p50"].get<double>(),
+              1e3 * t["p99"].get<double>(), d["output_tokens_per_s"].get<double>());
+  std::printf("%4s %9s %12s %9s %16s\n", "rank", "peak MiB", "kv_cache MiB", "VmHWM MiB", "decode KiB/step");
+  for (const auto& e : d["per_rank"])
+    std::printf("%4d %9.2f %12.2f %9.2f %16.2f\n", e["rank"].get<int>(), mib(e["memory_peak_bytes"]["total"]),
+                mib(e["memory_peak_bytes"]["kv_cache"]), mib(e["memory_peak_bytes"]["vmhwm"]),
+                e["decode_comm_recv_bytes_per_step"].get<double>() / 1024.0);
+  const CommStats comm = comm_from_json(d["per_rank"][0]["comm"]);
+  if (!comm.empty())
+    std::printf("communication of rank 0 (decode: per step):\n%s", comm_stats_table(comm).c_str());
+}
+
 void print_report(const nlohmann::json& d) {
+  if (d["mode"] == "decode") return print_decode_report(d);
   std::printf(
       "tsp bench | %s on %d rank%s | %s | %s | batch %lld x seq %lld | %lld timed steps after %lld warm-up\n",
       d["label"].get<std::string>().c_str(), d["ranks"].get<int>(), d["ranks"].get<int>() == 1 ? "" : "s",
@@ -76,6 +98,16 @@ void add_bench_command(CLI::App& root, std::vector<Command>& cmds) {
   app->add_option("--warmup", o->warmup, "untimed steps before the timed ones")->capture_default_str();
   app->add_flag("--forward-only", o->forward_only,
                 "prefill: forward passes only (no gradients, no optimizer)");
+  app->add_flag(
+      "--decode", o->decode,
+      "serving: a prefill of --batch prompts of --prompt-len tokens, then --new-tokens decode steps "
+      "with the KV cache (TTFT, time per output token, KV-cache memory; docs/inference.md)");
+  app->add_option("--prompt-len", o->prompt_len, "--decode: tokens per prompt")->capture_default_str();
+  app->add_option("--new-tokens", o->new_tokens, "--decode: tokens generated per sequence")
+      ->capture_default_str();
+  auto kv_layout = std::make_shared<std::string>("heads");
+  auto* kv = app->add_option("--kv-layout", *kv_layout, "--decode, tsp: KV cache by heads or sequence")
+                 ->capture_default_str();
   app->add_option("--dtype", o->dtype, "float32 or float64")->capture_default_str();
   app->add_option("--seed", o->seed, "seed of the model and the random tokens")->capture_default_str();
   app->add_option("--trace", o->trace, "Chrome trace per rank (FILE, or FILE.rankR.json on several ranks)");
@@ -89,9 +121,21 @@ void add_bench_command(CLI::App& root, std::vector<Command>& cmds) {
   app->add_option("--write-device-profile", *profile_out,
                   "also measure link bandwidth and latency and write a device profile for tsp plan --device "
                   "FILE (needs >= 2 ranks; not with --compare)");
-  cmds.push_back({app, [app, src, o, compare, json, profile_out](Communicator& world) {
+  cmds.push_back({app, [app, src, o, compare, json, profile_out, kv_layout, kv](Communicator& world) {
                     BenchOptions opts = *o;
                     opts.model = src->load();
+                    opts.kv.kv_layout = parse_kv_layout(*kv_layout);
+                    opts.kv.kv_layout_given = kv->count() > 0;
+                    TSP_REQUIRE(opts.decode || (!app->get_option("--prompt-len")->count() &&
+                                                !app->get_option("--new-tokens")->count() && !kv->count()),
+                                "--prompt-len, --new-tokens and --kv-layout describe --decode");
+                    TSP_REQUIRE(
+                        !opts.decode || (!opts.forward_only && !app->get_option("--seq-len")->count() &&
+                                         !app->get_option("--steps")->count()),
+                        "--decode measures one generation of --prompt-len + --new-tokens: drop "
+                        "--forward-only, --seq-len and --steps");
+                    TSP_REQUIRE(!opts.decode || profile_out->empty(),
+                                "--write-device-profile measures a training step: drop --decode");
                     nlohmann::json doc;
                     if (app->get_option("--compare")->count()) {
                       // The entries carry the mesh; a global one would be ambiguous.

@@ -28,12 +28,12 @@ void attention_decode(T* out, T* lse, const T* q, const T* k, const T* v, int64_
                       int64_t pos_stride, const DecodeAttentionShape& s, double scale);
 
 // Merges `parts` partial results of the same rows computed over disjoint key sets: part p's outputs
-// [rows, d] start at part_out + p * part_stride and its log-sum-exps [rows] at part_lse + p * part_stride.
+// [rows, d] start at part_out + p * out_stride_p and its log-sum-exps [rows] at part_lse + p * lse_stride_p.
 //   lse = log sum_p exp(lse_p),   out = sum_p exp(lse_p - lse) * out_p.
 // A row whose parts are all -inf gets out = 0, lse = -inf. out: [rows, d] with row stride out_stride; lse
 // may be null.
 template <class T>
-void attention_merge(T* out, int64_t out_stride, T* lse, const T* part_out, const T* part_lse,
-                     int64_t part_stride, int64_t parts, int64_t rows, int64_t d);
+void attention_merge(T* out, int64_t out_stride, T* lse, const T* part_out, int64_t out_stride_p,
+                     const T* part_lse, int64_t lse_stride_p, int64_t parts, int64_t rows, int64_t d);
 
 }  // namespace tsp::kernels

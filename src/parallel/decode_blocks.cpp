@@ -154,8 +154,8 @@ void DecodeAttention<T>::forward(ModelParams<T>& p, int layer, const T* u, T* y)
   if (P > 1) {
     sp_->all_gather("decode.attn_partial_allgather", o, parts_.data(), block);
     TraceSpan span("decode.attn_merge", "compute");
-    kernels::attention_merge(o_.data(), d, static_cast<T*>(nullptr), parts_.data(), parts_.data() + n * qd,
-                             block, P, n * q_heads_, d);
+    kernels::attention_merge(o_.data(), d, static_cast<T*>(nullptr), parts_.data(), block,
+                             parts_.data() + n * qd, block, P, n * q_heads_, d);
   }
   {
     TraceSpan span("decode.attn", "compute");

@@ -131,3 +131,11 @@ tsp_cli_test(plan_inference_paper ${TSP_CLI_DIR}/expect.sh 0 "tsp-heads +8 +8 he
              --ranks 8 --dtype bf16 --device mi300x)
 tsp_cli_test(plan_inference_needs_context ${TSP_CLI_DIR}/expect.sh nonzero
              "error: --inference plans by --context" -- ${TSP_BIN} plan --inference --preset small --seq-len 512)
+tsp_cli_test(bench_decode_np2 ${TSP_CLI_DIR}/expect.sh 0 "\"ttft_s\"" "\"p99\"" "\"output_tokens_per_s\"" "\"kv_cache\""
+             "\"decode.attn_out_allreduce\"" -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} bench --decode --strategy tsp
+             --preset tiny --prompt-len 40 --new-tokens 4 --batch 2 --json)
+tsp_cli_test(bench_decode_compare_np2 ${TSP_CLI_DIR}/expect.sh 0 "ratios against tp" "tsp\\+seq +[0-9.]+ +[0-9.]+"
+             -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} bench --decode --compare tp,tsp,tsp+seq --preset tiny --prompt-len 40
+             --new-tokens 4)
+tsp_cli_test(bench_decode_bad ${TSP_CLI_DIR}/expect.sh nonzero "error: --prompt-len, --new-tokens and --kv-layout describe --decode"
+             -- ${TSP_BIN} bench --strategy single --preset tiny --prompt-len 40)

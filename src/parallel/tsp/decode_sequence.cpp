@@ -126,7 +126,7 @@ void TspSequenceAttention<T>::forward(ModelParams<T>& p, int layer, const T* u, 
   comm.all_to_all_v("decode.attn_partial_alltoall", part_send_.data(), counts, part_recv_.data(), counts);
   {
     TraceSpan span("decode.attn", "compute");
-    kernels::attention_merge(o_.data(), d, static_cast<T*>(nullptr), part_recv_.data(),
+    kernels::attention_merge(o_.data(), d, static_cast<T*>(nullptr), part_recv_.data(), block,
                              part_recv_.data() + n * qd_s, block, D_, n * heads_s_, d);
     kernels::linear_forward(y, o_.data(), w.wo, n, qd_s, hidden_);
   }

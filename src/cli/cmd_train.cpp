@@ -37,6 +37,10 @@ void add_train_command(CLI::App& root, std::vector<Command>& cmds) {
       ->capture_default_str();
   app->add_option("--checkpoint-dir", o->checkpoint_dir, "write checkpoints here (step_N/ and 'latest')");
   app->add_option("--save-every", o->save_every, "checkpoint every N steps (0: only at the end)");
+  app->add_option(
+         "--max-shard-size", o->max_shard_size,
+         "split checkpoint files above this size into HF shards with an index (5GB, 500MB, 2GiB, bytes)")
+      ->capture_default_str();
   app->add_option("--resume", o->resume, "resume from a checkpoint directory (or a --checkpoint-dir)");
   app->add_option("--eval-batches", o->eval_batches, "held-out batches for the final recall accuracy")
       ->capture_default_str();

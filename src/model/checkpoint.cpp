@@ -57,6 +57,15 @@ std::vector<HeldTensor<T>> held_tensors(P& params, const std::string& prefix,
   return out;
 }
 
+// The AdamW moments, under the names optimizer.safetensors gives them.
+template <class U, class T>
+std::vector<HeldTensor<U>> moment_tensors(ModelParams<T>& params, AdamW<T>& opt) {
+  auto out = held_tensors<U>(params, "exp_avg.", [&](int b) { return opt.m(b).data(); });
+  for (auto& t : held_tensors<U>(params, "exp_avg_sq.", [&](int b) { return opt.v(b).data(); }))
+    out.push_back(std::move(t));
+  return out;
+}
+
 // config.json's declared weight dtype: "torch_dtype" (or "dtype", as newer transformers write it).
 std::optional<DType> config_weight_dtype(const fs::path& config_path) {
   std::ifstream in(config_path, std::ios::binary);
@@ -95,20 +104,25 @@ void save_checkpoint(const std::string& dir, ModelParams<T>& params, AdamW<T>* o
     config["torch_dtype"] = torch_dtype_name(storage_dtype<T>());
     write_file_atomic((tmp_dir / "config.json").string(), config.dump(2) + "\n");
   }
-  TensorSetWriteOptions w;
-  w.dtype = storage_dtype<T>();
-  w.max_shard_bytes = opts.max_shard_bytes;
-  w.chunk_bytes = opts.chunk_bytes;
-  write_tensor_set<T>(tmp_dir.string(), kModelStem,
-                      held_tensors<const T>(params, "", [&](int b) { return params.value(b).data(); }), w,
-                      comm);
-  if (optimizer) {
-    std::vector<HeldTensor<const T>> moments =
-        held_tensors<const T>(params, "exp_avg.", [&](int b) { return optimizer->m(b).data(); });
-    for (auto& t :
-         held_tensors<const T>(params, "exp_avg_sq.", [&](int b) { return optimizer->v(b).data(); }))
-      moments.push_back(std::move(t));
-    write_tensor_set<T>(tmp_dir.string(), kOptimizerStem, moments, w, comm);
+  // A save that fails part-way (on every rank alike, e.g. blocks that do not tile a tensor) leaves no
+  // temporary directory behind; a failure of one rank aborts the job (cli/main.cpp).
+  try {
+    TensorSetWriteOptions w;
+    w.dtype = storage_dtype<T>();
+    w.max_shard_bytes = opts.max_shard_bytes;
+    w.chunk_bytes = opts.chunk_bytes;
+    write_tensor_set<T>(tmp_dir.string(), kModelStem,
+                        held_tensors<const T>(params, "", [&](int b) { return params.value(b).data(); }), w,
+                        comm);
+    if (optimizer)
+      write_tensor_set<T>(tmp_dir.string(), kOptimizerStem, moment_tensors<const T>(params, *optimizer), w,
+                          comm);
+  } catch (...) {
+    if (writer) {
+      std::error_code ec;
+      fs::remove_all(tmp_dir, ec);
+    }
+    throw;
   }
   if (writer) {
     if (state) {
@@ -148,9 +162,7 @@ CheckpointReadStats load_checkpoint(const std::string& dir_in, ModelParams<T>& p
                 "checkpoint {} has no {}: it holds weights only and cannot resume training", dir.string(),
                 single_file_name(kOptimizerStem));
     opt_set = std::make_unique<SafetensorsSetReader>(dir.string(), kOptimizerStem);
-    moments = held_tensors<T>(params, "exp_avg.", [&](int b) { return optimizer->m(b).data(); });
-    for (auto& t : held_tensors<T>(params, "exp_avg_sq.", [&](int b) { return optimizer->v(b).data(); }))
-      moments.push_back(std::move(t));
+    moments = moment_tensors<T>(params, *optimizer);
     check_tensor_set(*opt_set, moments, std::nullopt, "");
   }
   nlohmann::json trainer_state;

@@ -80,6 +80,8 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   TSP_REQUIRE(o.eval_batches >= 0, "--eval-batches must be >= 0, got {}", o.eval_batches);
   TSP_REQUIRE(o.lr > 0 && o.min_lr >= 0 && o.min_lr <= o.lr,
               "need 0 <= --min-lr <= --lr and --lr > 0 (got {} and {})", o.min_lr, o.lr);
+  CheckpointWriteOptions ckpt_format;
+  ckpt_format.max_shard_bytes = parse_shard_size(o.max_shard_size);
   if (!o.trace.empty()) trace_enable(world.rank());
 
   std::unique_ptr<DataSource> data;
@@ -182,7 +184,8 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
     // after every rank has gathered the ZeRO-1 moment partitions.
     opt.unpartition(*strategy, /*gather=*/true);
     if (strategy->replica() == 0)
-      save_checkpoint(o.checkpoint_dir + "/" + name, params, &opt, &state, strategy->model_comm());
+      save_checkpoint(o.checkpoint_dir + "/" + name, params, &opt, &state, strategy->model_comm(),
+                      ckpt_format);
     opt.repartition();
     if (lead) write_latest(o.checkpoint_dir, name);
     world.barrier();

@@ -43,6 +43,8 @@ struct TrainOptions {
   std::string trace;           // Chrome-trace output path (per rank: suffix .rank<N>.json)
   bool json = false;           // step lines to stderr, one JSON document on stdout
   bool progress = true;        // progress bar when stdout is a terminal
+  // Checkpoint files above this size are split into HF shards with an index (HF size strings: "5GB").
+  std::string max_shard_size = "5GB";
 };
 
 // Runs the whole job on `world`'s ranks; returns the summary (also printed by rank 0).

@@ -215,12 +215,12 @@ void check_tensor_set(const SafetensorsSetReader& set, const std::vector<HeldTen
                       std::optional<DType> expect_dtype, const std::string& dtype_source) {
   for (const auto& t : held) {
     const TensorInfo& info = set.info(t.view.name);  // throws naming the missing tensor
-    TSP_REQUIRE(info.shape == t.view.full_shape, "{}: tensor '{}' has shape [{}], but the model needs [{}]",
-                set.file_of(t.view.name).path(), t.view.name, fmt::join(info.shape, ", "),
-                fmt::join(t.view.full_shape, ", "));
     TSP_REQUIRE(!expect_dtype || info.dtype == *expect_dtype,
                 "{}: tensor '{}' is stored as {}, but {} says {}", set.file_of(t.view.name).path(),
                 t.view.name, dtype_name(info.dtype), dtype_source, torch_dtype_name(*expect_dtype));
+    TSP_REQUIRE(info.shape == t.view.full_shape, "{}: tensor '{}' has shape [{}], but the model needs [{}]",
+                set.file_of(t.view.name).path(), t.view.name, fmt::join(info.shape, ", "),
+                fmt::join(t.view.full_shape, ", "));
   }
 }
 

@@ -268,8 +268,8 @@ void SafetensorsReader::copy_spans(const TensorInfo& t, std::vector<Span>& spans
       decode_elements(t.dtype, map_ + s.offset, s.n, static_cast<T*>(s.out));
       stats_.bytes += int64_t(bytes);
       const int64_t first = int64_t(s.offset / ps), last = int64_t((s.offset + bytes - 1) / ps);
-      stats_.pages += last - std::max(first, last_page_ + 1) + 1;
-      last_page_ = std::max(last_page_, last);
+      stats_.pages += last - first + (first == last_page_ ? 0 : 1);  // a page shared with the last span once
+      last_page_ = last;
     }
     const uint64_t lo = spans[begin].offset;
     const uint64_t hi = spans[end - 1].offset + uint64_t(spans[end - 1].n) * esize;

@@ -3,8 +3,10 @@
 // tensors, with a dtype that does not match config.json, with a header above 100 MB -- refused with a message
 // naming the file, before anything is read into the model and without a large allocation.
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -151,7 +153,12 @@ TEST_F(CheckpointFiles, ShardedSetRoundTripWithHfIndex) {
       }
     w.write_block("c", 0, 4, 8, 8, tr.data());
     w.write_block("c", 0, 4, 0, 8, tl.data());
-    for (const char* n : {"a", "b", "d"}) w.write(n, m.data(), int64_t(m.size()));
+    w.write("a", m.data(), int64_t(m.size()));
+    w.write("b", m.data(), int64_t(m.size()));
+    // The first shard is complete: it is already in place under its final name.
+    EXPECT_TRUE(fs::exists(dir_ / "model-00001-of-00002.safetensors"));
+    EXPECT_FALSE(fs::exists(dir_ / "model-00002-of-00002.safetensors"));
+    w.write("d", m.data(), int64_t(m.size()));
     w.write("norm", v.data(), 16);
     // a + b fit in 1100 bytes, c would not: c, d and the vector form the second shard.
     EXPECT_EQ(w.file_names(), (std::vector<std::string>{"model-00001-of-00002.safetensors",
@@ -192,6 +199,34 @@ TEST_F(CheckpointFiles, ShardedSetRoundTripWithHfIndex) {
   EXPECT_FALSE(fs::exists(dir_ / "model-00001-of-00002.safetensors"));
   EXPECT_FALSE(fs::exists(dir_ / "model-00002-of-00002.safetensors"));
   EXPECT_FALSE(SafetensorsSetReader(dir_.string(), "model").sharded());
+}
+
+// A set of many shards neither writes nor reads with many files open: 120 shards under a limit of 32
+// descriptors.
+TEST_F(CheckpointFiles, ManyShardsFewDescriptors) {
+  struct rlimit old {};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  struct rlimit low = old;
+  low.rlim_cur = 32;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  const int n = 120;
+  std::vector<float> x(8);
+  {
+    SafetensorsSetWriter w(dir_.string(), "model", 32);
+    for (int i = 0; i < n; ++i) w.declare(fmt::format("t{}", i), DType::F32, {8});
+    for (int i = 0; i < n; ++i) {
+      std::fill(x.begin(), x.end(), float(i));
+      w.write(fmt::format("t{}", i), x.data(), 8);
+    }
+    w.finish();
+  }
+  const SafetensorsSetReader r(dir_.string(), "model");
+  EXPECT_EQ(r.files().size(), size_t(n));
+  for (int i = 0; i < n; ++i) {
+    r.read_block(fmt::format("t{}", i), {8}, 0, 1, 0, 8, x.data());
+    ASSERT_EQ(x[7], float(i));
+  }
+  ::setrlimit(RLIMIT_NOFILE, &old);
 }
 
 TEST_F(CheckpointFiles, BadIndexesAreRefused) {

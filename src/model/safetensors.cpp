@@ -180,19 +180,21 @@ struct SafetensorsReader::Span {
 };
 
 SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  TSP_REQUIRE(fd_ >= 0, "cannot open safetensors file '{}': {}", path, std::strerror(errno));
+  // The descriptor is closed once the file is mapped (the mapping keeps the file), so a set of thousands of
+  // shards holds no descriptors.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  TSP_REQUIRE(fd >= 0, "cannot open safetensors file '{}': {}", path, std::strerror(errno));
   try {
     struct stat st {};
-    TSP_CHECK(::fstat(fd_, &st) == 0, "safetensors '{}': stat failed: {}", path, std::strerror(errno));
+    TSP_CHECK(::fstat(fd, &st) == 0, "safetensors '{}': stat failed: {}", path, std::strerror(errno));
     TSP_REQUIRE(S_ISREG(st.st_mode), "safetensors '{}' is not a regular file", path);
     file_size_ = uint64_t(st.st_size);
     TSP_REQUIRE(file_size_ >= 8, "safetensors '{}': file is {} bytes, too short for the 8-byte header length",
                 path, file_size_);
     // Only the blocks asked for are to be read: no read-ahead past the header into the tensors.
-    (void)::posix_fadvise(fd_, 0, 0, POSIX_FADV_RANDOM);
+    (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
     uint64_t header_len = 0;
-    pread_exact(fd_, &header_len, 8, 0, path, "the header length");
+    pread_exact(fd, &header_len, 8, 0, path, "the header length");
     TSP_REQUIRE(header_len <= file_size_ - 8,
                 "safetensors '{}': header length {} extends beyond the file ({} bytes): truncated or not a "
                 "safetensors file",
@@ -201,26 +203,25 @@ SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
                 "safetensors '{}': header length {} exceeds the {} byte limit of the format", path,
                 header_len, kMaxHeaderBytes);
     std::string header(header_len, '\0');
-    pread_exact(fd_, header.data(), header_len, 8, path, "the header");
+    pread_exact(fd, header.data(), header_len, 8, path, "the header");
     data_offset_ = 8 + header_len;
     parse_header(path, header, file_size_ - data_offset_, tensors_, metadata_);
 
-    void* m = ::mmap(nullptr, file_size_, PROT_READ, MAP_SHARED, fd_, 0);
+    void* m = ::mmap(nullptr, file_size_, PROT_READ, MAP_SHARED, fd, 0);
     TSP_CHECK(m != MAP_FAILED, "safetensors '{}': mmap of {} bytes failed: {}", path, file_size_,
               std::strerror(errno));
     map_ = static_cast<const unsigned char*>(m);
     // Page faults bring in one page each; the reader asks for whole spans itself (MADV_WILLNEED).
     advise(map_, file_size_, MADV_RANDOM);
   } catch (...) {
-    ::close(fd_);
-    fd_ = -1;
+    ::close(fd);
     throw;
   }
+  ::close(fd);
 }
 
 SafetensorsReader::~SafetensorsReader() {
   if (map_) ::munmap(const_cast<unsigned char*>(map_), file_size_);
-  if (fd_ >= 0) ::close(fd_);
 }
 
 bool SafetensorsReader::has(const std::string& name) const {
@@ -366,6 +367,7 @@ void SafetensorsWriter::declare(const std::string& name, DType dtype, const std:
   t.begin = declared_.empty() ? 0 : declared_.back().end;
   t.end = t.begin + uint64_t(t.numel() * dtype_size(dtype));
   index_[name] = declared_.size();
+  elements_declared_ += t.numel();
   declared_.push_back(std::move(t));
   written_.push_back(0);
 }
@@ -410,6 +412,7 @@ TensorInfo& SafetensorsWriter::find(const std::string& name, int64_t add_element
       "{} more were given",
       path_, name, shape_str(t.shape), t.numel(), done, add_elements);
   done += add_elements;
+  elements_written_ += add_elements;
   return t;
 }
 
@@ -472,6 +475,10 @@ void SafetensorsWriter::write_zeros(const std::string& name) {
   TSP_CHECK(written_[it->second] == 0,
             "safetensors writer '{}': write_zeros of '{}' after some of it was written", path_, name);
   find(name, declared_[it->second].numel());
+}
+
+bool SafetensorsWriter::complete() const {
+  return elements_written_ == elements_declared_;
 }
 
 void SafetensorsWriter::finish() {

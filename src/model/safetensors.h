@@ -5,7 +5,8 @@
 // Reading is in place: the header is validated first (nothing is allocated from what it claims beyond the
 // header itself, capped at 100 MB), then the file is memory-mapped and a reader copies out only the blocks it
 // is asked for, converting to the caller's type on the way. ReadStats counts what was copied, so a rank can
-// show that it touched its own part of a checkpoint and not the rest.
+// show that it touched its own part of a checkpoint and not the rest. (A file truncated by someone else while
+// it is mapped faults on access, as with any memory-mapped reader; the size is checked when it is opened.)
 //
 // Writing declares every tensor first (the header holds all offsets), then takes whole tensors or blocks of
 // them in any order, written in place at their offsets, and finish() fsyncs and renames the temporary file
@@ -75,7 +76,6 @@ class SafetensorsReader {
   template <class T>
   void copy_spans(const TensorInfo& t, std::vector<Span>& spans) const;
   std::string path_;
-  int fd_ = -1;
   const unsigned char* map_ = nullptr;
   uint64_t file_size_ = 0;
   uint64_t data_offset_ = 0;
@@ -109,6 +109,8 @@ class SafetensorsWriter {
   void write_zeros(const std::string& name);
   void finish();
 
+  // Every element of every declared tensor has been written.
+  bool complete() const;
   // Bytes of the data section (every declared tensor).
   uint64_t data_bytes() const { return declared_.empty() ? 0 : declared_.back().end; }
 
@@ -121,6 +123,7 @@ class SafetensorsWriter {
   std::vector<TensorInfo> declared_;
   std::map<std::string, size_t> index_;
   std::vector<int64_t> written_;  // elements written per declared tensor
+  int64_t elements_declared_ = 0, elements_written_ = 0;
   std::map<std::string, std::string> metadata_;
   std::vector<unsigned char> buf_;
   uint64_t data_offset_ = 0;

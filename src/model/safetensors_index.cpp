@@ -218,20 +218,20 @@ SafetensorsSetWriter::SafetensorsSetWriter(std::string dir, std::string stem, in
 }
 
 void SafetensorsSetWriter::set_metadata(const std::string& key, const std::string& value) {
-  TSP_CHECK(!opened_, "safetensors set '{}': metadata '{}' set after writing began", stem_, key);
+  TSP_CHECK(!planned_, "safetensors set '{}': metadata '{}' set after writing began", stem_, key);
   metadata_[key] = value;
 }
 
 void SafetensorsSetWriter::declare(const std::string& name, DType dtype, const std::vector<int64_t>& shape) {
-  TSP_CHECK(!opened_, "safetensors set '{}': tensor '{}' declared after writing began", stem_, name);
+  TSP_CHECK(!planned_, "safetensors set '{}': tensor '{}' declared after writing began", stem_, name);
   TSP_CHECK(!shard_index_.count(name), "safetensors set '{}': tensor '{}' declared twice", stem_, name);
   shard_index_[name] = -1;
   pending_.push_back({name, dtype, shape});
 }
 
-void SafetensorsSetWriter::open_shards() {
-  if (opened_) return;
-  opened_ = true;
+void SafetensorsSetWriter::plan() {
+  if (planned_) return;
+  planned_ = true;
   std::vector<int64_t> bytes;
   for (const auto& p : pending_) {
     int64_t n = dtype_size(p.dtype);
@@ -239,40 +239,73 @@ void SafetensorsSetWriter::open_shards() {
     bytes.push_back(n);
     total_size_ += n;
   }
-  std::vector<int> shard = plan_shards(bytes, max_shard_bytes_);
+  const std::vector<int> shard = plan_shards(bytes, max_shard_bytes_);
   const int n = pending_.empty() ? 1 : 1 + *std::max_element(shard.begin(), shard.end());
-  for (int k = 0; k < n; ++k) {
-    file_names_.push_back(n == 1 ? single_file_name(stem_) : shard_file_name(stem_, k, n));
-    shards_.push_back(std::make_unique<SafetensorsWriter>((fs::path(dir_) / file_names_.back()).string()));
-    for (const auto& [key, value] : metadata_) shards_.back()->set_metadata(key, value);
-  }
+  shards_.resize(size_t(n));
+  for (int k = 0; k < n; ++k)
+    shards_[size_t(k)].file = n == 1 ? single_file_name(stem_) : shard_file_name(stem_, k, n);
   for (size_t i = 0; i < pending_.size(); ++i) {
-    shards_[size_t(shard[i])]->declare(pending_[i].name, pending_[i].dtype, pending_[i].shape);
+    shards_[size_t(shard[i])].tensors.push_back(i);
     shard_index_[pending_[i].name] = shard[i];
   }
 }
 
-SafetensorsWriter& SafetensorsSetWriter::shard_of(const std::string& name) {
-  open_shards();
+int SafetensorsSetWriter::shard_of(const std::string& name) {
+  plan();
   auto it = shard_index_.find(name);
   TSP_CHECK(it != shard_index_.end(), "safetensors set '{}': tensor '{}' was not declared", stem_, name);
-  return *shards_[size_t(it->second)];
+  return it->second;
+}
+
+SafetensorsWriter& SafetensorsSetWriter::writer(int k) {
+  Shard& s = shards_[size_t(k)];
+  TSP_CHECK(!s.done, "safetensors set '{}': {} is complete; nothing more can be written to it", stem_,
+            s.file);
+  if (!s.writer) {
+    s.writer = std::make_unique<SafetensorsWriter>((fs::path(dir_) / s.file).string());
+    for (const auto& [key, value] : metadata_) s.writer->set_metadata(key, value);
+    for (size_t i : s.tensors) s.writer->declare(pending_[i].name, pending_[i].dtype, pending_[i].shape);
+  }
+  return *s.writer;
+}
+
+void SafetensorsSetWriter::close_if_complete(int k) {
+  Shard& s = shards_[size_t(k)];
+  if (!s.writer->complete()) return;
+  s.writer->finish();
+  s.writer.reset();
+  s.done = true;
+}
+
+void SafetensorsSetWriter::write_zeros(const std::string& name) {
+  const int k = shard_of(name);
+  writer(k).write_zeros(name);
+  close_if_complete(k);
 }
 
 std::vector<std::string> SafetensorsSetWriter::file_names() {
-  open_shards();
-  return file_names_;
+  plan();
+  std::vector<std::string> out;
+  for (const Shard& s : shards_) out.push_back(s.file);
+  return out;
 }
 
 void SafetensorsSetWriter::finish() {
-  open_shards();
-  for (auto& s : shards_) s->finish();
+  plan();
+  // Shards not yet complete: finish() names the first missing tensor (an empty shard completes here).
+  for (size_t k = 0; k < shards_.size(); ++k) {
+    if (shards_[k].done) continue;
+    writer(int(k)).finish();
+    shards_[k].writer.reset();
+    shards_[k].done = true;
+  }
   const fs::path index = fs::path(dir_) / index_file_name(stem_);
-  if (shards_.size() > 1) {
+  const bool sharded = shards_.size() > 1;
+  if (sharded) {
     nlohmann::json wm = nlohmann::json::object();
     int64_t params = 0;
     for (const auto& p : pending_) {
-      wm[p.name] = file_names_[size_t(shard_index_.at(p.name))];
+      wm[p.name] = shards_[size_t(shard_index_.at(p.name))].file;
       int64_t n = 1;
       for (int64_t d : p.shape) n *= d;
       params += n;
@@ -283,15 +316,15 @@ void SafetensorsSetWriter::finish() {
   }
   // Files of an earlier save of this stem that the new set does not use would confuse a reader (a stale
   // single file is preferred over the index; stale shards waste space).
-  const bool sharded = shards_.size() > 1;
-  const std::set<std::string> keep(file_names_.begin(), file_names_.end());
+  std::set<std::string> keep;
+  for (const Shard& s : shards_) keep.insert(s.file);
+  if (sharded) keep.insert(index_file_name(stem_));
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir_, ec)) {
     const std::string f = e.path().filename().string();
     const bool ours =
         f == single_file_name(stem_) || f == index_file_name(stem_) || is_shard_file_name(stem_, f);
-    const bool needed = keep.count(f) || (sharded && f == index_file_name(stem_));
-    if (ours && !needed) fs::remove(e.path(), ec);
+    if (ours && !keep.count(f)) fs::remove(e.path(), ec);
   }
   sync_directory(dir_);
 }

@@ -66,9 +66,11 @@ class SafetensorsSetReader {
   std::map<std::string, const SafetensorsReader*> where_;
 };
 
-// Declare every tensor, then write tensors or blocks of them in any order, then finish(): the shard files
-// are each written under a temporary name and renamed when complete, the index (when sharded) last, and
-// files of an earlier save of the same stem that this one does not use are removed.
+// Declare every tensor, then write tensors or blocks of them in any order, then finish(). Each shard file is
+// written under a temporary name and renamed when its last element is written (so a set of thousands of
+// shards written in order keeps one file open at a time), the index (when sharded) by finish(), which also
+// removes the files of an earlier save of the same stem that this one does not use. The directory as a whole
+// is the caller's to make atomic (checkpoint.cpp writes it under a temporary name).
 class SafetensorsSetWriter {
  public:
   SafetensorsSetWriter(std::string dir, std::string stem, int64_t max_shard_bytes = kDefaultMaxShardBytes);
@@ -79,16 +81,20 @@ class SafetensorsSetWriter {
   template <class T>
   void write_block(const std::string& name, int64_t row_begin, int64_t rows, int64_t col_begin, int64_t cols,
                    const T* data) {
-    shard_of(name).write_block(name, row_begin, rows, col_begin, cols, data);
+    const int k = shard_of(name);
+    writer(k).write_block(name, row_begin, rows, col_begin, cols, data);
+    close_if_complete(k);
   }
   template <class T>
   void write(const std::string& name, const T* data, int64_t numel) {
-    shard_of(name).write(name, data, numel);
+    const int k = shard_of(name);
+    writer(k).write(name, data, numel);
+    close_if_complete(k);
   }
-  void write_zeros(const std::string& name) { shard_of(name).write_zeros(name); }
+  void write_zeros(const std::string& name);
   void finish();
 
-  // The files this set consists of (valid after the first write or finish()).
+  // The files this set consists of (the shard plan is fixed by the first write, file_names() or finish()).
   std::vector<std::string> file_names();
   int64_t total_size() const { return total_size_; }
 
@@ -98,17 +104,24 @@ class SafetensorsSetWriter {
     DType dtype;
     std::vector<int64_t> shape;
   };
-  void open_shards();
-  SafetensorsWriter& shard_of(const std::string& name);
+  struct Shard {
+    std::string file;
+    std::vector<size_t> tensors;  // indices into pending_
+    std::unique_ptr<SafetensorsWriter> writer;
+    bool done = false;
+  };
+  void plan();
+  int shard_of(const std::string& name);
+  SafetensorsWriter& writer(int shard);
+  void close_if_complete(int shard);
   std::string dir_, stem_;
   int64_t max_shard_bytes_;
   std::vector<Pending> pending_;
   std::map<std::string, std::string> metadata_;
-  std::vector<std::string> file_names_;
-  std::vector<std::unique_ptr<SafetensorsWriter>> shards_;
+  std::vector<Shard> shards_;
   std::map<std::string, int> shard_index_;
   int64_t total_size_ = 0;
-  bool opened_ = false;
+  bool planned_ = false;
 };
 
 }  // namespace tsp

@@ -110,6 +110,26 @@ std::vector<Chunk> plan_chunks(const std::vector<HeldTensor<const T>>& held, con
   return chunks;
 }
 
+// Counts the save's messages under the phase "checkpoint", apart from the training step's phases.
+class CheckpointPhase {
+ public:
+  explicit CheckpointPhase(Communicator* comm) : comm_(comm) {
+    if (comm_) {
+      previous_ = comm_->phase();
+      comm_->set_phase("checkpoint");
+    }
+  }
+  ~CheckpointPhase() {
+    if (comm_) comm_->set_phase(previous_);
+  }
+  CheckpointPhase(const CheckpointPhase&) = delete;
+  CheckpointPhase& operator=(const CheckpointPhase&) = delete;
+
+ private:
+  Communicator* comm_;
+  std::string previous_;
+};
+
 }  // namespace
 
 template <class T>
@@ -118,6 +138,7 @@ void write_tensor_set(const std::string& dir, const std::string& stem,
                       Communicator* comm) {
   const int rank = comm ? comm->rank() : 0, ranks = comm ? comm->size() : 1;
   const size_t n = held.size();
+  const CheckpointPhase phase(comm);
   // A malformed block on one rank must stop every rank (not leave the others waiting for its data).
   int64_t bad = -1;
   for (size_t i = 0; i < n && bad < 0; ++i) {

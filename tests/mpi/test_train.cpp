@@ -83,13 +83,13 @@ TEST(Train, ResumeIsBitExact) {
   run_training(first, world);
   TrainOptions second = straight;
   second.checkpoint_dir = (dir / "resumed").string();
-  second.resume = (dir / "split" / "step_000003").string();
+  second.resume = (dir / "split" / "step-000003").string();
   run_training(second, world);
 
   if (world.rank() == 0) {
     for (const char* f : {"model.safetensors", "optimizer.safetensors"}) {
-      EXPECT_EQ(file_bytes(dir / "straight" / "step_000006" / f),
-                file_bytes(dir / "resumed" / "step_000006" / f))
+      EXPECT_EQ(file_bytes(dir / "straight" / "step-000006" / f),
+                file_bytes(dir / "resumed" / "step-000006" / f))
           << f << " differs between 6 straight steps and 3 + resume + 3";
     }
     fs::remove_all(dir);

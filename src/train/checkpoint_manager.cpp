@@ -276,6 +276,7 @@ std::string CheckpointManager::newest_complete() {
     const std::string d = (fs::path(dir_) / step_dir_name(*it)).string();
     const std::string problem = checkpoint_problem(d, &world_, true);
     if (problem.empty()) return d;
+    damaged_.push_back(*it);
     if (world_.rank() == 0) std::fprintf(stderr, "warning: --resume auto skips %s: %s\n", d.c_str(), problem.c_str());
   }
   return "";
@@ -284,7 +285,11 @@ std::string CheckpointManager::newest_complete() {
 void CheckpointManager::admit(int64_t resumed_step) {
   std::vector<int64_t> in_the_way;
   for (int64_t s : existing_)
-    if (resumed_step < 0 || s > resumed_step) in_the_way.push_back(s);
+    if ((resumed_step < 0 || s > resumed_step) &&
+        std::find(damaged_.begin(), damaged_.end(), s) == damaged_.end())
+      in_the_way.push_back(s);
+  // Damaged checkpoints that --resume auto skipped go once this run has written a complete one.
+  for (int64_t s : damaged_) stale_.push_back((fs::path(dir_) / step_dir_name(s)).string());
   if (in_the_way.empty()) return;
   if (!overwrite_) {
     if (resumed_step < 0)

@@ -59,8 +59,9 @@ class CheckpointManager {
   // named in a warning and skipped.
   std::string newest_complete();
   // Refuses to train into a directory that already holds checkpoints, unless resuming (resumed_step >= 0)
-  // or --overwrite; refuses checkpoints newer than the resumed step unless --overwrite. With --overwrite the
-  // checkpoints in the way are deleted once this run's first checkpoint is complete.
+  // or --overwrite; refuses complete checkpoints newer than the resumed step unless --overwrite. With
+  // --overwrite the checkpoints in the way (and damaged ones --resume auto skipped) are deleted once this
+  // run's first checkpoint is complete.
   void admit(int64_t resumed_step);
   // Writes the checkpoint of `step`: write_files(directory) must write every file of it (collective over
   // the ranks that take part; the manager synchronises the world before and after). Returns its directory.
@@ -72,7 +73,8 @@ class CheckpointManager {
   bool overwrite_;
   Communicator& world_;
   std::vector<int64_t> existing_;    // step directories present at start (step-N and the old step_N)
-  std::vector<std::string> stale_;   // to delete after the first save (--overwrite)
+  std::vector<int64_t> damaged_;     // skipped by newest_complete()
+  std::vector<std::string> stale_;   // to delete after the first save (--overwrite, damaged ones)
 };
 
 }  // namespace tsp

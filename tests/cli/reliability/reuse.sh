@@ -33,8 +33,8 @@ grep -q "byte-level text .*a.txt\|a.txt" <(head -1 "$work/o") || fail "header do
 refused ".*step-000004 was trained on --data .*a.txt \([0-9]+ bytes, CRC-32 0x[0-9a-f]{8}\), but --data .*b.txt has" \
   run "$tsp" "${common[@]}" --steps 6 --checkpoint-dir "$work/d" --resume auto --data "$work/b.txt"
 run "$tsp" "${common[@]}" --steps 2 --checkpoint-dir "$work/r" >/dev/null 2>&1
-refused "was trained on the built-in recall task, but this run gives --data .*a.txt" \
+refused ".*was trained on the built-in recall task, but this run gives --data .*a.txt" \
   run "$tsp" "${common[@]}" --steps 4 --checkpoint-dir "$work/r" --resume auto --data "$work/a.txt"
-refused "was trained on the recall task with pairs 16 .*but this run asks for 12: resume with --recall-pairs 16" \
+refused ".*was trained on the recall task with pairs 16 .*but this run asks for 12: resume with --recall-pairs 16" \
   run "$tsp" "${common[@]}" --steps 4 --checkpoint-dir "$work/r" --resume auto --recall-pairs 12
 echo "reuse.sh: ok"

@@ -18,29 +18,9 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "train/manifest.h"
 
 namespace tsp {
-
-constexpr const char* kManifestFile = "manifest.json";
-
-struct ManifestEntry {
-  std::string path;  // relative to the checkpoint directory, '/'-separated, no "..", no leading '/'
-  uint64_t size = 0;
-  uint32_t crc32 = 0;
-};
-
-struct Manifest {
-  int64_t step = 0;
-  std::vector<ManifestEntry> files;
-};
-
-std::string manifest_json(const Manifest& m);
-// Parses manifest.json text; errors (UsageError) name `where` and the problem.
-Manifest parse_manifest(const std::string& text, const std::string& where);
-
-// "step-000100" (at least six digits); parse_step_name accepts exactly that form.
-std::string step_dir_name(int64_t step);
-bool parse_step_name(const std::string& name, int64_t* step);
 
 // What is wrong with checkpoint directory `dir` ("" when nothing): its manifest is missing (when
 // `require_manifest`; an HF directory has none and passes otherwise) or unreadable, or a listed file is

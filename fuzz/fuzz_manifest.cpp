@@ -6,7 +6,8 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
-    const tsp::Manifest m = tsp::parse_manifest(std::string(reinterpret_cast<const char*>(data), size), "fuzz");
+    const tsp::Manifest m =
+        tsp::parse_manifest(std::string(reinterpret_cast<const char*>(data), size), "fuzz");
     for (const auto& f : m.files) {
       if (f.path.empty() || f.path[0] == '/') __builtin_trap();
       for (size_t p = 0; p <= f.path.size();) {  // no ".." component

@@ -10,7 +10,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // What was read writes back and reads again to the same state.
     tsp::TrainState t = tsp::parse_train_state(tsp::train_state_json(s), "round trip");
     if (t.step != s.step || t.data_position != s.data_position || t.seed != s.seed ||
-        t.optimizer_step != s.optimizer_step || t.skipped_nonfinite != s.skipped_nonfinite || t.data != s.data)
+        t.optimizer_step != s.optimizer_step || t.skipped_nonfinite != s.skipped_nonfinite ||
+        t.data != s.data)
       __builtin_trap();
   } catch (const tsp::Error&) {
   }

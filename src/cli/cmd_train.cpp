@@ -41,12 +41,14 @@ void add_train_command(CLI::App& root, std::vector<Command>& cmds) {
          "split checkpoint files above this size into HF shards with an index (5GB, 500MB, 2GiB, bytes)")
       ->capture_default_str();
   // Reliability options (docs/reliability.md).
-  app->add_option("--resume", o->resume,
-                  "'auto' (the newest complete checkpoint of --checkpoint-dir, if any) or a checkpoint directory "
-                  "(or a --checkpoint-dir, through its 'latest')");
-  app->add_flag("--overwrite", o->overwrite,
-                "train into a --checkpoint-dir that already holds checkpoints (they are deleted once this run's "
-                "first checkpoint is complete)");
+  app->add_option(
+      "--resume", o->resume,
+      "'auto' (the newest complete checkpoint of --checkpoint-dir, if any) or a checkpoint directory "
+      "(or a --checkpoint-dir, through its 'latest')");
+  app->add_flag(
+      "--overwrite", o->overwrite,
+      "train into a --checkpoint-dir that already holds checkpoints (they are deleted once this run's "
+      "first checkpoint is complete)");
   app->add_option("--keep-checkpoints", o->keep_checkpoints, "keep only the K newest checkpoints (0: all)")
       ->capture_default_str();
   app->add_option("--init-from", o->init_from,
@@ -70,7 +72,8 @@ void add_train_command(CLI::App& root, std::vector<Command>& cmds) {
                     TrainOptions opts = *o;
                     opts.progress = !*no_progress;
                     opts.model = src->load();
-                    // Without --preset/--config, the checkpoint resumed or started from says what the model is.
+                    // Without --preset/--config, the checkpoint resumed or started from says what the model
+                    // is.
                     opts.model_from_checkpoint = !src->given();
                     return run_training(opts, world).value("exit_status", 0);
                   }});

@@ -106,9 +106,10 @@ void fault_init() {
       else if (k == "count")
         f.count = std::stoll(v);
       else
-        throw UsageError(fmt::format("TSP_DEBUG_FAULT: unknown key '{}' (allowed: action, rank, step, phase, "
-                                     "label, count)",
-                                     k));
+        throw UsageError(
+            fmt::format("TSP_DEBUG_FAULT: unknown key '{}' (allowed: action, rank, step, phase, "
+                        "label, count)",
+                        k));
     } catch (const std::logic_error&) {
       throw UsageError(fmt::format("TSP_DEBUG_FAULT: {}={} is not a number", k, v));
     }
@@ -117,10 +118,11 @@ void fault_init() {
   static const char* kActions[] = {"sigkill", "segv", "abort", "killall", "hang", "nan-grad", "nan-weight"};
   bool known = false;
   for (const char* a : kActions) known = known || f.action == a;
-  TSP_REQUIRE(known,
-              "TSP_DEBUG_FAULT: action '{}' is unknown (allowed: sigkill, segv, abort, killall, hang, nan-grad, "
-              "nan-weight)",
-              f.action);
+  TSP_REQUIRE(
+      known,
+      "TSP_DEBUG_FAULT: action '{}' is unknown (allowed: sigkill, segv, abort, killall, hang, nan-grad, "
+      "nan-weight)",
+      f.action);
   TSP_REQUIRE(f.count >= 1, "TSP_DEBUG_FAULT: count must be >= 1, got {}", f.count);
   if (f.action == "killall" && init) {
     int size = 1;

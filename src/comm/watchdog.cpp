@@ -103,9 +103,7 @@ struct Watchdog::Impl {
   bool stop = false;
   std::thread thread;
 
-  void post_query_recv() {
-    MPI_Irecv(&query_buf, 1, MPI_INT, MPI_ANY_SOURCE, kQueryTag, comm, &query_req);
-  }
+  void post_query_recv() { MPI_Irecv(&query_buf, 1, MPI_INT, MPI_ANY_SOURCE, kQueryTag, comm, &query_req); }
 
   // Answers every query that has arrived with this rank's state.
   void answer_queries() {
@@ -122,12 +120,11 @@ struct Watchdog::Impl {
 
   static std::string describe(int r, const Report& s) {
     if (s.in_call)
-      return fmt::format("rank {} (blocked {:.1f} s in '{}', phase {}, step {})", r, s.since, s.label, s.phase,
-                         s.step);
-    if (s.calls == 0)
-      return fmt::format("rank {} (step {}, no communication call yet)", r, s.step);
-    return fmt::format("rank {} (step {}, outside communication for {:.1f} s since '{}' in phase {})", r, s.step,
-                       s.since, s.label, s.phase);
+      return fmt::format("rank {} (blocked {:.1f} s in '{}', phase {}, step {})", r, s.since, s.label,
+                         s.phase, s.step);
+    if (s.calls == 0) return fmt::format("rank {} (step {}, no communication call yet)", r, s.step);
+    return fmt::format("rank {} (step {}, outside communication for {:.1f} s since '{}' in phase {})", r,
+                       s.step, s.since, s.label, s.phase);
   }
 
   // This rank has waited too long in `me`: ask every rank where it is, say who has not arrived, abort.
@@ -160,7 +157,8 @@ struct Watchdog::Impl {
       if (r == rank) continue;
       const Report& s = replies[size_t(r)];
       if (!answered[size_t(r)])
-        behind.push_back(fmt::format("rank {} (no answer within {:.0f} s: dead or stopped)", r, kAnswerWindowS));
+        behind.push_back(
+            fmt::format("rank {} (no answer within {:.0f} s: dead or stopped)", r, kAnswerWindowS));
       else if (!(s.in_call && std::strcmp(s.label, me.label) == 0 && std::strcmp(s.phase, me.phase) == 0))
         behind.push_back(describe(r, s));
     }
@@ -193,9 +191,10 @@ Watchdog::Watchdog(const Communicator& comm, double timeout_s) {
   if (timeout_s <= 0 || size == 1) return;
   if (!Communicator::thread_multiple()) {
     if (rank == 0)
-      std::fprintf(stderr,
-                   "warning: --comm-timeout is off: the MPI library does not provide MPI_THREAD_MULTIPLE, which "
-                   "the watchdog thread needs\n");
+      std::fprintf(
+          stderr,
+          "warning: --comm-timeout is off: the MPI library does not provide MPI_THREAD_MULTIPLE, which "
+          "the watchdog thread needs\n");
     return;
   }
   impl_ = std::make_unique<Impl>();

@@ -134,8 +134,8 @@ std::string checkpoint_problem(const std::string& dir_in, Communicator* comm, bo
   if (status == "missing") return fmt::format("{} does not exist or is not a directory", dir_in);
   if (status == "no-manifest")
     return require_manifest
-               ? fmt::format("{} has no {}: the save did not finish, or it was not written by tsp train", dir_in,
-                             kManifestFile)
+               ? fmt::format("{} has no {}: the save did not finish, or it was not written by tsp train",
+                             dir_in, kManifestFile)
                : "";
   broadcast_string(comm, text);
   Manifest m;
@@ -216,7 +216,8 @@ std::string CheckpointManager::newest_complete() {
     const std::string problem = checkpoint_problem(d, &world_, true);
     if (problem.empty()) return d;
     damaged_.push_back(*it);
-    if (world_.rank() == 0) std::fprintf(stderr, "warning: --resume auto skips %s: %s\n", d.c_str(), problem.c_str());
+    if (world_.rank() == 0)
+      std::fprintf(stderr, "warning: --resume auto skips %s: %s\n", d.c_str(), problem.c_str());
   }
   return "";
 }
@@ -232,10 +233,11 @@ void CheckpointManager::admit(int64_t resumed_step) {
   if (in_the_way.empty()) return;
   if (!overwrite_) {
     if (resumed_step < 0)
-      throw UsageError(fmt::format(
-          "--checkpoint-dir {} already holds checkpoints (the newest is step {}): pass --resume auto to continue "
-          "that run, --overwrite to replace them, or choose another directory",
-          dir_, in_the_way.back()));
+      throw UsageError(
+          fmt::format("--checkpoint-dir {} already holds checkpoints (the newest is step {}): pass --resume "
+                      "auto to continue "
+                      "that run, --overwrite to replace them, or choose another directory",
+                      dir_, in_the_way.back()));
     throw UsageError(fmt::format(
         "--checkpoint-dir {} holds checkpoints newer than the resumed step {} (the newest is step {}): pass "
         "--overwrite to replace them, or resume from the newest",
@@ -247,7 +249,8 @@ void CheckpointManager::admit(int64_t resumed_step) {
   }
 }
 
-std::string CheckpointManager::save(int64_t step, const std::function<void(const std::string&)>& write_files) {
+std::string CheckpointManager::save(int64_t step,
+                                    const std::function<void(const std::string&)>& write_files) {
   const bool lead = world_.rank() == 0;
   const std::string name = step_dir_name(step);
   const fs::path root(dir_), final_dir = root / name, partial = root / ("." + name + kPartialSuffix);
@@ -279,7 +282,8 @@ std::string CheckpointManager::save(int64_t step, const std::function<void(const
   if (lead) {
     Manifest m;
     m.step = step;
-    for (size_t i = 0; i < files.size(); ++i) m.files.push_back({files[i], digests[i].size, digests[i].crc32});
+    for (size_t i = 0; i < files.size(); ++i)
+      m.files.push_back({files[i], digests[i].size, digests[i].crc32});
     {
       const fs::path mp = partial / kManifestFile;
       std::ofstream f(mp, std::ios::binary);

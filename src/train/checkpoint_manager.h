@@ -52,9 +52,9 @@ class CheckpointManager {
   int64_t keep_;
   bool overwrite_;
   Communicator& world_;
-  std::vector<int64_t> existing_;    // step directories present at start (step-N and the old step_N)
-  std::vector<int64_t> damaged_;     // skipped by newest_complete()
-  std::vector<std::string> stale_;   // to delete after the first save (--overwrite, damaged ones)
+  std::vector<int64_t> existing_;   // step directories present at start (step-N and the old step_N)
+  std::vector<int64_t> damaged_;    // skipped by newest_complete()
+  std::vector<std::string> stale_;  // to delete after the first save (--overwrite, damaged ones)
 };
 
 }  // namespace tsp

@@ -16,7 +16,8 @@ std::string manifest_json(const Manifest& m) {
   nlohmann::json files = nlohmann::json::array();
   for (const auto& f : m.files)
     files.push_back({{"path", f.path}, {"size", f.size}, {"crc32", crc32_hex(f.crc32)}});
-  nlohmann::json j = {{"format", "tsp-checkpoint-manifest"}, {"version", 1}, {"step", m.step}, {"files", files}};
+  nlohmann::json j = {
+      {"format", "tsp-checkpoint-manifest"}, {"version", 1}, {"step", m.step}, {"files", files}};
   return j.dump(2) + "\n";
 }
 
@@ -27,8 +28,8 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
     TSP_REQUIRE(j.is_object(), "{}: expected a JSON object", where);
     TSP_REQUIRE(j.value("format", std::string()) == "tsp-checkpoint-manifest",
                 "{}: not a tsp checkpoint manifest (\"format\" must be \"tsp-checkpoint-manifest\")", where);
-    TSP_REQUIRE(j.at("version").get<int64_t>() == 1, "{}: manifest version {} is not supported (only 1)", where,
-                j.at("version").dump());
+    TSP_REQUIRE(j.at("version").get<int64_t>() == 1, "{}: manifest version {} is not supported (only 1)",
+                where, j.at("version").dump());
     m.step = j.at("step").get<int64_t>();
     TSP_REQUIRE(m.step >= 0, "{}: step {} is negative", where, m.step);
     std::set<std::string> seen;
@@ -42,10 +43,12 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
       bool inside = !f.path.empty() && p.is_relative() && f.path.find('\\') == std::string::npos &&
                     f.path.find('\0') == std::string::npos;
       for (const auto& part : p) inside = inside && part != ".." && part != "." && !part.empty();
-      TSP_REQUIRE(inside, "{}: file path '{}' is not a plain relative path inside the checkpoint", where, f.path);
+      TSP_REQUIRE(inside, "{}: file path '{}' is not a plain relative path inside the checkpoint", where,
+                  f.path);
       TSP_REQUIRE(seen.insert(f.path).second, "{}: file '{}' is listed twice", where, f.path);
       char* end = nullptr;
-      const unsigned long long v = crc.size() == 10 && crc.starts_with("0x") ? std::strtoull(crc.c_str() + 2, &end, 16) : 0;
+      const unsigned long long v =
+          crc.size() == 10 && crc.starts_with("0x") ? std::strtoull(crc.c_str() + 2, &end, 16) : 0;
       TSP_REQUIRE(end == crc.c_str() + crc.size() && v <= 0xffffffffull,
                   "{}: crc32 '{}' of '{}' is not 0x followed by 8 hex digits", where, crc, f.path);
       f.crc32 = uint32_t(v);

@@ -14,7 +14,8 @@ namespace {
 template <class T>
 Range owned_part(const AdamW<T>& opt, int b, const TensorView& v) {
   const Range part = opt.partition(b);
-  const int64_t lo = std::max(part.begin, v.offset), hi = std::min(part.begin + part.size, v.offset + v.numel());
+  const int64_t lo = std::max(part.begin, v.offset),
+                hi = std::min(part.begin + part.size, v.offset + v.numel());
   return {lo, std::max<int64_t>(0, hi - lo)};
 }
 
@@ -50,7 +51,8 @@ void inject_nan_fault(ModelParams<T>& p, const AdamW<T>& opt, bool gradient) {
     }
 }
 
-template std::string first_nonfinite_grad<float>(const ModelParams<float>&, const AdamW<float>&, Communicator&);
+template std::string first_nonfinite_grad<float>(const ModelParams<float>&, const AdamW<float>&,
+                                                 Communicator&);
 template std::string first_nonfinite_grad<double>(const ModelParams<double>&, const AdamW<double>&,
                                                   Communicator&);
 template void inject_nan_fault<float>(ModelParams<float>&, const AdamW<float>&, bool);

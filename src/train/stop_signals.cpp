@@ -25,16 +25,18 @@ void say(const char* msg) {
 void on_signal(int sig) {
   std::atomic<int>& count = sig == SIGTERM ? g_term : g_int;
   if (g_term.load() + g_int.load() > 0) {
-    if (g_lead) say(sig == SIGTERM ? "tsp: second signal (SIGTERM): aborting at once\n"
-                                   : "tsp: second signal (SIGINT): aborting at once\n");
+    if (g_lead)
+      say(sig == SIGTERM ? "tsp: second signal (SIGTERM): aborting at once\n"
+                         : "tsp: second signal (SIGINT): aborting at once\n");
     ::_exit(kExitSignalBase + sig);
   }
   count.fetch_add(1);
   if (g_lead)
-    say(sig == SIGTERM ? "tsp: SIGTERM received: stopping after this step and writing a checkpoint (signal again "
-                         "to abort at once)\n"
-                       : "tsp: SIGINT received: stopping after this step and writing a checkpoint (signal again "
-                         "to abort at once)\n");
+    say(sig == SIGTERM
+            ? "tsp: SIGTERM received: stopping after this step and writing a checkpoint (signal again "
+              "to abort at once)\n"
+            : "tsp: SIGINT received: stopping after this step and writing a checkpoint (signal again "
+              "to abort at once)\n");
 }
 
 }  // namespace

@@ -39,10 +39,11 @@ TrainState parse_train_state(const std::string& text, const std::string& where) 
   } catch (const nlohmann::json::exception& e) {
     throw UsageError(fmt::format("{}: {}", where, e.what()));
   }
-  TSP_REQUIRE(s.step >= 0 && s.data_position >= 0 && s.optimizer_step >= 0 && s.skipped_nonfinite >= 0 &&
-                  s.optimizer_step + s.skipped_nonfinite <= s.step,
-              "{}: inconsistent counters (step {}, data_position {}, optimizer_step {}, skipped_nonfinite {})",
-              where, s.step, s.data_position, s.optimizer_step, s.skipped_nonfinite);
+  TSP_REQUIRE(
+      s.step >= 0 && s.data_position >= 0 && s.optimizer_step >= 0 && s.skipped_nonfinite >= 0 &&
+          s.optimizer_step + s.skipped_nonfinite <= s.step,
+      "{}: inconsistent counters (step {}, data_position {}, optimizer_step {}, skipped_nonfinite {})", where,
+      s.step, s.data_position, s.optimizer_step, s.skipped_nonfinite);
   return s;
 }
 

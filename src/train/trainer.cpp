@@ -77,8 +77,9 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   std::unique_ptr<CheckpointManager> ckpt;
   if (!o.checkpoint_dir.empty())
     ckpt = std::make_unique<CheckpointManager>(o.checkpoint_dir, o.keep_checkpoints, o.overwrite, world);
-  TSP_REQUIRE(o.resume.empty() || o.init_from.empty(),
-              "--resume continues a run and --init-from starts a new one from a checkpoint's weights: give one");
+  TSP_REQUIRE(
+      o.resume.empty() || o.init_from.empty(),
+      "--resume continues a run and --init-from starts a new one from a checkpoint's weights: give one");
   const ResumePoint from = find_resume_point(o.resume, ckpt.get(), world);
   if (ckpt) ckpt->admit(from.dir.empty() ? -1 : from.state.step);
   const std::string init_dir = o.init_from.empty() ? "" : resolve_checkpoint_dir(o.init_from);
@@ -234,17 +235,19 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
         skipped = true;
         ++state.skipped_nonfinite;
         if (lead)
-          std::fprintf(log, "warning: %s: step skipped, weights and optimizer unchanged (%lld of --skip-nonfinite %lld)\n",
-                       what.c_str(), (long long)state.skipped_nonfinite, (long long)o.skip_nonfinite);
+          std::fprintf(
+              log,
+              "warning: %s: step skipped, weights and optimizer unchanged (%lld of --skip-nonfinite %lld)\n",
+              what.c_str(), (long long)state.skipped_nonfinite, (long long)o.skip_nonfinite);
       } else {
         if (lead) {
           bar.clear();
-          std::fprintf(stderr, "error: %s; training stopped without writing a checkpoint (%s)\n", what.c_str(),
-                       o.skip_nonfinite > 0
-                           ? fmt::format("--skip-nonfinite {} already skipped {}", o.skip_nonfinite,
-                                         state.skipped_nonfinite)
-                                 .c_str()
-                           : "--skip-nonfinite N skips up to N such steps");
+          std::fprintf(stderr, "error: %s; training stopped without writing a checkpoint (%s)\n",
+                       what.c_str(),
+                       o.skip_nonfinite > 0 ? fmt::format("--skip-nonfinite {} already skipped {}",
+                                                          o.skip_nonfinite, state.skipped_nonfinite)
+                                                  .c_str()
+                                            : "--skip-nonfinite N skips up to N such steps");
         }
         exit_status = kExitNonFinite;
         stopped = {{"reason", "nonfinite"}, {"step", step}, {"message", what}, {"parameter", first}};

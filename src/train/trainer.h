@@ -48,12 +48,12 @@ struct TrainOptions {
 
   // Reliability (docs/reliability.md): checkpoint retention and overwriting, where the run starts, the
   // communication watchdog, non-finite steps.
-  int64_t keep_checkpoints = 0;     // keep the K newest step directories (0: all)
-  bool overwrite = false;           // train into a --checkpoint-dir that already holds checkpoints
-  std::string init_from;            // start from these weights with a fresh optimizer at step 0
+  int64_t keep_checkpoints = 0;        // keep the K newest step directories (0: all)
+  bool overwrite = false;              // train into a --checkpoint-dir that already holds checkpoints
+  std::string init_from;               // start from these weights with a fresh optimizer at step 0
   bool model_from_checkpoint = false;  // take the model config from --resume / --init-from's checkpoint
-  double comm_timeout = 600;        // seconds a communication call may block before the job is aborted (0: off)
-  int64_t skip_nonfinite = 0;       // non-finite steps to skip before stopping
+  double comm_timeout = 600;   // seconds a communication call may block before the job is aborted (0: off)
+  int64_t skip_nonfinite = 0;  // non-finite steps to skip before stopping
 };
 
 // Runs the whole job on `world`'s ranks; returns the summary (also printed by rank 0). Its "exit_status" is

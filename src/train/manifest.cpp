@@ -1,14 +1,12 @@
 #include "train/manifest.h"
 
+#include <algorithm>
 #include <cstdlib>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "core/check.h"
 #include "core/file_checksum.h"
-
-namespace fs = std::filesystem;
 
 namespace tsp {
 
@@ -38,11 +36,16 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
       f.path = e.at("path").get<std::string>();
       f.size = e.at("size").get<uint64_t>();
       const std::string crc = e.at("crc32").get<std::string>();
-      // Paths stay inside the checkpoint: relative, no "..", no empty components.
-      const fs::path p(f.path);
-      bool inside = !f.path.empty() && p.is_relative() && f.path.find('\\') == std::string::npos &&
+      // Paths stay inside the checkpoint: relative, '/'-separated components that are neither empty, "." nor
+      // ".." (split by hand: std::filesystem::path collapses "a//b").
+      bool inside = !f.path.empty() && f.path[0] != '/' && f.path.find('\\') == std::string::npos &&
                     f.path.find('\0') == std::string::npos;
-      for (const auto& part : p) inside = inside && part != ".." && part != "." && !part.empty();
+      for (size_t p = 0; inside && p <= f.path.size();) {
+        const size_t stop = std::min(f.path.find('/', p), f.path.size());
+        const std::string part = f.path.substr(p, stop - p);
+        inside = !part.empty() && part != "." && part != "..";
+        p = stop + 1;
+      }
       TSP_REQUIRE(inside, "{}: file path '{}' is not a plain relative path inside the checkpoint", where,
                   f.path);
       TSP_REQUIRE(seen.insert(f.path).second, "{}: file '{}' is listed twice", where, f.path);

@@ -3,10 +3,11 @@
 # a watchdog thread per rank, every call marked) against the configuration before it existed
 # (MPI_THREAD_FUNNELED, no thread: TSP_MPI_THREADS=funneled --comm-timeout 0), alternating A B A B ... in one
 # run so that drift in the machine's load hits both alike. Prints the median ms per step of each and the ratio.
-#   bench/watchdog_overhead.sh [TSP_BINARY] [NP] [ROUNDS] [extra train options...]
+#   [PRESET=small SEQ=512 STEPS=12] bench/watchdog_overhead.sh [TSP_BINARY] [NP] [ROUNDS] [extra train options]
 set -euo pipefail
 tsp=${1:-build/release/tsp}; np=${2:-2}; rounds=${3:-5}; shift $(($# < 3 ? $# : 3))
-args=(train --strategy tsp --preset small --seq-len 512 --batch 2 --steps 12 --seq-len-warmup 0 --eval-batches 0
+args=(train --strategy tsp --preset "${PRESET:-small}" --seq-len "${SEQ:-512}" --batch 2 --steps "${STEPS:-12}"
+  --seq-len-warmup 0 --eval-batches 0
   --no-progress --json "$@")
 export OMPI_MCA_btl=${OMPI_MCA_btl:-self,vader} OMPI_MCA_oob_tcp_if_include=${OMPI_MCA_oob_tcp_if_include:-lo}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1

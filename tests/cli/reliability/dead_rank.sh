@@ -31,7 +31,7 @@ dt=$(since_fault "$work/o")
 grep "error: communication timeout" "$work/o" | head -2
 echo "rank $victim hung in the backward: exit status $rc, job gone $dt s after the fault (--comm-timeout 2)"
 [ "$rc" = 4 ] || fail "exit status $rc, wanted 4"
-grep -Eq "\[rank 0\] error: communication timeout: '[a-z_.]+' \(phase backward, step 3\) has waited [0-9.]+ s \(--comm-timeout 2\); ranks not arrived: .*rank $victim \(step 3, outside communication" "$work/o" ||
+grep -Eq "\[rank [0-9]+\] error: communication timeout: '[a-z_.]+' \(phase backward, step 3\) has waited [0-9.]+ s \(--comm-timeout 2\); ranks not arrived: .*rank $victim \(step 3, outside communication" "$work/o" ||
   fail "watchdog message: $(grep error "$work/o")"
 python3 -c "import sys; sys.exit(0 if $dt <= 10 else 1)" || fail "took $dt s"
 echo "dead_rank.sh: ok"

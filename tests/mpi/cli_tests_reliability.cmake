@@ -4,14 +4,16 @@
 set(TSP_REL ${TSP_CLI_DIR}/reliability)
 set(TSP_TINY_TRAIN train --preset tiny --seq-len 128 --batch 2 --seq-len-warmup 0 --eval-batches 0 --no-progress)
 
-tsp_cli_test(preempt_sigterm_tsp_np2 ${TSP_REL}/preempt.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 SIGTERM --strategy tsp)
-tsp_cli_test(preempt_sigint_tp_np2 ${TSP_REL}/preempt.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 SIGINT --strategy tp)
-tsp_cli_test(preempt_sigterm_dp2_zero1_np2 ${TSP_REL}/preempt.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 SIGTERM --strategy
-             single --dp 2 --zero1)
+tsp_cli_test(preempt_sigterm_tsp_np2 ${TSP_REL}/preempt.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 SIGTERM resume+second
+             --strategy tsp)
+tsp_cli_test(preempt_sigint_tp_np2 ${TSP_REL}/preempt.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 SIGINT resume --strategy tp)
+tsp_cli_test(preempt_sigterm_dp2_zero1_np2 ${TSP_REL}/preempt.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 SIGTERM resume
+             --strategy single --dp 2 --zero1)
 tsp_cli_test(crash_during_save_tsp_np2 ${TSP_REL}/crash_save.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 --strategy tsp)
 tsp_cli_test(damaged_checkpoints_np2 ${TSP_REL}/corrupt.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 --strategy tsp)
-tsp_cli_test(dead_rank_tsp_np2 ${TSP_REL}/dead_rank.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 --strategy tsp)
-tsp_cli_test(dead_rank_tsp_dp2_np4 ${TSP_REL}/dead_rank.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 4 --strategy tsp --dp 2)
+tsp_cli_test(dead_rank_tsp_np2 ${TSP_REL}/dead_rank.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 kills --strategy tsp)
+tsp_cli_test(dead_rank_tsp_dp2_np4 ${TSP_REL}/dead_rank.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 4 kills+watchdog
+             --strategy tsp --dp 2)
 
 # Non-finite steps (a NaN injected by TSP_DEBUG_FAULT): stop by default, naming step, phase and tensor, with
 # nothing written; --skip-nonfinite N skips (counted in the log line and the JSON) and stops after N.

@@ -16,7 +16,7 @@ struct TrainState {
   int64_t optimizer_step = 0;     // AdamW's t (steps that updated the weights)
   int64_t skipped_nonfinite = 0;  // steps skipped by --skip-nonfinite so far
   // The data source (data_source_json); null in checkpoints written before it was recorded.
-  nlohmann::json data;
+  nlohmann::json data = nullptr;
 };
 
 std::string train_state_json(const TrainState& s);

@@ -199,7 +199,8 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
       // Replicas hold the same model: replica 0 writes (its ranks gather their shards over the model axis),
       // after every rank has gathered the ZeRO-1 moment partitions.
       opt.unpartition(*strategy, /*gather=*/true);
-      if (strategy->replica() == 0) save_checkpoint(dir, params, &opt, &state, strategy->model_comm(), ckpt_format);
+      if (strategy->replica() == 0)
+        save_checkpoint(dir, params, &opt, &state, strategy->model_comm(), ckpt_format);
       opt.repartition();
     });
   };

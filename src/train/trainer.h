@@ -36,13 +36,13 @@ struct TrainOptions {
   RecallSpec recall;           // shape of the built-in recall task
   std::string checkpoint_dir;  // empty = no checkpoints
   int64_t save_every = 0;      // 0 = only at the end (when checkpoint_dir is set)
-  std::string resume;          // "auto" (newest complete checkpoint of checkpoint_dir) or a checkpoint directory
-  int64_t eval_batches = 16;   // held-out batches for the final recall accuracy (recall task only)
-  int64_t eval_seq_len = 0;    // sequence length of those batches (0: seq_len)
-  StrategyOptions layout;      // mesh shape, data parallelism, tsp options
-  std::string trace;           // Chrome-trace output path (per rank: suffix .rank<N>.json)
-  bool json = false;           // step lines to stderr, one JSON document on stdout
-  bool progress = true;        // progress bar when stdout is a terminal
+  std::string resume;  // "auto" (newest complete checkpoint of checkpoint_dir) or a checkpoint directory
+  int64_t eval_batches = 16;  // held-out batches for the final recall accuracy (recall task only)
+  int64_t eval_seq_len = 0;   // sequence length of those batches (0: seq_len)
+  StrategyOptions layout;     // mesh shape, data parallelism, tsp options
+  std::string trace;          // Chrome-trace output path (per rank: suffix .rank<N>.json)
+  bool json = false;          // step lines to stderr, one JSON document on stdout
+  bool progress = true;       // progress bar when stdout is a terminal
   // Checkpoint files above this size are split into HF shards with an index (HF size strings: "5GB").
   std::string max_shard_size = "5GB";
 

@@ -12,7 +12,7 @@ run "$tsp" "${common[@]}" "$work/ref" >"$work/ref.json" 2>"$work/ref.err"
 printf '1 2 3 4 5 6 7 8 9\n' >"$work/tokens.txt"
 # point (phase,label,count) -> the step the resumed run must start from
 points=(
-  "label=save.begin:2" "label=checkpoint.gather,count=3:2" "label=checkpoint.gather,count=60:2"
+  "label=save.begin:2" "label=checkpoint.save,count=3:2" "label=checkpoint.save,count=40:2"
   "label=save.files-written:2" "label=save.digested:2" "label=save.manifest-written:2"
   "label=save.renamed:4" "label=save.latest-written:4" "label=save.pruned:4")
 for p in "${points[@]}"; do

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "tokenizer/byte_tokenizer.h"
+
 namespace tsp {
 
 struct Batch {
@@ -14,10 +16,6 @@ struct Batch {
   std::vector<int32_t> tokens;   // [batch * seq_len]
   std::vector<int32_t> targets;  // [batch * seq_len]; kernels::kIgnoreIndex where nothing is predicted
 };
-
-// Bytes are tokens 0..255.
-std::vector<int32_t> byte_tokenize(const std::string& text);
-std::string byte_detokenize(const std::vector<int32_t>& tokens);  // tokens >= 256 are dropped
 
 class DataSource {
  public:

@@ -20,6 +20,8 @@
 #include "parallel/registry.h"
 #include "train/data.h"
 #include "train/optimizer.h"
+#include "train/train_data.h"
+#include "train/validation.h"
 
 namespace tsp {
 
@@ -84,19 +86,18 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   ckpt_format.max_shard_bytes = parse_shard_size(o.max_shard_size);
   if (!o.trace.empty()) trace_enable(world.rank());
 
-  std::unique_ptr<DataSource> data;
-  RecallTask* recall = nullptr;
-  if (o.data.empty()) {
+  if (o.data.empty() && o.dataset.empty())
     TSP_REQUIRE(
         o.seq_len >= RecallTask::min_seq_len(o.recall),
         "--seq-len {} is too short for the recall task with {} pairs and {} queries: the minimum is {}",
         o.seq_len, o.recall.pairs, o.recall.queries, RecallTask::min_seq_len(o.recall));
-    auto r = std::make_unique<RecallTask>(o.seed + 1, o.recall);
-    recall = r.get();
-    data = std::move(r);
-  } else {
-    data = std::make_unique<TextData>(o.data, o.seed + 1);
-  }
+  TrainData train_data = make_train_data(o);
+  std::unique_ptr<DataSource>& data = train_data.source;
+  RecallTask* recall = train_data.recall;
+  const bool validate = data->validation_batches(o.batch, o.seq_len) > 0 && o.eval_batches > 0;
+  TSP_REQUIRE(o.val_fraction == 0 || validate,
+              "--val-fraction {} holds out too few tokens for one validation batch of {} x {} tokens ({})",
+              o.val_fraction, o.batch, o.seq_len + 1, data->describe());
   TSP_REQUIRE(c.vocab_size >= data->vocab_needed(),
               "the data ({}) needs vocab_size >= {}, but the model has {}", data->describe(),
               data->vocab_needed(), c.vocab_size);
@@ -187,15 +188,19 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
       save_checkpoint(o.checkpoint_dir + "/" + name, params, &opt, &state, strategy->model_comm(),
                       ckpt_format);
     opt.repartition();
+    if (lead) save_tokenizer_with_checkpoint(train_data, o.checkpoint_dir + "/" + name);
     if (lead) write_latest(o.checkpoint_dir, name);
     world.barrier();
     last_ckpt = o.checkpoint_dir + "/" + name;
   };
 
+  double last_val = -1;
   for (int64_t step = state.step + 1; step <= o.steps; ++step) {
     const auto [B, S] = shape_at(step);
+    const auto td = std::chrono::steady_clock::now();
     Batch b = data->next(B, S);
     auto t0 = std::chrono::steady_clock::now();
+    const double data_ms = std::chrono::duration<double, std::milli>(t0 - td).count();
     params.zero_grads();
     StepResult r = model.forward(b.tokens.data(), b.targets.data(), B, S);
     model.backward();
@@ -218,6 +223,7 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
                      {"lr", lr},
                      {"ms", sec * 1e3},
                      {"tokens_per_s", tps},
+                     {"data_ms", data_ms},
                      {"peak_bytes", m.peak_total}});
     if (lead) {
       bar.clear();
@@ -229,6 +235,18 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
                    gnorm, lr, sec * 1e3, tps, mib(m.peak_total));
       std::fflush(log);
       bar.draw(step, sec);
+    }
+    if (validate && ((o.eval_every > 0 && step % o.eval_every == 0) || step == o.steps)) {
+      const ValidationLoss v = validation_loss(model, *data, o.batch, o.seq_len, o.eval_batches);
+      last_val = v.loss;
+      steps.back()["val_loss"] = v.loss;
+      steps.back()["val_tokens"] = v.tokens;
+      if (lead) {
+        bar.clear();
+        std::fprintf(log, "step %5lld/%lld | validation loss %.4f over %lld tokens\n", (long long)step,
+                     (long long)o.steps, v.loss, (long long)v.tokens);
+        std::fflush(log);
+      }
     }
     if (o.save_every > 0 && step % o.save_every == 0 && step != o.steps) save(step);
   }
@@ -243,6 +261,8 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
                             {"tokens_per_s", time_sum > 0 ? tokens_sum / time_sum : 0.0},
                             {"memory_peak_bytes", memory_json(mem_stats())}};
   if (!last_ckpt.empty()) summary["checkpoint"] = last_ckpt;
+  if (last_val >= 0) summary["val_loss"] = last_val;
+  if (train_data.tokenizer) summary["tokenizer"] = train_data.tokenizer->describe();
   if (recall && o.eval_batches > 0) {
     // Held-out recall accuracy: argmax at every query's answer position, over sequences never trained on.
     int64_t correct = 0, total = 0;
@@ -281,6 +301,7 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
                    100.0 * summary["recall_accuracy"].get<double>(),
                    (long long)summary["recall_queries"].get<int64_t>(),
                    (long long)summary["recall_seq_len"].get<int64_t>(), 100.0 * recall->chance_accuracy());
+    if (last_val >= 0) std::fprintf(log, "validation loss %.4f\n", last_val);
     if (!last_ckpt.empty()) std::fprintf(log, "checkpoint: %s\n", last_ckpt.c_str());
     if (o.json) {
       nlohmann::json doc = summary;

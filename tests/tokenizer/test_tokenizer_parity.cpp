@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "tokenizer/tokenizer.h"
 
@@ -81,6 +82,43 @@ TEST(TokenizerParity, Qwen3ByteLevelBpeWithNfc) {
 }
 TEST(TokenizerParity, Llama2MetaspaceBpeWithByteFallback) {
   check_tokenizer("llama2");
+}
+
+// SentencePiece: tokenizer.model through libsentencepiece against Debian's spm_encode / spm_decode on models
+// spm_train made in the set-up (spm_reference.sh), BPE and unigram, with byte fallback.
+void check_sentencepiece(const std::string& model_type) {
+  const char* dir = std::getenv("TSP_SPM_DIR");
+  if (!dir) GTEST_SKIP() << "TSP_SPM_DIR is not set (run through ctest, which trains the models first)";
+  const fs::path d = fs::path(dir) / model_type;
+  auto tok = load_tokenizer(d.string());
+  auto lines_of = [](const fs::path& p) {
+    std::ifstream f(p);
+    std::vector<std::string> v;
+    for (std::string l; std::getline(f, l);) v.push_back(l);
+    return v;
+  };
+  const auto lines = lines_of(fs::path(dir) / "lines.txt"), ids = lines_of(d / "ids.txt"),
+             text = lines_of(d / "decoded.txt");
+  ASSERT_EQ(lines.size(), ids.size());
+  ASSERT_EQ(lines.size(), text.size());
+  ASSERT_GT(lines.size(), 100u);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    std::vector<int32_t> want;
+    std::istringstream in(ids[i]);
+    for (int32_t x; in >> x;) want.push_back(x);
+    EXPECT_EQ(tok->encode(lines[i]), want) << model_type << " " << json(lines[i]).dump();
+    EXPECT_EQ(tok->decode(want, /*skip_special_tokens=*/true), text[i])
+        << model_type << " decode " << show(want);
+  }
+  EXPECT_EQ(tok->encode("x", false).front(), tok->encode("x").at(1))
+      << "BOS comes first, only with special tokens";
+}
+
+TEST(SentencePieceParity, Bpe) {
+  check_sentencepiece("bpe");
+}
+TEST(SentencePieceParity, Unigram) {
+  check_sentencepiece("unigram");
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "data/token_dataset.h"
 #include "data/tokenize_corpus.h"
 #include "tokenizer/byte_tokenizer.h"
+#include "usage_error.h"
 
 namespace tsp {
 namespace {
@@ -80,14 +81,7 @@ std::vector<std::vector<int32_t>> write_random_dataset(const fs::path& dir, int 
   return all;
 }
 
-std::string usage_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const UsageError& e) {
-    return e.what();
-  }
-  return "(no UsageError)";
-}
+using testing::usage_error;
 
 TEST(TokenDataset, RoundTripBothWidths) {
   TempDir t;

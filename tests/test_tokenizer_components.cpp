@@ -17,6 +17,7 @@
 #include "tokenizer/pre_tokenizers.h"
 #include "tokenizer/regex.h"
 #include "tokenizer/utf8.h"
+#include "usage_error.h"
 
 namespace tsp {
 namespace {
@@ -43,14 +44,7 @@ std::string decoded(const json& j, std::vector<std::string> tokens) {
   return s;
 }
 
-std::string usage_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const UsageError& e) {
-    return e.what();
-  }
-  return "(no UsageError)";
-}
+using testing::usage_error;
 
 TEST(Utf8, RepairReplacesMaximalSubparts) {
   EXPECT_EQ(utf8::repair("ok \xC3\xA9"), "ok \xC3\xA9");

@@ -77,19 +77,7 @@ class ReplaceDecoder : public Decoder {
   ReplaceDecoder(const std::string& pattern, std::string content)
       : re_(pattern), content_(std::move(content)) {}
   void decode_chain(std::vector<std::string>& tokens) const override {
-    for (auto& t : tokens) {
-      const auto m = re_.find_all(t);
-      if (m.empty()) continue;
-      std::string out;
-      size_t prev = 0;
-      for (auto [b, e] : m) {
-        out.append(t, prev, b - prev);
-        out += content_;
-        prev = e;
-      }
-      out.append(t, prev, std::string::npos);
-      t.swap(out);
-    }
+    for (auto& t : tokens) t = re_.replace_all(t, content_);
   }
 
  private:

@@ -93,19 +93,7 @@ class ReplaceNormalizer : public Normalizer {
  public:
   ReplaceNormalizer(const std::string& pattern, std::string content)
       : re_(pattern), content_(std::move(content)) {}
-  void normalize(std::string& text) const override {
-    const auto matches = re_.find_all(text);
-    if (matches.empty()) return;
-    std::string out;
-    size_t prev = 0;
-    for (auto [b, e] : matches) {
-      out.append(text, prev, b - prev);
-      out += content_;
-      prev = e;
-    }
-    out.append(text, prev, std::string::npos);
-    text.swap(out);
-  }
+  void normalize(std::string& text) const override { text = re_.replace_all(text, content_); }
 
  private:
   Regex re_;

@@ -22,6 +22,8 @@ class Regex {
   // Byte ranges [begin, end) of the successive non-overlapping, non-empty matches in `text` (valid UTF-8).
   // An empty match consumes no text: the search goes on one character further. Thread-safe.
   std::vector<std::pair<size_t, size_t>> find_all(std::string_view text) const;
+  // `text` with every match (as find_all finds them) replaced by `content`.
+  std::string replace_all(std::string_view text, std::string_view content) const;
   // Whether the pattern matches anywhere in `text`.
   bool search(std::string_view text) const;
   const std::string& pattern() const { return pattern_; }

@@ -5,7 +5,6 @@
 // single; on 2, tsp.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -15,26 +14,13 @@
 #include "data/packed_dataset.h"
 #include "data/token_dataset.h"
 #include "model/checkpoint.h"
+#include "scratch_helpers.h"
 #include "train/trainer.h"
 
 namespace tsp {
 namespace {
 
 namespace fs = std::filesystem;
-
-fs::path scratch_dir(Communicator& world, const std::string& name) {
-  int64_t id = int64_t(::getpid());
-  world.broadcast("test.dir", &id, 1, 0);
-  fs::path d = fs::temp_directory_path() / fmt::format("tsp_dataset_train_{}_{}", name, id);
-  if (world.rank() == 0) fs::create_directories(d);
-  world.barrier();
-  return d;
-}
-
-std::string file_bytes(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
 
 // 20 documents of 20-60 tokens drawn from a few repeated phrases (learnable), EOS = 255.
 void write_dataset(const fs::path& dir) {
@@ -64,7 +50,7 @@ void write_dataset(const fs::path& dir) {
 
 TEST(DatasetTrain, ResumeIsBitExactWithValidation) {
   Communicator world = Communicator::world();
-  const fs::path dir = scratch_dir(world, "resume");
+  const fs::path dir = scratch_dir(world, "tsp_dataset_train", "resume");
   if (world.rank() == 0) write_dataset(dir / "data");
   world.barrier();
 
@@ -104,7 +90,8 @@ TEST(DatasetTrain, ResumeIsBitExactWithValidation) {
   EXPECT_LT(a["val_loss"].get<double>(), std::log(256.0));  // it learned something from the phrases
   if (world.rank() == 0) {
     for (const char* f : {"model.safetensors", "optimizer.safetensors", "trainer_state.json"})
-      EXPECT_EQ(file_bytes(dir / "straight" / "step_000008" / f), file_bytes(dir / "resumed" / "step_000008" / f))
+      EXPECT_EQ(file_bytes(dir / "straight" / "step_000008" / f),
+                file_bytes(dir / "resumed" / "step_000008" / f))
           << f << " differs between 8 straight steps and 3 + resume + 5";
     fs::remove_all(dir);
   }

@@ -60,8 +60,9 @@ Batch TextData::next(int64_t batch, int64_t seq_len) {
   const int64_t n = int64_t(tokens_.size());
   TSP_REQUIRE(
       n >= seq_len + 1,
-      "text data file '{}' has {} tokens; seq_len {} needs at least {} (a window plus its next token)", path_,
-      n, seq_len, seq_len + 1);
+      "text data file '{}' has {} bytes, {} tokens; seq_len {} needs at least {} tokens (a window plus its "
+      "next token)",
+      path_, bytes_, n, seq_len, seq_len + 1);
   Batch out;
   out.batch = batch;
   out.seq_len = seq_len;

@@ -42,6 +42,12 @@ double mean(const std::vector<double>& v) {
 }
 
 int run_generate(GenerateCliOptions& o, Communicator& world) {
+  o.gen.sampling.validate();  // before anything is read
+  DecodeOptions d;
+  d.kv_layout = parse_kv_layout(o.kv_layout);
+  d.kv_layout_given = o.kv_layout_given;
+  TSP_REQUIRE(!(o.no_kv_cache && o.kv_layout_given),
+              "--kv-layout places the KV cache; --no-kv-cache has none");
   const auto tok = load_tokenizer_for(resolve_checkpoint_dir(o.checkpoint));
   if (world.rank() == 0 && o.prompt_tokens.empty() && !o.token_ids)
     std::fprintf(stderr, "tokenizer: %s\n", tok->describe().c_str());
@@ -52,12 +58,6 @@ int run_generate(GenerateCliOptions& o, Communicator& world) {
     prompts.push_back(o.prompt_tokens.empty() ? tok->encode(o.prompt)
                                               : parse_token_ids(o.prompt_tokens, "--prompt-tokens"));
   TSP_REQUIRE(!prompts[0].empty(), "the prompt is empty: give --prompt TEXT or --prompt-tokens \"1 2 3\"");
-  o.gen.sampling.validate();  // before anything is read
-  DecodeOptions d;
-  d.kv_layout = parse_kv_layout(o.kv_layout);
-  d.kv_layout_given = o.kv_layout_given;
-  TSP_REQUIRE(!(o.no_kv_cache && o.kv_layout_given),
-              "--kv-layout places the KV cache; --no-kv-cache has none");
   InferenceSession session(o.checkpoint, o.strategy, world, o.layout, d);
   o.gen.stop_tokens = session.eos_tokens();
   o.gen.stop_tokens.insert(o.gen.stop_tokens.end(), o.stop_tokens.begin(), o.stop_tokens.end());

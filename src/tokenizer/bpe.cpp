@@ -98,7 +98,9 @@ BpeModel::BpeModel(const json& m) : cache_id_(next_cache_id++) {
       b = e[1].get<std::string>();
     }
     const size_t prefix = std::min(continuing_subword_prefix_.size(), b.size());
-    merges_[pair_key(id_of(a), id_of(b))] = {rank++, id_of(a + b.substr(prefix))};
+    // In HF's order: a, b, then the merged token must be in the vocabulary.
+    const int32_t a_id = id_of(a), b_id = id_of(b), merged = id_of(a + b.substr(prefix));
+    merges_[pair_key(a_id, b_id)] = {rank++, merged};
   }
 }
 

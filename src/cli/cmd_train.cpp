@@ -25,7 +25,18 @@ void add_train_command(CLI::App& root, std::vector<Command>& cmds) {
   app->add_option("--weight-decay", o->weight_decay, "AdamW decoupled weight decay")->capture_default_str();
   app->add_option("--grad-clip", o->grad_clip, "global gradient-norm clip (0 = off)")->capture_default_str();
   app->add_option("--seed", o->seed, "seed of the model init and the data stream")->capture_default_str();
-  app->add_option("--data", o->data, "train on a text file (byte-level tokens) instead of the recall task");
+  app->add_option("--data", o->data,
+                  "train on a text file instead of the recall task (tokens: --tokenizer, else the resumed "
+                  "checkpoint's tokenizer, else bytes)");
+  app->add_option(
+      "--tokenizer", o->tokenizer,
+      "tokenizer directory for --data (tokenizer.json or tokenizer.model; copied into checkpoints)");
+  app->add_option("--dataset", o->dataset, "train on a tokenized dataset (tsp tokenize --output DIR)");
+  app->add_option("--val-fraction", o->val_fraction,
+                  "documents of --dataset held out for the validation loss")
+      ->capture_default_str();
+  app->add_option("--eval-every", o->eval_every, "validation loss every N steps (0: at the end only)")
+      ->capture_default_str();
   app->add_option("--recall-keys", o->recall.num_keys, "recall task: key vocabulary")->capture_default_str();
   app->add_option("--recall-values", o->recall.num_values,
                   "recall task: value vocabulary (chance = 1/values)")
@@ -59,7 +70,8 @@ void add_train_command(CLI::App& root, std::vector<Command>& cmds) {
   app->add_option("--skip-nonfinite", o->skip_nonfinite,
                   "skip up to N steps with a non-finite loss or gradient (no update) before stopping")
       ->capture_default_str();
-  app->add_option("--eval-batches", o->eval_batches, "held-out batches for the final recall accuracy")
+  app->add_option("--eval-batches", o->eval_batches,
+                  "held-out batches for the final recall accuracy, or for the --dataset validation loss")
       ->capture_default_str();
   app->add_option("--eval-seq-len", o->eval_seq_len,
                   "sequence length of the held-out recall batches (0: --seq-len)")

@@ -27,6 +27,8 @@
 #include "train/optimizer.h"
 #include "train/resume.h"
 #include "train/stop_signals.h"
+#include "train/train_data.h"
+#include "train/validation.h"
 
 namespace tsp {
 
@@ -96,19 +98,23 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   ckpt_format.max_shard_bytes = parse_shard_size(o.max_shard_size);
   if (!o.trace.empty()) trace_enable(world.rank());
 
-  std::unique_ptr<DataSource> data;
-  RecallTask* recall = nullptr;
-  if (data_path.empty()) {
+  if (data_path.empty() && o.dataset.empty())
     TSP_REQUIRE(
         o.seq_len >= RecallTask::min_seq_len(o.recall),
         "--seq-len {} is too short for the recall task with {} pairs and {} queries: the minimum is {}",
         o.seq_len, o.recall.pairs, o.recall.queries, RecallTask::min_seq_len(o.recall));
-    auto r = std::make_unique<RecallTask>(o.seed + 1, o.recall);
-    recall = r.get();
-    data = std::move(r);
-  } else {
-    data = std::make_unique<TextData>(data_path, o.seed + 1);
-  }
+  // The data source: what the resumed checkpoint trained on (data_for_resume) unless given, through its
+  // tokenizer.
+  TrainOptions data_opts = o;
+  data_opts.data = data_path;
+  data_opts.resume = from.dir;
+  TrainData train_data = make_train_data(data_opts);
+  std::unique_ptr<DataSource>& data = train_data.source;
+  RecallTask* recall = train_data.recall;
+  const bool validate = data->validation_batches(o.batch, o.seq_len) > 0 && o.eval_batches > 0;
+  TSP_REQUIRE(o.val_fraction == 0 || validate,
+              "--val-fraction {} holds out too few tokens for one validation batch of {} x {} tokens ({})",
+              o.val_fraction, o.batch, o.seq_len + 1, data->describe());
   TSP_REQUIRE(c.vocab_size >= data->vocab_needed(),
               "the data ({}) needs vocab_size >= {}, but the model has {}", data->describe(),
               data->vocab_needed(), c.vocab_size);
@@ -202,6 +208,7 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
       if (strategy->replica() == 0)
         save_checkpoint(dir, params, &opt, &state, strategy->model_comm(), ckpt_format);
       opt.repartition();
+      if (lead) save_tokenizer_with_checkpoint(train_data, dir);
     });
   };
   StopSignals signals(lead);
@@ -209,12 +216,15 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   int64_t last_step = state.step;
   nlohmann::json stopped;
 
+  double last_val = -1;
   for (int64_t step = state.step + 1; step <= o.steps; ++step) {
     fault_set_step(step);
     watchdog_set_step(step);
     const auto [B, S] = shape_at(step);
+    const auto td = std::chrono::steady_clock::now();
     Batch b = data->next(B, S);
     auto t0 = std::chrono::steady_clock::now();
+    const double data_ms = std::chrono::duration<double, std::milli>(t0 - td).count();
     params.zero_grads();
     if (detail::g_fault_armed) inject_nan_fault(params, opt, /*gradient=*/false);
     StepResult r = model.forward(b.tokens.data(), b.targets.data(), B, S);
@@ -273,6 +283,7 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
                      {"lr", lr},
                      {"ms", sec * 1e3},
                      {"tokens_per_s", tps},
+                     {"data_ms", data_ms},
                      {"peak_bytes", m.peak_total},
                      {"skipped", skipped}});
     if (lead) {
@@ -289,6 +300,18 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
                            : "");
       std::fflush(log);
       bar.draw(step, sec);
+    }
+    if (validate && ((o.eval_every > 0 && step % o.eval_every == 0) || step == o.steps)) {
+      const ValidationLoss v = validation_loss(model, *data, o.batch, o.seq_len, o.eval_batches);
+      last_val = v.loss;
+      steps.back()["val_loss"] = v.loss;
+      steps.back()["val_tokens"] = v.tokens;
+      if (lead) {
+        bar.clear();
+        std::fprintf(log, "step %5lld/%lld | validation loss %.4f over %lld tokens\n", (long long)step,
+                     (long long)o.steps, v.loss, (long long)v.tokens);
+        std::fflush(log);
+      }
     }
     // Preemption: every rank stops after the same step (docs/reliability.md).
     if ((stop_signal = signals.agreed(world)) != 0) break;
@@ -321,6 +344,8 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
                             {"memory_peak_bytes", memory_json(mem_stats())}};
   if (!last_ckpt.empty()) summary["checkpoint"] = last_ckpt;
   if (!stopped.is_null()) summary["stopped"] = stopped;
+  if (last_val >= 0) summary["val_loss"] = last_val;
+  if (train_data.tokenizer) summary["tokenizer"] = train_data.tokenizer->describe();
   if (recall && o.eval_batches > 0 && exit_status == 0) {
     // Held-out recall accuracy: argmax at every query's answer position, over sequences never trained on.
     int64_t correct = 0, total = 0;
@@ -359,6 +384,7 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
                    100.0 * summary["recall_accuracy"].get<double>(),
                    (long long)summary["recall_queries"].get<int64_t>(),
                    (long long)summary["recall_seq_len"].get<int64_t>(), 100.0 * recall->chance_accuracy());
+    if (last_val >= 0) std::fprintf(log, "validation loss %.4f\n", last_val);
     if (!last_ckpt.empty()) std::fprintf(log, "checkpoint: %s\n", last_ckpt.c_str());
     if (o.json) {
       nlohmann::json doc = summary;

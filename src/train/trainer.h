@@ -33,11 +33,15 @@ struct TrainOptions {
   double grad_clip = 1.0;
   uint64_t seed = 1234;
   std::string data;            // text file; empty = the built-in recall task
+  std::string dataset;         // tokenized dataset directory (tsp tokenize --output); excludes data
+  std::string tokenizer;       // tokenizer directory for --data (copied into checkpoints)
+  double val_fraction = 0;     // documents of the dataset held out for the validation loss
+  int64_t eval_every = 0;      // validation loss every N steps (0: at the end only), when there is a split
   RecallSpec recall;           // shape of the built-in recall task
   std::string checkpoint_dir;  // empty = no checkpoints
   int64_t save_every = 0;      // 0 = only at the end (when checkpoint_dir is set)
   std::string resume;  // "auto" (newest complete checkpoint of checkpoint_dir) or a checkpoint directory
-  int64_t eval_batches = 16;  // held-out batches for the final recall accuracy (recall task only)
+  int64_t eval_batches = 16;  // held-out batches: final recall accuracy, or the dataset's validation loss
   int64_t eval_seq_len = 0;   // sequence length of those batches (0: seq_len)
   StrategyOptions layout;     // mesh shape, data parallelism, tsp options
   std::string trace;          // Chrome-trace output path (per rank: suffix .rank<N>.json)

@@ -11,6 +11,7 @@
 #include <iterator>
 
 #include "model/checkpoint.h"
+#include "scratch_helpers.h"
 #include "train/trainer.h"
 
 namespace tsp {
@@ -19,18 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path scratch_dir(Communicator& world, const std::string& name) {
-  // One directory for the job (rank 0 creates it; the path must be the same on every rank).
-  int64_t id = int64_t(::getpid());
-  world.broadcast("test.dir", &id, 1, 0);
-  fs::path d = fs::temp_directory_path() / fmt::format("tsp_train_{}_{}", name, id);
-  if (world.rank() == 0) fs::create_directories(d);
-  world.barrier();
-  return d;
-}
-
-std::string file_bytes(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
+  return tsp::scratch_dir(world, "tsp_train", name);
 }
 
 TrainOptions tiny_options(Communicator& world) {

@@ -54,7 +54,7 @@ void decode_chunk(T* out, T* lse, const T* q, const T* k, const T* v, int64_t q_
   for (int64_t h = 0; h < H; ++h) {
     T* sc = scores.data() + h * n;
     T m = kNegInf<T>;
-    for (int64_t s = 0; s < n; ++s) m = std::max(m, sc[s]);
+    for (int64_t s = 0; s < n; ++s) m = nan_max(m, sc[s]);
     if (m == kNegInf<T>) {
       lse[h] = kNegInf<T>;
       continue;
@@ -132,7 +132,7 @@ void attention_merge(T* out, int64_t out_stride, T* lse, const T* part_out, int6
                      const T* part_lse, int64_t lse_stride_p, int64_t parts, int64_t rows, int64_t d) {
   for (int64_t r = 0; r < rows; ++r) {
     T m = kNegInf<T>;
-    for (int64_t p = 0; p < parts; ++p) m = std::max(m, part_lse[p * lse_stride_p + r]);
+    for (int64_t p = 0; p < parts; ++p) m = nan_max(m, part_lse[p * lse_stride_p + r]);
     T* o = out + r * out_stride;
     std::fill(o, o + d, T(0));
     if (m == kNegInf<T>) {

@@ -31,7 +31,7 @@ void broadcast_string(Communicator* comm, std::string& s) {
   int64_t n = int64_t(s.size());
   comm->broadcast("checkpoint.agree", &n, 1, 0);
   std::vector<int64_t> words(size_t((n + 7) / 8), 0);
-  if (comm->rank() == 0) std::memcpy(words.data(), s.data(), size_t(n));
+  if (comm->rank() == 0 && n > 0) std::memcpy(words.data(), s.data(), size_t(n));
   comm->broadcast("checkpoint.agree", words.data(), int64_t(words.size()), 0);
   s.assign(reinterpret_cast<const char*>(words.data()), size_t(n));
 }

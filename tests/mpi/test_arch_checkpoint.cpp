@@ -15,20 +15,12 @@
 #include "model/checkpoint.h"
 #include "model/safetensors.h"
 #include "parallel/registry.h"
+#include "scratch_dir.h"
 
 namespace tsp {
 namespace {
 
 namespace fs = std::filesystem;
-
-fs::path scratch_dir(Communicator& world, const std::string& name) {
-  int64_t id = int64_t(::getpid());
-  world.broadcast("test.dir", &id, 1, 0);
-  fs::path d = fs::temp_directory_path() / fmt::format("tsp_arch_ckpt_{}_{}", name, id);
-  if (world.rank() == 0) fs::create_directories(d);
-  world.barrier();
-  return d;
-}
 
 // One training step (forward, backward, AdamW) of `layout` from the perturbed seeded model.
 void one_step(Strategy<double>& layout, ModelParams<double>& p, AdamW<double>& opt) {
@@ -46,7 +38,7 @@ void one_step(Strategy<double>& layout, ModelParams<double>& p, AdamW<double>& o
 
 TEST(ArchCheckpoint, ReplicatedKvHeadsStayIdenticalAndAreSavedOnce) {
   Communicator world = Communicator::world();
-  fs::path dir = scratch_dir(world, "qwen");
+  fs::path dir = test::scratch_dir(world, "arch_ckpt_qwen");
   for (const char* type : {"qwen2", "qwen3"}) {
     SCOPED_TRACE(type);
     const ModelConfig c = test::with_model_type(test::arch_base_config(1), type);

@@ -11,22 +11,13 @@
 #include <iterator>
 
 #include "model/checkpoint.h"
+#include "scratch_dir.h"
 #include "train/trainer.h"
 
 namespace tsp {
 namespace {
 
 namespace fs = std::filesystem;
-
-fs::path scratch_dir(Communicator& world, const std::string& name) {
-  // One directory for the job (rank 0 creates it; the path must be the same on every rank).
-  int64_t id = int64_t(::getpid());
-  world.broadcast("test.dir", &id, 1, 0);
-  fs::path d = fs::temp_directory_path() / fmt::format("tsp_train_{}_{}", name, id);
-  if (world.rank() == 0) fs::create_directories(d);
-  world.barrier();
-  return d;
-}
 
 std::string file_bytes(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
@@ -70,7 +61,7 @@ TEST(Train, RecallAccuracyFarAboveChance) {
 
 TEST(Train, ResumeIsBitExact) {
   Communicator world = Communicator::world();
-  fs::path dir = scratch_dir(world, "resume");
+  fs::path dir = test::scratch_dir(world, "train_resume");
   TrainOptions straight = tiny_options(world);
   straight.checkpoint_dir = (dir / "straight").string();
   run_training(straight, world);
@@ -112,7 +103,7 @@ TEST(Train, LossCurveMatchesSingleDevice) {
 
 TEST(Train, CheckpointsLoadAcrossLayouts) {
   Communicator world = Communicator::world();
-  fs::path dir = scratch_dir(world, "interchange");
+  fs::path dir = test::scratch_dir(world, "train_interchange");
   TrainOptions o = tiny_options(world);
   o.steps = 2;
   o.checkpoint_dir = (dir / "par").string();

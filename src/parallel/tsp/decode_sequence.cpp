@@ -30,11 +30,12 @@ void TspSequenceAttention<T>::prepare(const ModelParams<T>& p, Communicator& com
   config_ = &c;
   norm_eps_ = c.rms_norm_eps;
   kv_replicas_ = p.spec().kv_replicas;
-  TSP_CHECK(cache->width() == kv_heads_ * head_dim_ && heads_s_ * D_ == heads_ &&
-                kv_heads_s_ * D_ == kv_heads_ * kv_replicas_,
-            "TspSequenceAttention: the cache rows ({}) must hold every KV head and the shards one D-th (or one "
-            "replicated KV head each)",
-            cache->width());
+  TSP_CHECK(
+      cache->width() == kv_heads_ * head_dim_ && heads_s_ * D_ == heads_ &&
+          kv_heads_s_ * D_ == kv_heads_ * kv_replicas_,
+      "TspSequenceAttention: the cache rows ({}) must hold every KV head and the shards one D-th (or one "
+      "replicated KV head each)",
+      cache->width());
   const int64_t d = head_dim_, qd_s = heads_s_ * d, kd_s = kv_heads_s_ * d;
   slot_pos_ = Buffer<int64_t>(max_rows * slots.slots(), Mem::workspace);
   k_ = Buffer<T>(max_rows * kd_s, Mem::workspace);

@@ -39,6 +39,7 @@ void add_generate_command(CLI::App& root, std::vector<Command>& cmds);
 void add_check_command(CLI::App& root, std::vector<Command>& cmds);
 void add_plan_command(CLI::App& root, std::vector<Command>& cmds);
 void add_bench_command(CLI::App& root, std::vector<Command>& cmds);
+void add_tokenize_command(CLI::App& root, std::vector<Command>& cmds);
 
 // Parses whitespace-separated integer token ids; errors name `what` and the offending text.
 std::vector<int32_t> parse_token_ids(const std::string& text, const std::string& what);

@@ -126,11 +126,9 @@ void save_checkpoint(const std::string& dir, ModelParams<T>& params, AdamW<T>* o
   }
   if (writer) {
     if (state) {
-      const nlohmann::json j = {{"step", state->step},
-                                {"data_position", state->data_position},
-                                {"seed", state->seed},
-                                {"optimizer_step", optimizer ? optimizer->t() : 0}};
-      write_file_atomic((tmp_dir / kStateFile).string(), j.dump(2) + "\n");
+      TrainState s = *state;
+      s.optimizer_step = optimizer ? optimizer->t() : 0;
+      write_file_atomic((tmp_dir / kStateFile).string(), train_state_json(s));
     }
     std::error_code ec;
     fs::remove_all(final_dir, ec);
@@ -165,20 +163,11 @@ CheckpointReadStats load_checkpoint(const std::string& dir_in, ModelParams<T>& p
     moments = moment_tensors<T>(params, *optimizer);
     check_tensor_set(*opt_set, moments, std::nullopt, "");
   }
-  nlohmann::json trainer_state;
   if (state) {
-    std::ifstream f(dir / kStateFile);
-    TSP_REQUIRE(static_cast<bool>(f), "checkpoint {} has no {}: cannot resume training", dir.string(),
+    TSP_REQUIRE(fs::exists(dir / kStateFile), "checkpoint {} has no {}: cannot resume training", dir.string(),
                 kStateFile);
-    try {
-      f >> trainer_state;
-      state->step = trainer_state.at("step").get<int64_t>();
-      state->data_position = trainer_state.at("data_position").get<int64_t>();
-      state->seed = trainer_state.at("seed").get<uint64_t>();
-      if (optimizer) optimizer->set_t(trainer_state.at("optimizer_step").get<int64_t>());
-    } catch (const nlohmann::json::exception& e) {
-      throw UsageError(fmt::format("{}: {}", (dir / kStateFile).string(), e.what()));
-    }
+    *state = read_train_state((dir / kStateFile).string());
+    if (optimizer) optimizer->set_t(state->optimizer_step);
   }
 
   CheckpointReadStats stats;

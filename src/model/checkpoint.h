@@ -2,7 +2,7 @@
 // loadable by transformers' LlamaForCausalLM: model.safetensors, or model-0000k-of-0000n.safetensors shards
 // with model.safetensors.index.json above the maximum shard size (5GB by default, as save_pretrained).
 // Training checkpoints add optimizer.safetensors (AdamW moments under "exp_avg.<name>" / "exp_avg_sq.<name>",
-// full-size like the weights, sharded the same way) and trainer_state.json (step, data position, seed), so a
+// full-size like the weights, sharded the same way) and trainer_state.json (train/train_state.h), so a
 // run resumes exactly. Tensors are stored whole, so a checkpoint written by any layout at any rank count
 // loads into any other.
 //
@@ -20,14 +20,9 @@
 #include "model/params.h"
 #include "model/safetensors_index.h"
 #include "train/optimizer.h"
+#include "train/train_state.h"
 
 namespace tsp {
-
-struct TrainState {
-  int64_t step = 0;           // optimizer steps taken
-  int64_t data_position = 0;  // batches drawn from the data source
-  uint64_t seed = 0;
-};
 
 struct CheckpointWriteOptions {
   int64_t max_shard_bytes = kDefaultMaxShardBytes;  // per safetensors file (--max-shard-size)

@@ -14,11 +14,11 @@ train=(train --strategy tsp --preset tiny --seq-len 128 --batch 2 --no-progress 
 
 run "$np" "$tsp" "${train[@]}" --steps 2 --checkpoint-dir "$work/whole" >/dev/null
 run "$np" "$tsp" "${train[@]}" --steps 2 --checkpoint-dir "$work/shards" --max-shard-size 40KB >/dev/null
-ck=$work/shards/step_000002
+ck=$work/shards/step-000002
 test -f "$ck/model.safetensors.index.json" && test ! -f "$ck/model.safetensors"
-test -f "$ck/optimizer.safetensors.index.json" && test -f "$work/whole/step_000002/model.safetensors"
+test -f "$ck/optimizer.safetensors.index.json" && test -f "$work/whole/step-000002/model.safetensors"
 
-python3 - "$work/whole/step_000002" "$ck" <<'PY'
+python3 - "$work/whole/step-000002" "$ck" <<'PY'
 import json, os, struct, sys
 whole, shards = sys.argv[1], sys.argv[2]
 

@@ -15,7 +15,7 @@
 #include "model/checkpoint.h"
 #include "model/safetensors.h"
 #include "parallel/registry.h"
-#include "scratch_dir.h"
+#include "scratch_helpers.h"
 
 namespace tsp {
 namespace {
@@ -38,7 +38,7 @@ void one_step(Strategy<double>& layout, ModelParams<double>& p, AdamW<double>& o
 
 TEST(ArchCheckpoint, ReplicatedKvHeadsStayIdenticalAndAreSavedOnce) {
   Communicator world = Communicator::world();
-  fs::path dir = test::scratch_dir(world, "arch_ckpt_qwen");
+  fs::path dir = scratch_dir(world, "tsp", "arch_ckpt_qwen");
   for (const char* type : {"qwen2", "qwen3"}) {
     SCOPED_TRACE(type);
     const ModelConfig c = test::with_model_type(test::arch_base_config(1), type);

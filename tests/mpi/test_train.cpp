@@ -11,7 +11,7 @@
 #include <iterator>
 
 #include "model/checkpoint.h"
-#include "scratch_dir.h"
+#include "scratch_helpers.h"
 #include "train/trainer.h"
 
 namespace tsp {
@@ -19,9 +19,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string file_bytes(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
+fs::path scratch_dir(Communicator& world, const std::string& name) {
+  return tsp::scratch_dir(world, "tsp_train", name);
 }
 
 TrainOptions tiny_options(Communicator& world) {
@@ -61,7 +60,7 @@ TEST(Train, RecallAccuracyFarAboveChance) {
 
 TEST(Train, ResumeIsBitExact) {
   Communicator world = Communicator::world();
-  fs::path dir = test::scratch_dir(world, "train_resume");
+  fs::path dir = scratch_dir(world, "train_resume");
   TrainOptions straight = tiny_options(world);
   straight.checkpoint_dir = (dir / "straight").string();
   run_training(straight, world);
@@ -74,13 +73,13 @@ TEST(Train, ResumeIsBitExact) {
   run_training(first, world);
   TrainOptions second = straight;
   second.checkpoint_dir = (dir / "resumed").string();
-  second.resume = (dir / "split" / "step_000003").string();
+  second.resume = (dir / "split" / "step-000003").string();
   run_training(second, world);
 
   if (world.rank() == 0) {
     for (const char* f : {"model.safetensors", "optimizer.safetensors"}) {
-      EXPECT_EQ(file_bytes(dir / "straight" / "step_000006" / f),
-                file_bytes(dir / "resumed" / "step_000006" / f))
+      EXPECT_EQ(file_bytes(dir / "straight" / "step-000006" / f),
+                file_bytes(dir / "resumed" / "step-000006" / f))
           << f << " differs between 6 straight steps and 3 + resume + 3";
     }
     fs::remove_all(dir);
@@ -103,7 +102,7 @@ TEST(Train, LossCurveMatchesSingleDevice) {
 
 TEST(Train, CheckpointsLoadAcrossLayouts) {
   Communicator world = Communicator::world();
-  fs::path dir = test::scratch_dir(world, "train_interchange");
+  fs::path dir = scratch_dir(world, "train_interchange");
   TrainOptions o = tiny_options(world);
   o.steps = 2;
   o.checkpoint_dir = (dir / "par").string();

@@ -27,6 +27,11 @@ void expect_same(const ModelConfig& a, const ModelConfig& b) {
   EXPECT_EQ(a.rms_norm_eps, b.rms_norm_eps);
   EXPECT_EQ(a.rope_theta, b.rope_theta);
   EXPECT_EQ(a.tie_word_embeddings, b.tie_word_embeddings);
+  EXPECT_EQ(a.rope_scaling, b.rope_scaling);
+  EXPECT_EQ(a.model_type, b.model_type);
+  EXPECT_EQ(a.attention_qkv_bias, b.attention_qkv_bias);
+  EXPECT_EQ(a.qk_norm, b.qk_norm);
+  EXPECT_EQ(a.sliding_window, b.sliding_window);
 }
 
 // The message of the UsageError that `f` throws ("" if it does not throw one).
@@ -145,7 +150,7 @@ TEST(Config, UnknownPresetListsNames) {
   const std::string msg = usage_error([] { tsp::preset_config("huge"); });
   EXPECT_NE(msg.find("huge"), std::string::npos) << msg;
   for (const auto& n : tsp::preset_names()) EXPECT_NE(msg.find(n), std::string::npos) << msg;
-  EXPECT_EQ(tsp::preset_names(), (std::vector<std::string>{"tiny", "small", "llama7b"}));
+  EXPECT_EQ(tsp::preset_names(), (std::vector<std::string>{"tiny", "small", "llama7b", "llama3_8b"}));
 }
 
 TEST(Config, JsonRoundTripEveryPreset) {
@@ -263,11 +268,12 @@ TEST(Config, WrongTypeIsNamed) {
 
 TEST(Config, UnsupportedFeaturesAreNamed) {
   const std::vector<std::pair<std::string, json>> cases = {
-      {"rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}}},
+      {"rope_scaling", {{"rope_type", "longrope"}, {"factor", 8.0}}},
       {"attention_bias", true},
       {"mlp_bias", true},
       {"hidden_act", "gelu"},
-      {"model_type", "mistral"}};
+      {"partial_rotary_factor", 0.5},
+      {"model_type", "gemma"}};
   for (const auto& [field, value] : cases) {
     json j = minimal_json();
     j[field] = value;

@@ -1,5 +1,6 @@
-// Token-wise kernels: RMSNorm, RoPE, SwiGLU and the vocabulary-sharded embedding. Each is checked against a
-// direct formula, its backward against finite differences (double), and float against double.
+// Token-wise kernels: RMSNorm (per token and per head row), RoPE, linear biases, SwiGLU and the
+// vocabulary-sharded embedding. Each is checked against a direct formula, its backward against finite
+// differences (double), and float against double.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,6 +9,7 @@
 
 #include "core/check.h"
 #include "kernel_test_util.h"
+#include "kernels/bias.h"
 #include "kernels/embedding.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
@@ -134,7 +136,7 @@ TEST(Rope, HandValues) {
   // d = 4, theta = 100: inv_freq = {1, 0.1}; position 2 gives angles {2, 0.2} for pairs (0, 2) and (1, 3).
   std::vector<double> x = {1, 2, 3, 4};
   const int64_t pos = 2;
-  rope_forward(x.data(), &pos, 1, 1, 4, 100.0);
+  rope_forward(x.data(), &pos, 1, 1, 4, RopeTable::standard(4, 100.0));
   const double c0 = std::cos(2.0), s0 = std::sin(2.0), c1 = std::cos(0.2), s1 = std::sin(0.2);
   const std::vector<double> expect = {1 * c0 - 3 * s0, 2 * c1 - 4 * s1, 3 * c0 + 1 * s0, 4 * c1 + 2 * s1};
   EXPECT_LE(rel_error(x, expect), 1e-15);
@@ -142,7 +144,7 @@ TEST(Rope, HandValues) {
   std::vector<double> y = {0.5, -1, 2, 7};
   const int64_t zero = 0;
   const auto y0 = y;
-  rope_forward(y.data(), &zero, 1, 1, 4, 10000.0);
+  rope_forward(y.data(), &zero, 1, 1, 4, RopeTable::standard(4, 10000.0));
   EXPECT_EQ(y, y0) << "position 0 is the identity";
 }
 
@@ -154,13 +156,13 @@ TEST(Rope, MatchesHfRotateHalfAtNonContiguousPositions) {
   std::mt19937_64 rng(5);
   const auto x = test::random_vector<double>(n * heads * d, rng);
   auto y = x;
-  rope_forward(y.data(), pos.data(), n, heads, d, theta);
+  rope_forward(y.data(), pos.data(), n, heads, d, RopeTable::standard(d, theta));
   EXPECT_LE(rel_error(y, hf_rope(x, pos, heads, d, theta)), 1e-14);
 
   // Each token depends on its own position only: rotating one token at a time gives the same result.
   for (int64_t t = 0; t < n; ++t) {
     std::vector<double> one(x.begin() + t * heads * d, x.begin() + (t + 1) * heads * d);
-    rope_forward(one.data(), &pos[t], 1, heads, d, theta);
+    rope_forward(one.data(), &pos[t], 1, heads, d, RopeTable::standard(d, theta));
     EXPECT_EQ(one, std::vector<double>(y.begin() + t * heads * d, y.begin() + (t + 1) * heads * d));
   }
 }
@@ -172,8 +174,8 @@ TEST(Rope, DotProductDependsOnRelativePosition) {
   const auto q = test::random_vector<double>(d, rng), k = test::random_vector<double>(d, rng);
   auto rotated_dot = [&](int64_t a, int64_t b) {
     auto qa = q, kb = k;
-    rope_forward(qa.data(), &a, 1, 1, d, 10000.0);
-    rope_forward(kb.data(), &b, 1, 1, d, 10000.0);
+    rope_forward(qa.data(), &a, 1, 1, d, RopeTable::standard(d, 10000.0));
+    rope_forward(kb.data(), &b, 1, 1, d, RopeTable::standard(d, 10000.0));
     return test::dot(test::convert<double>(qa), kb);
   };
   EXPECT_NEAR(rotated_dot(7, 3), rotated_dot(1007, 1003), 1e-12);
@@ -186,13 +188,13 @@ TEST(Rope, BackwardInvertsForward) {
   std::mt19937_64 rng(7);
   const auto x = test::random_vector<double>(n * heads * d, rng);
   auto y = x;
-  rope_forward(y.data(), pos.data(), n, heads, d, 10000.0);
-  rope_backward(y.data(), pos.data(), n, heads, d, 10000.0);
+  rope_forward(y.data(), pos.data(), n, heads, d, RopeTable::standard(d, 10000.0));
+  rope_backward(y.data(), pos.data(), n, heads, d, RopeTable::standard(d, 10000.0));
   EXPECT_LE(rel_error(y, x), 1e-15);
 
   auto yf = test::convert<float>(x);
-  rope_forward(yf.data(), pos.data(), n, heads, d, 10000.0);
-  rope_backward(yf.data(), pos.data(), n, heads, d, 10000.0);
+  rope_forward(yf.data(), pos.data(), n, heads, d, RopeTable::standard(d, 10000.0));
+  rope_backward(yf.data(), pos.data(), n, heads, d, RopeTable::standard(d, 10000.0));
   EXPECT_LE(rel_error(yf, x), 1e-6);
 }
 
@@ -204,12 +206,12 @@ TEST(Rope, BackwardMatchesFiniteDifferences) {
   const auto r = test::random_vector<double>(n * heads * d, rng);
   auto loss = [&] {
     auto y = x;
-    rope_forward(y.data(), pos.data(), n, heads, d, 10000.0);
+    rope_forward(y.data(), pos.data(), n, heads, d, RopeTable::standard(d, 10000.0));
     return test::dot(r, y);
   };
   const auto dx_num = test::numerical_gradient(loss, x);
   auto dx = r;  // rope_backward maps d(loss)/d(out) to d(loss)/d(x) in place
-  rope_backward(dx.data(), pos.data(), n, heads, d, 10000.0);
+  rope_backward(dx.data(), pos.data(), n, heads, d, RopeTable::standard(d, 10000.0));
   EXPECT_LE(rel_error(dx, dx_num), 1e-6);
 }
 
@@ -221,12 +223,12 @@ TEST(Rope, FloatMatchesDouble) {
   const auto x = test::random_vector<double>(n * heads * d, rng);
   auto y = x;
   auto yf = test::convert<float>(x);
-  rope_forward(y.data(), pos.data(), n, heads, d, 10000.0);
-  rope_forward(yf.data(), pos.data(), n, heads, d, 10000.0);
+  rope_forward(y.data(), pos.data(), n, heads, d, RopeTable::standard(d, 10000.0));
+  rope_forward(yf.data(), pos.data(), n, heads, d, RopeTable::standard(d, 10000.0));
   // Angles are formed in double for both, so only input and output rounding to float remain (~1e-7).
   EXPECT_LE(rel_error(yf, y), 1e-6);
-  rope_backward(y.data(), pos.data(), n, heads, d, 10000.0);
-  rope_backward(yf.data(), pos.data(), n, heads, d, 10000.0);
+  rope_backward(y.data(), pos.data(), n, heads, d, RopeTable::standard(d, 10000.0));
+  rope_backward(yf.data(), pos.data(), n, heads, d, RopeTable::standard(d, 10000.0));
   EXPECT_LE(rel_error(yf, y), 1e-6);
 }
 
@@ -237,15 +239,129 @@ TEST(Rope, ParallelPathMatchesTokenByToken) {
   std::mt19937_64 rng(10);
   const auto x = test::random_vector<float>(n * heads * d, rng);
   auto y = x, y1 = x;
-  rope_forward(y.data(), pos.data(), n, heads, d, 10000.0);
-  for (int64_t t = 0; t < n; ++t) rope_forward(&y1[t * heads * d], &pos[t], 1, heads, d, 10000.0);
+  rope_forward(y.data(), pos.data(), n, heads, d, RopeTable::standard(d, 10000.0));
+  for (int64_t t = 0; t < n; ++t)
+    rope_forward(&y1[t * heads * d], &pos[t], 1, heads, d, RopeTable::standard(d, 10000.0));
   EXPECT_EQ(y, y1);
 }
 
 TEST(Rope, RejectsOddHeadDim) {
   std::vector<double> x(3);
   const int64_t pos = 1;
-  EXPECT_THROW(rope_forward(x.data(), &pos, 1, 1, 3, 10000.0), tsp::Error);
+  EXPECT_THROW(rope_forward(x.data(), &pos, 1, 1, 3, RopeTable::standard(3, 10000.0)), tsp::Error);
+}
+
+TEST(Rope, AttentionFactorScalesForwardAndItsAdjoint) {
+  // yarn-style table: arbitrary frequencies and a cos/sin scale s; forward = s x rotation, and the backward
+  // is its adjoint (checked by finite differences), not its inverse.
+  const int64_t n = 3, heads = 2, d = 8;
+  const std::vector<int64_t> pos = {0, 7, 300};
+  RopeTable t;
+  t.inv_freq = {1.0, 0.3, 0.017, 2e-4};
+  t.attention_factor = 1.25;
+  std::mt19937_64 rng(21);
+  auto x = test::random_vector<double>(n * heads * d, rng);
+  auto y = x, y1 = x;
+  rope_forward(y.data(), pos.data(), n, heads, d, t);
+  RopeTable unscaled = t;
+  unscaled.attention_factor = 1.0;
+  rope_forward(y1.data(), pos.data(), n, heads, d, unscaled);
+  for (auto& v : y1) v *= 1.25;
+  EXPECT_LE(rel_error(y, y1), 1e-15);
+  // Position 0: only the scale.
+  for (int64_t c = 0; c < heads * d; ++c) EXPECT_DOUBLE_EQ(y[size_t(c)], 1.25 * x[size_t(c)]);
+
+  const auto r = test::random_vector<double>(n * heads * d, rng);
+  auto loss = [&] {
+    auto z = x;
+    rope_forward(z.data(), pos.data(), n, heads, d, t);
+    return test::dot(r, z);
+  };
+  const auto dx_num = test::numerical_gradient(loss, x);
+  auto dx = r;
+  rope_backward(dx.data(), pos.data(), n, heads, d, t);
+  EXPECT_LE(rel_error(dx, dx_num), 1e-6);
+}
+
+TEST(Rope, RejectsATableOfAnotherHeadDim) {
+  std::vector<double> x(8);
+  const int64_t pos = 1;
+  EXPECT_THROW(rope_forward(x.data(), &pos, 1, 1, 8, RopeTable::standard(4, 10000.0)), tsp::Error);
+}
+
+// ---------------------------------------------------------------- per-head RMSNorm (Qwen3 q/k norms)
+
+TEST(RmsNormRows, MatchesTheTokenNormOnEveryRow) {
+  const int64_t rows = 6, d = 8;
+  const double eps = 1e-6;
+  std::mt19937_64 rng(22);
+  const auto x = test::random_vector<double>(rows * d, rng, -2, 2);
+  const auto w = test::random_vector<double>(d, rng, 0.5, 1.5);
+  std::vector<double> ref(rows * d), rstd(rows);
+  rmsnorm_forward(ref.data(), rstd.data(), x.data(), w.data(), rows, d, eps);
+  auto y = x;
+  rmsnorm_rows_inplace(y.data(), w.data(), rows, d, eps);
+  EXPECT_EQ(y, ref);
+}
+
+TEST(RmsNormRows, BackwardMatchesFiniteDifferences) {
+  const int64_t rows = 5, d = 6;
+  const double eps = 1e-6;
+  std::mt19937_64 rng(23);
+  auto x = test::random_vector<double>(rows * d, rng, -2, 2);
+  auto w = test::random_vector<double>(d, rng, 0.5, 1.5);
+  const auto r = test::random_vector<double>(rows * d, rng);
+  auto loss = [&] {
+    auto y = x;
+    rmsnorm_rows_inplace(y.data(), w.data(), rows, d, eps);
+    return test::dot(r, y);
+  };
+  const auto dx_num = test::numerical_gradient(loss, x);
+  const auto dw_num = test::numerical_gradient(loss, w);
+  const auto dw0 = test::random_vector<double>(d, rng);
+  auto dx = r, dw = dw0;
+  rmsnorm_rows_backward_inplace(dx.data(), dw.data(), x.data(), w.data(), rows, d, eps);
+  EXPECT_LE(rel_error(dx, dx_num), 1e-6);
+  EXPECT_LE(rel_error(test::minus(dw, dw0), dw_num), 1e-6);
+}
+
+TEST(RmsNormRows, ParallelPathMatchesRowByRow) {
+  const int64_t rows = 1100, d = 64;  // rows * d > 2^16
+  const double eps = 1e-6;
+  std::mt19937_64 rng(24);
+  const auto x = test::random_vector<float>(rows * d, rng);
+  const auto w = test::random_vector<float>(d, rng, 0.5, 1.5);
+  const auto g = test::random_vector<float>(rows * d, rng);
+  auto dx = g, dx1 = g;
+  std::vector<float> dw(d, 0.f), dw1(d, 0.f);
+  rmsnorm_rows_backward_inplace(dx.data(), dw.data(), x.data(), w.data(), rows, d, eps);
+  for (int64_t i = 0; i < rows; ++i)
+    rmsnorm_rows_backward_inplace(&dx1[i * d], dw1.data(), &x[i * d], w.data(), 1, d, eps);
+  EXPECT_EQ(dx, dx1);  // every row on its own, bit for bit
+  // dw sums the rows in the same order; only the compiler's fused multiply-adds may round differently.
+  EXPECT_LE(rel_error(dw, dw1), 1e-6);
+}
+
+// ---------------------------------------------------------------- linear bias (Qwen2 q/k/v)
+
+TEST(Bias, ForwardAddsAndBackwardSumsOverRows) {
+  const int64_t n = 300, out = 280;  // two column blocks, enough elements for the parallel path
+  std::mt19937_64 rng(25);
+  const auto b = test::random_vector<double>(out, rng);
+  const auto y0 = test::random_vector<double>(n * out, rng);
+  auto y = y0;
+  bias_forward(y.data(), b.data(), n, out);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < out; ++j)
+      ASSERT_EQ(y[size_t(i * out + j)], y0[size_t(i * out + j)] + b[size_t(j)]);
+  const auto db0 = test::random_vector<double>(out, rng);
+  auto db = db0;
+  bias_backward(db.data(), y0.data(), n, out);
+  for (int64_t j = 0; j < out; ++j) {
+    double sum = 0;  // rows in order, then added to what db held
+    for (int64_t i = 0; i < n; ++i) sum += y0[size_t(i * out + j)];
+    EXPECT_EQ(db[size_t(j)], db0[size_t(j)] + sum);
+  }
 }
 
 // ---------------------------------------------------------------- SwiGLU

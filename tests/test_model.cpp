@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <random>
 
+#include "arch_test_configs.h"
 #include "core/check.h"
 #include "kernel_test_util.h"
 #include "kernels/cross_entropy.h"
@@ -50,12 +51,43 @@ Batch2 random_batch(int vocab, uint64_t seed) {
   return b;
 }
 
-// The micro model (tied or untied), and the `tiny` preset itself.
-enum class GradModel { micro_untied, micro_tied, tiny_preset };
+// The micro model (tied or untied), the `tiny` preset itself, and the micro model with each architecture
+// switch and rope scaling (dynamic with max_position_embeddings 8, so that the 9-token batch uses the
+// NTK-scaled base).
+enum class GradModel {
+  micro_untied,
+  micro_tied,
+  tiny_preset,
+  micro_qwen2,
+  micro_qwen3,
+  micro_llama3,
+  micro_yarn,
+  micro_dynamic,
+  micro_linear
+};
 
 ModelConfig grad_config(GradModel m) {
-  if (m == GradModel::tiny_preset) return preset_config("tiny");
-  return micro_config(m == GradModel::micro_tied);
+  switch (m) {
+    case GradModel::tiny_preset:
+      return preset_config("tiny");
+    case GradModel::micro_qwen2:
+      return test::with_model_type(micro_config(false), "qwen2");
+    case GradModel::micro_qwen3:
+      return test::with_model_type(micro_config(true), "qwen3");
+    case GradModel::micro_llama3:
+      return test::with_rope(micro_config(false), RopeType::llama3);
+    case GradModel::micro_yarn:
+      return test::with_rope(test::with_model_type(micro_config(false), "qwen3"), RopeType::yarn);
+    case GradModel::micro_dynamic: {
+      ModelConfig c = test::with_rope(micro_config(false), RopeType::dynamic);
+      c.max_position_embeddings = 8;
+      return c;
+    }
+    case GradModel::micro_linear:
+      return test::with_rope(micro_config(false), RopeType::linear);
+    default:
+      return micro_config(m == GradModel::micro_tied);
+  }
 }
 
 class ModelGradient : public testing::TestWithParam<GradModel> {};
@@ -67,6 +99,7 @@ TEST_P(ModelGradient, MatchesFiniteDifferences) {
   const ModelConfig c = grad_config(GetParam());
   ModelParams<double> p(c, ShardSpec::full(c));
   p.init(7, GetParam() == GradModel::tiny_preset ? 0.1 : 0.3);
+  test::perturb_vectors(p, 7);
   SingleStrategy<double> single;
   Transformer<double> model(p, single);
   Batch2 b = random_batch(int(c.vocab_size), 3);
@@ -101,13 +134,28 @@ std::string grad_model_name(const testing::TestParamInfo<GradModel>& info) {
       return "micro_tied";
     case GradModel::tiny_preset:
       return "tiny_preset";
+    case GradModel::micro_qwen2:
+      return "micro_qwen2_bias";
+    case GradModel::micro_qwen3:
+      return "micro_qwen3_qk_norm_tied";
+    case GradModel::micro_llama3:
+      return "micro_llama3_rope";
+    case GradModel::micro_yarn:
+      return "micro_qwen3_yarn_rope";
+    case GradModel::micro_dynamic:
+      return "micro_dynamic_rope_past_max_positions";
+    case GradModel::micro_linear:
+      return "micro_linear_rope";
   }
   return "?";
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, ModelGradient,
                          testing::Values(GradModel::micro_untied, GradModel::micro_tied,
-                                         GradModel::tiny_preset),
+                                         GradModel::tiny_preset, GradModel::micro_qwen2,
+                                         GradModel::micro_qwen3, GradModel::micro_llama3,
+                                         GradModel::micro_yarn, GradModel::micro_dynamic,
+                                         GradModel::micro_linear),
                          grad_model_name);
 
 TEST(ModelParams, InitialisationDoesNotDependOnSharding) {
@@ -137,8 +185,22 @@ TEST(ModelParams, InitialisationDoesNotDependOnSharding) {
 }
 
 TEST(ModelParams, ShardingRejectsSizesThatDoNotDivide) {
-  ModelConfig c = micro_config(false);                          // 4 heads, 2 kv heads, intermediate 24
-  EXPECT_THROW(ShardSpec::folded(c, 4, 0, "tsp"), UsageError);  // kv heads 2 % 4
+  ModelConfig c = micro_config(false);  // 4 heads, 2 kv heads, intermediate 24
+  {
+    // 12 heads and 4 KV heads on 6 ranks: neither 4 % 6 nor 6 % 4, so KV heads can be neither split nor
+    // replicated.
+    ModelConfig odd = c;
+    odd.num_attention_heads = 12;
+    odd.num_key_value_heads = 4;
+    try {
+      ShardSpec::folded(odd, 6, 0, "tsp");
+      FAIL() << "4 KV heads on 6 ranks accepted";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("num_key_value_heads divisible by 6, but it is 4"),
+                std::string::npos)
+          << e.what();
+    }
+  }
   c.num_key_value_heads = 4;
   c.intermediate_size = 30;
   try {

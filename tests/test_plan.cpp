@@ -172,8 +172,14 @@ TEST(Plan, NotApplicableSaysWhy) {
   const Prediction heads = predict(c, layout(Kind::tsp, 3), {1, 36}, Policy::runtime(4));
   EXPECT_FALSE(heads.applicable);
   EXPECT_NE(heads.reason.find("num_attention_heads 4 is not divisible by D = 3"), std::string::npos);
-  const Prediction kv = predict(c, layout(Kind::tp, 4), {1, 64}, Policy::runtime(4));
-  EXPECT_NE(kv.reason.find("num_key_value_heads 2"), std::string::npos) << kv.reason;
+  // 2 KV heads on T = 4 are replicated (each on 2 ranks); 3 KV heads on T = 4 can be neither split nor
+  // replicated.
+  EXPECT_TRUE(predict(c, layout(Kind::tp, 4), {1, 64}, Policy::runtime(4)).applicable);
+  ModelConfig odd = c;
+  odd.num_attention_heads = 12;
+  odd.num_key_value_heads = 3;
+  const Prediction kv = predict(odd, layout(Kind::tp, 4), {1, 64}, Policy::runtime(4));
+  EXPECT_NE(kv.reason.find("num_key_value_heads 3"), std::string::npos) << kv.reason;
   const Prediction seq = predict(c, layout(Kind::sp, 1, 2), {1, 30}, Policy::runtime(4));
   EXPECT_NE(seq.reason.find("not a multiple of 4"), std::string::npos) << seq.reason;
   const Prediction msp = predict(c, layout(Kind::tpsp, 2, 2, true), {1, 36}, Policy::runtime(4));

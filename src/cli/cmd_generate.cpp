@@ -74,9 +74,10 @@ int run_generate(GenerateCliOptions& o, Communicator& world) {
     decode_tokens += int64_t(g.tokens.size()) - 1;
     if (g.finish_reason == "length_limit")
       std::fprintf(stderr,
-                   "warning: a sequence of %zu prompt tokens stopped after %zu new tokens at "
-                   "max_position_embeddings %lld (finish_reason length_limit)\n",
-                   g.prompt.size(), g.tokens.size(), (long long)session.config().max_position_embeddings);
+                   "warning: a sequence of %zu prompt tokens stopped after %zu new tokens at the model's "
+                   "%lld-token limit (max_position_embeddings %lld; finish_reason length_limit)\n",
+                   g.prompt.size(), g.tokens.size(), (long long)session.config().max_sequence_length(),
+                   (long long)session.config().max_position_embeddings);
   }
   const double tpot = st.decode_steps ? st.decode_seconds / double(st.decode_steps) : 0.0;
   const double tokens_per_s = st.decode_seconds > 0 ? double(decode_tokens) / st.decode_seconds : 0.0;

@@ -45,9 +45,11 @@ void validate_requests(const ModelConfig& c, const std::vector<std::vector<int32
   for (size_t b = 0; b < prompts.size(); ++b) {
     const auto& pr = prompts[b];
     TSP_REQUIRE(!pr.empty(), "prompt {} is empty", b);
-    TSP_REQUIRE(int64_t(pr.size()) < c.max_position_embeddings,
-                "prompt {} has {} tokens: it leaves no room for a new token below max_position_embeddings {}",
-                b, pr.size(), c.max_position_embeddings);
+    // max_sequence_length(): max_position_embeddings, extended by a context-extending rope_scaling.
+    TSP_REQUIRE(int64_t(pr.size()) < c.max_sequence_length(),
+                "prompt {} has {} tokens: it leaves no room for a new token below the model's {}-token limit "
+                "(max_position_embeddings {})",
+                b, pr.size(), c.max_sequence_length(), c.max_position_embeddings);
     for (size_t i = 0; i < pr.size(); ++i)
       TSP_REQUIRE(pr[i] >= 0 && pr[i] < c.vocab_size,
                   "token {} (at index {} of prompt {}) is outside the vocabulary [0, {})", pr[i], i, b,
@@ -89,7 +91,7 @@ std::vector<GeneratedSequence> Generator<T>::generate(const std::vector<std::vec
                                                       const GenerateOptions& o) {
   const ModelConfig& c = p_.config();
   validate_requests(c, prompts, o);
-  const int64_t B = int64_t(prompts.size()), h = c.hidden_size, max_pos = c.max_position_embeddings;
+  const int64_t B = int64_t(prompts.size()), h = c.hidden_size, max_pos = c.max_sequence_length();
   int64_t longest = 0, needed = 0;
   for (const auto& pr : prompts) {
     longest = std::max(longest, int64_t(pr.size()));

@@ -41,9 +41,9 @@ int64_t InferenceSession::padded_len(int64_t n) const {
 void InferenceSession::check_tokens(const std::vector<int32_t>& tokens) const {
   const ModelConfig& c = config();
   TSP_REQUIRE(!tokens.empty(), "an empty token sequence has nothing to evaluate");
-  TSP_REQUIRE(padded_len(int64_t(tokens.size())) <= c.max_position_embeddings,
-              "a sequence of {} tokens (padded to {}) exceeds max_position_embeddings {}", tokens.size(),
-              padded_len(int64_t(tokens.size())), c.max_position_embeddings);
+  c.require_sequence_length(padded_len(int64_t(tokens.size())),
+                            fmt::format("a sequence of {} tokens (padded to {})", tokens.size(),
+                                        padded_len(int64_t(tokens.size()))));
   for (size_t i = 0; i < tokens.size(); ++i)
     TSP_REQUIRE(tokens[i] >= 0 && tokens[i] < c.vocab_size,
                 "token {} (at index {}) is outside the vocabulary [0, {})", tokens[i], i, c.vocab_size);
@@ -103,7 +103,7 @@ std::vector<GeneratedSequence> InferenceSession::generate_without_cache(
       pick_tokens(lg.data() + (int64_t(seq.size()) - 1) * c.vocab_size, 1, whole, o.sampling,
                   {Draw{uint64_t(b), uint64_t(out[b].tokens.size())}}, &next);
       out[b].tokens.push_back(next);
-      if (!finished(out[b], o, c.max_position_embeddings)) still.push_back(b);
+      if (!finished(out[b], o, c.max_sequence_length())) still.push_back(b);
     }
     active = std::move(still);
     const auto now = clock::now();

@@ -68,9 +68,69 @@ void rmsnorm_backward(T* dx, T* dw, const T* dout, const T* x, const T* w, const
   }
 }
 
-#define TSP_INSTANTIATE_RMSNORM(T)                                                        \
-  template void rmsnorm_forward<T>(T*, T*, const T*, const T*, int64_t, int64_t, double); \
-  template void rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t, int64_t);
+namespace {
+template <class T>
+T row_rstd(const T* x, int64_t d, double eps) {
+  T ss = 0;
+#pragma omp simd reduction(+ : ss)
+  for (int64_t j = 0; j < d; ++j) ss += x[j] * x[j];
+  return T(1) / std::sqrt(ss / T(d) + T(eps));
+}
+}  // namespace
+
+template <class T>
+void rmsnorm_rows_inplace(T* x, const T* w, int64_t rows, int64_t d, double eps) {
+  TSP_CHECK(rows >= 0 && d > 0 && eps >= 0, "rmsnorm_rows_inplace: bad shape rows={} d={} eps={}", rows, d,
+            eps);
+#pragma omp parallel for schedule(static) if (rows * d > kParallelElements)
+  for (int64_t i = 0; i < rows; ++i) {
+    T* xi = x + i * d;
+    const T r = row_rstd(xi, d, eps);
+    for (int64_t j = 0; j < d; ++j) xi[j] = w[j] * (xi[j] * r);
+  }
+}
+
+template <class T>
+void rmsnorm_rows_backward_inplace(T* dx, T* dw, const T* x, const T* w, int64_t rows, int64_t d,
+                                   double eps) {
+  TSP_CHECK(rows >= 0 && d > 0 && eps >= 0, "rmsnorm_rows_backward_inplace: bad shape rows={} d={} eps={}",
+            rows, d, eps);
+  const bool parallel = rows * d > kParallelElements;
+  // dw first, while dx still holds d(loss)/d(out): column slabs as in rmsnorm_backward, rows in order.
+  if (dw) {
+    const int64_t blocks = (d + kDwColumnBlock - 1) / kDwColumnBlock;
+#pragma omp parallel for schedule(static) if (parallel && blocks > 1)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t j0 = b * kDwColumnBlock, width = std::min(kDwColumnBlock, d - j0);
+      T acc[kDwColumnBlock] = {};
+      for (int64_t i = 0; i < rows; ++i) {
+        const T r = row_rstd(x + i * d, d, eps);
+        const T* xi = x + i * d + j0;
+        const T* gi = dx + i * d + j0;
+        for (int64_t j = 0; j < width; ++j) acc[j] += gi[j] * xi[j] * r;
+      }
+      for (int64_t j = 0; j < width; ++j) dw[j0 + j] += acc[j];
+    }
+  }
+  // dx = r (g w - xhat mean(g w xhat)), row by row in place.
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t i = 0; i < rows; ++i) {
+    const T* xi = x + i * d;
+    T* gi = dx + i * d;
+    const T r = row_rstd(xi, d, eps);
+    T dot = 0;
+#pragma omp simd reduction(+ : dot)
+    for (int64_t j = 0; j < d; ++j) dot += gi[j] * w[j] * xi[j];
+    const T c = dot * r * r * r / T(d);
+    for (int64_t j = 0; j < d; ++j) gi[j] = r * gi[j] * w[j] - c * xi[j];
+  }
+}
+
+#define TSP_INSTANTIATE_RMSNORM(T)                                                                     \
+  template void rmsnorm_forward<T>(T*, T*, const T*, const T*, int64_t, int64_t, double);              \
+  template void rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t, int64_t); \
+  template void rmsnorm_rows_inplace<T>(T*, const T*, int64_t, int64_t, double);                       \
+  template void rmsnorm_rows_backward_inplace<T>(T*, T*, const T*, const T*, int64_t, int64_t, double);
 
 TSP_INSTANTIATE_RMSNORM(float)
 TSP_INSTANTIATE_RMSNORM(double)

@@ -10,48 +10,40 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <optional>
 
 #include "core/check.h"
+#include "model/architectures.h"
+#include "model/json_fields.h"
 
 namespace tsp {
 
 namespace {
 
-// HF writes some optional fields as explicit nulls (e.g. "head_dim": null); treat those like absent.
-bool present(const nlohmann::json& j, const char* key) {
-  return j.contains(key) && !j.at(key).is_null();
-}
+using json_fields::get_bool;
+using json_fields::get_int;
+using json_fields::get_number;
+using json_fields::get_string;
+using json_fields::present;
 
-int64_t get_int(const nlohmann::json& j, const char* key) {
-  TSP_REQUIRE(j.contains(key), "config.json: missing required field \"{}\"", key);
-  const auto& v = j.at(key);
-  TSP_REQUIRE(v.is_number_integer(), "config.json: field \"{}\" must be an integer, got {}", key, v.dump());
-  if (v.is_number_unsigned()) {
-    uint64_t u = v.get<uint64_t>();
-    TSP_REQUIRE(u <= uint64_t(std::numeric_limits<int64_t>::max()),
-                "config.json: field \"{}\" = {} is too large", key, u);
-    return int64_t(u);
+// rope_scaling (HF's legacy key) and rope_parameters (transformers 5's, which also carries rope_theta): the
+// same computation either way; when both are given they must agree.
+void read_rope(const nlohmann::json& j, ModelConfig& c) {
+  std::optional<RopeScaling> legacy, v5;
+  if (present(j, "rope_scaling")) legacy = RopeScaling::from_json(j.at("rope_scaling"));
+  if (present(j, "rope_parameters")) {
+    const auto& rp = j.at("rope_parameters");
+    TSP_REQUIRE(rp.is_object(), "config.json: rope_parameters must be an object, got {}", rp.dump());
+    TSP_REQUIRE(!rp.contains("full_attention") && !rp.contains("sliding_attention"),
+                "config.json: per-layer-type rope_parameters are not supported, got {}", rp.dump());
+    if (present(rp, "rope_theta"))
+      c.rope_theta = get_number(rp, "rope_theta", "config.json: rope_parameters");
+    v5 = RopeScaling::from_json(rp);
   }
-  return v.get<int64_t>();
-}
-
-double get_number(const nlohmann::json& j, const char* key) {
-  TSP_REQUIRE(j.contains(key), "config.json: missing required field \"{}\"", key);
-  const auto& v = j.at(key);
-  TSP_REQUIRE(v.is_number(), "config.json: field \"{}\" must be a number, got {}", key, v.dump());
-  return v.get<double>();
-}
-
-bool get_bool(const nlohmann::json& j, const char* key) {
-  const auto& v = j.at(key);
-  TSP_REQUIRE(v.is_boolean(), "config.json: field \"{}\" must be true or false, got {}", key, v.dump());
-  return v.get<bool>();
-}
-
-std::string get_string(const nlohmann::json& j, const char* key) {
-  const auto& v = j.at(key);
-  TSP_REQUIRE(v.is_string(), "config.json: field \"{}\" must be a string, got {}", key, v.dump());
-  return v.get<std::string>();
+  TSP_REQUIRE(!legacy || !v5 || *legacy == *v5,
+              "config.json: rope_scaling {} and rope_parameters {} describe different RoPE computations",
+              j.at("rope_scaling").dump(), j.at("rope_parameters").dump());
+  c.rope_scaling = legacy ? *legacy : v5 ? *v5 : RopeScaling{};
 }
 
 void require_positive(int64_t v, const char* key) {
@@ -62,10 +54,12 @@ void require_positive(int64_t v, const char* key) {
 
 int64_t ModelConfig::parameter_count() const {
   const int64_t h = hidden_size;
-  // Per layer: q, k, v, o projections; gate, up, down of the SwiGLU MLP; two RMSNorm weights.
-  const int64_t attention = h * q_dim() + 2 * h * kv_dim() + q_dim() * h;
+  // Per layer: q, k, v, o projections (and Qwen2's q/k/v biases); gate, up, down of the SwiGLU MLP; two
+  // RMSNorm weights (and Qwen3's q_norm, k_norm over head_dim).
+  const int64_t attention =
+      h * q_dim() + 2 * h * kv_dim() + q_dim() * h + (attention_qkv_bias ? q_dim() + 2 * kv_dim() : 0);
   const int64_t mlp = 3 * h * intermediate_size;
-  const int64_t per_layer = attention + mlp + 2 * h;
+  const int64_t per_layer = attention + mlp + 2 * h + (qk_norm ? 2 * head_dim : 0);
   const int64_t embedding = vocab_size * h;
   const int64_t lm_head = tie_word_embeddings ? 0 : vocab_size * h;
   return embedding + num_hidden_layers * per_layer + h + lm_head;
@@ -94,45 +88,80 @@ void ModelConfig::validate() const {
               "model config: rms_norm_eps must be a positive finite number, got {}", rms_norm_eps);
   TSP_REQUIRE(std::isfinite(rope_theta) && rope_theta > 0,
               "model config: rope_theta must be a positive finite number, got {}", rope_theta);
+  TSP_REQUIRE(
+      rope_scaling.type != RopeType::dynamic || head_dim > 2,
+      "model config: dynamic RoPE scaling needs head_dim > 2 (its base grows as a power d/(d-2)), got "
+      "{}",
+      head_dim);
+  TSP_REQUIRE(rope_scaling.type == RopeType::standard ||
+                  (std::isfinite(rope_scaling.factor) && rope_scaling.factor >= 1),
+              "model config: rope_scaling factor must be >= 1, got {}", rope_scaling.factor);
+  validate_architecture(*this);
+}
+
+kernels::RopeTable ModelConfig::rope_table(int64_t seq_len) const {
+  return rope_frequencies(rope_scaling, rope_theta, head_dim, max_position_embeddings, seq_len);
+}
+
+int64_t ModelConfig::max_sequence_length() const {
+  const int64_t context = rope_scaling.context_length(max_position_embeddings);
+  return sliding_window > 0 ? std::min(context, sliding_window) : context;
+}
+
+void ModelConfig::require_sequence_length(int64_t seq_len, const std::string& what) const {
+  TSP_REQUIRE(seq_len > 0, "{} must be positive", what);
+  const int64_t context = rope_scaling.context_length(max_position_embeddings);
+  if (sliding_window > 0 && seq_len > sliding_window && sliding_window < context)
+    throw UsageError(fmt::format(
+        "{} exceeds sliding_window {} of this {} config: attention limited to a sliding window is not "
+        "implemented, so only sequences of up to {} tokens run (and there it equals full attention)",
+        what, sliding_window, model_type, sliding_window));
+  if (seq_len > context) {
+    if (context == max_position_embeddings)
+      throw UsageError(
+          fmt::format("{} is outside 1..max_position_embeddings ({})", what, max_position_embeddings));
+    throw UsageError(fmt::format(
+        "{} is outside 1..{}: the context of max_position_embeddings {} with rope_scaling {} factor {}", what,
+        context, max_position_embeddings, rope_scaling.type_name(), rope_scaling.factor));
+  }
 }
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
   TSP_REQUIRE(j.is_object(), "config.json: expected a JSON object, got {}", j.type_name());
 
-  // Reject architectural switches this implementation does not have, before reading sizes, so the message
-  // names the real reason a foreign config cannot load.
-  if (present(j, "model_type")) {
-    std::string mt = get_string(j, "model_type");
-    TSP_REQUIRE(mt == "llama", "config.json: model_type must be \"llama\", got \"{}\"", mt);
-  }
+  // The architecture first: its switches and defaults decide how the sizes below are read, and refusing a
+  // foreign config here names the real reason it cannot load.
+  ModelConfig c;
+  read_architecture(j, c);
   if (present(j, "hidden_act")) {
     std::string act = get_string(j, "hidden_act");
     TSP_REQUIRE(act == "silu", "config.json: hidden_act must be \"silu\" (SwiGLU MLP), got \"{}\"", act);
   }
-  TSP_REQUIRE(!present(j, "rope_scaling"),
-              "config.json: rope_scaling is not supported (must be null or absent), got {}",
-              j.at("rope_scaling").dump());
-  for (const char* key : {"attention_bias", "mlp_bias"}) {
-    if (present(j, key)) {
-      TSP_REQUIRE(!get_bool(j, key), "config.json: {} = true is not supported (projections have no bias)",
-                  key);
-    }
+  if (present(j, "partial_rotary_factor")) {
+    const double prf = get_number(j, "partial_rotary_factor");
+    TSP_REQUIRE(prf == 1.0,
+                "config.json: partial_rotary_factor {} is not supported (Llama-family attention rotates the "
+                "whole head: 1.0)",
+                prf);
   }
 
-  ModelConfig c;
   c.hidden_size = get_int(j, "hidden_size");
   c.intermediate_size = get_int(j, "intermediate_size");
   c.num_hidden_layers = get_int(j, "num_hidden_layers");
   c.num_attention_heads = get_int(j, "num_attention_heads");
-  c.num_key_value_heads =
-      present(j, "num_key_value_heads") ? get_int(j, "num_key_value_heads") : c.num_attention_heads;
+  c.num_key_value_heads = present(j, "num_key_value_heads")
+                              ? get_int(j, "num_key_value_heads")
+                              : default_num_key_value_heads(c.model_type, c.num_attention_heads);
   c.vocab_size = get_int(j, "vocab_size");
   c.max_position_embeddings = get_int(j, "max_position_embeddings");
   c.rms_norm_eps = get_number(j, "rms_norm_eps");
   c.rope_theta = present(j, "rope_theta") ? get_number(j, "rope_theta") : 10000.0;
+  read_rope(j, c);
   c.tie_word_embeddings = present(j, "tie_word_embeddings") ? get_bool(j, "tie_word_embeddings") : false;
   if (present(j, "head_dim")) {
     c.head_dim = get_int(j, "head_dim");
+  } else if (default_head_dim(c.model_type) > 0) {
+    c.head_dim = default_head_dim(c.model_type);
   } else {
     require_positive(c.hidden_size, "hidden_size");
     require_positive(c.num_attention_heads, "num_attention_heads");
@@ -149,8 +178,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
 
 nlohmann::json ModelConfig::to_json() const {
   nlohmann::json j;
-  j["architectures"] = {"LlamaForCausalLM"};
-  j["model_type"] = "llama";
+  write_architecture(*this, j);
   j["hidden_act"] = "silu";
   j["torch_dtype"] = "float32";
   j["hidden_size"] = hidden_size;
@@ -164,15 +192,13 @@ nlohmann::json ModelConfig::to_json() const {
   j["rms_norm_eps"] = rms_norm_eps;
   j["rope_theta"] = rope_theta;
   j["tie_word_embeddings"] = tie_word_embeddings;
-  // Spelled out so that transformers' LlamaConfig builds exactly this model rather than its defaults.
-  j["rope_scaling"] = nullptr;
-  j["attention_bias"] = false;
-  j["mlp_bias"] = false;
+  // Spelled out so that transformers builds exactly this model rather than its defaults.
+  j["rope_scaling"] = rope_scaling.to_json();
   return j;
 }
 
 std::vector<std::string> preset_names() {
-  return {"tiny", "small", "llama7b"};
+  return {"tiny", "small", "llama7b", "llama3_8b"};
 }
 
 ModelConfig preset_config(std::string_view name) {
@@ -208,6 +234,23 @@ ModelConfig preset_config(std::string_view name) {
     c.vocab_size = 32000;
     c.max_position_embeddings = 131072;
     c.rope_theta = 500000.0;
+  } else if (name == "llama3_8b") {
+    // meta-llama/Llama-3.1-8B's config.json: 32 query heads share 8 KV heads, so D = 16 replicates each KV
+    // head on 2 ranks.
+    c.hidden_size = 4096;
+    c.intermediate_size = 14336;
+    c.num_hidden_layers = 32;
+    c.num_attention_heads = 32;
+    c.num_key_value_heads = 8;
+    c.head_dim = 128;
+    c.vocab_size = 128256;
+    c.max_position_embeddings = 131072;
+    c.rope_theta = 500000.0;
+    c.rope_scaling.type = RopeType::llama3;
+    c.rope_scaling.factor = 8.0;
+    c.rope_scaling.low_freq_factor = 1.0;
+    c.rope_scaling.high_freq_factor = 4.0;
+    c.rope_scaling.original_max_position_embeddings = 8192;
   } else {
     throw UsageError(
         fmt::format("unknown model preset \"{}\"; choose one of: {}", name, fmt::join(preset_names(), ", ")));

@@ -16,19 +16,29 @@ ShardSpec ShardSpec::full(const ModelConfig& c) {
   return s;
 }
 
+int ShardSpec::kv_replicas_for(const ModelConfig& c, int D) {
+  const int64_t nkv = c.num_key_value_heads;
+  return nkv < D && D % nkv == 0 ? int(D / nkv) : 1;
+}
+
 ShardSpec ShardSpec::folded(const ModelConfig& c, int D, int p, const std::string& strategy) {
   TSP_REQUIRE(c.num_attention_heads % D == 0,
               "--strategy {} on {} ranks needs num_attention_heads divisible by {}, but it is {}", strategy,
               D, D, c.num_attention_heads);
-  TSP_REQUIRE(c.num_key_value_heads % D == 0,
-              "--strategy {} on {} ranks needs num_key_value_heads divisible by {}, but it is {}", strategy,
-              D, D, c.num_key_value_heads);
+  TSP_REQUIRE(
+      c.num_key_value_heads % D == 0 || D % c.num_key_value_heads == 0,
+      "--strategy {} on {} ranks needs num_key_value_heads divisible by {}, but it is {} (nor is {} a "
+      "multiple of it, which would replicate each KV head on {} / num_key_value_heads ranks)",
+      strategy, D, D, c.num_key_value_heads, D, D);
   TSP_REQUIRE(c.intermediate_size % D == 0,
               "--strategy {} on {} ranks needs intermediate_size divisible by {}, but it is {}", strategy, D,
               D, c.intermediate_size);
   ShardSpec s;
   s.q_heads = shard_range(c.num_attention_heads, D, p);
-  s.kv_heads = shard_range(c.num_key_value_heads, D, p);
+  s.kv_replicas = kv_replicas_for(c, D);
+  // With replication, shard p's query heads all read KV head p / replicas (n_h/D <= n_h/n_kv: one group).
+  s.kv_heads = s.kv_replicas > 1 ? Range{p / s.kv_replicas, 1} : shard_range(c.num_key_value_heads, D, p);
+  s.kv_primary = p % s.kv_replicas == 0;
   s.intermediate = shard_range(c.intermediate_size, D, p);
   s.vocab_padded = (c.vocab_size + D - 1) / D * D;
   s.vocab = shard_range(s.vocab_padded, D, p);
@@ -40,7 +50,16 @@ ModelParams<T>::ModelParams(const ModelConfig& c, const ShardSpec& spec, bool wi
     : cfg_(c), spec_(spec) {
   const int64_t h = c.hidden_size, d = c.head_dim, L = c.num_hidden_layers;
   const int64_t qd = spec.q_heads.size * d, kd = spec.kv_heads.size * d, I = spec.intermediate.size;
-  attn_off_ = {0, qd * h, qd * h + kd * h, qd * h + 2 * kd * h};
+  const bool bias = c.attention_qkv_bias;
+  AttnOffsets& a = attn_off_;
+  a.q = 0;
+  a.o = qd * h;
+  a.bq = bias ? a.o + h * qd : -1;
+  a.k = a.o + h * qd + (bias ? qd : 0);
+  a.v = a.k + kd * h;
+  a.bk = bias ? a.v + kd * h : -1;
+  a.bv = bias ? a.bk + kd : -1;
+  const int64_t attn_numel = a.v + kd * h + (bias ? 2 * kd : 0);
   mlp_off_ = {0, I * h, 2 * I * h};
 
   auto row_view = [](std::string name, int64_t off, int64_t rows, int64_t cols, int64_t full_rows,
@@ -51,17 +70,24 @@ ModelParams<T>::ModelParams(const ModelConfig& c, const ShardSpec& spec, bool wi
                      int64_t col_begin) {
     return TensorView{std::move(name), off, rows, cols, {rows, full_cols}, 0, col_begin, rows};
   };
+  auto vector_view = [](std::string name, int64_t off, int64_t n, int64_t full, int64_t begin) {
+    return TensorView{std::move(name), off, 1, n, {full}, 0, begin, 1};
+  };
   for (int64_t l = 0; l < L; ++l) {
     std::string p = fmt::format("model.layers.{}.", l);
-    ParamBlock attn{fmt::format("layers.{}.attn", l), Placement::sharded, {}, attn_off_.o + h * qd};
-    attn.views.push_back(
-        row_view(p + "self_attn.q_proj.weight", attn_off_.q, qd, h, c.q_dim(), spec.q_heads.begin * d));
-    attn.views.push_back(
-        row_view(p + "self_attn.k_proj.weight", attn_off_.k, kd, h, c.kv_dim(), spec.kv_heads.begin * d));
-    attn.views.push_back(
-        row_view(p + "self_attn.v_proj.weight", attn_off_.v, kd, h, c.kv_dim(), spec.kv_heads.begin * d));
-    attn.views.push_back(
-        col_view(p + "self_attn.o_proj.weight", attn_off_.o, h, qd, c.q_dim(), spec.q_heads.begin * d));
+    ParamBlock attn{fmt::format("layers.{}.attn", l), Placement::sharded, {}, attn_numel};
+    const int64_t q0 = spec.q_heads.begin * d, k0 = spec.kv_heads.begin * d;
+    attn.views.push_back(row_view(p + "self_attn.q_proj.weight", a.q, qd, h, c.q_dim(), q0));
+    attn.views.push_back(row_view(p + "self_attn.k_proj.weight", a.k, kd, h, c.kv_dim(), k0));
+    attn.views.push_back(row_view(p + "self_attn.v_proj.weight", a.v, kd, h, c.kv_dim(), k0));
+    attn.views.push_back(col_view(p + "self_attn.o_proj.weight", a.o, h, qd, c.q_dim(), q0));
+    if (bias) {
+      attn.views.push_back(vector_view(p + "self_attn.q_proj.bias", a.bq, qd, c.q_dim(), q0));
+      attn.views.push_back(vector_view(p + "self_attn.k_proj.bias", a.bk, kd, c.kv_dim(), k0));
+      attn.views.push_back(vector_view(p + "self_attn.v_proj.bias", a.bv, kd, c.kv_dim(), k0));
+    }
+    for (TensorView& v : attn.views)
+      if (v.offset >= a.k) v.primary = spec.kv_primary;
     blocks_.push_back(std::move(attn));
     ParamBlock mlp{fmt::format("layers.{}.mlp", l), Placement::sharded, {}, 3 * I * h};
     int64_t full_i = c.intermediate_size, i0 = spec.intermediate.begin;
@@ -84,13 +110,21 @@ ModelParams<T>::ModelParams(const ModelConfig& c, const ShardSpec& spec, bool wi
     blocks_.push_back(std::move(vocab));
   }
   {
-    ParamBlock norms{"norms", Placement::replicated, {}, (2 * L + 1) * h};
+    const int64_t qk0 = (2 * L + 1) * h;
+    ParamBlock norms{"norms", Placement::replicated, {}, qk0 + (c.qk_norm ? 2 * L * d : 0)};
     for (int64_t l = 0; l < L; ++l) {
       std::string p = fmt::format("model.layers.{}.", l);
-      norms.views.push_back({p + "input_layernorm.weight", 2 * l * h, 1, h, {h}, 0, 0, 1});
-      norms.views.push_back({p + "post_attention_layernorm.weight", (2 * l + 1) * h, 1, h, {h}, 0, 0, 1});
+      norms.views.push_back(vector_view(p + "input_layernorm.weight", 2 * l * h, h, h, 0));
+      norms.views.push_back(vector_view(p + "post_attention_layernorm.weight", (2 * l + 1) * h, h, h, 0));
     }
-    norms.views.push_back({"model.norm.weight", 2 * L * h, 1, h, {h}, 0, 0, 1});
+    norms.views.push_back(vector_view("model.norm.weight", 2 * L * h, h, h, 0));
+    if (c.qk_norm) {
+      for (int64_t l = 0; l < L; ++l) {
+        std::string p = fmt::format("model.layers.{}.self_attn.", l);
+        norms.views.push_back(vector_view(p + "q_norm.weight", qk0 + 2 * l * d, d, d, 0));
+        norms.views.push_back(vector_view(p + "k_norm.weight", qk0 + (2 * l + 1) * d, d, d, 0));
+      }
+    }
     blocks_.push_back(std::move(norms));
   }
   for (const auto& b : blocks_) {
@@ -100,23 +134,24 @@ ModelParams<T>::ModelParams(const ModelConfig& c, const ShardSpec& spec, bool wi
 }
 
 template <class T>
-LayerWeights<T> ModelParams<T>::layer(int l) {
-  T* a = values_[attn_block(l)].data();
-  T* m = values_[mlp_block(l)].data();
-  T* n = values_[norm_block()].data();
+LayerWeights<T> ModelParams<T>::layer_of(std::vector<Buffer<T>>& blocks, int l) {
+  T* a = blocks[size_t(attn_block(l))].data();
+  T* m = blocks[size_t(mlp_block(l))].data();
+  T* n = blocks[size_t(norm_block())].data();
   const int64_t h = cfg_.hidden_size;
-  return {n + 2 * l * h,       a + attn_off_.q,   a + attn_off_.k, a + attn_off_.v,  a + attn_off_.o,
-          n + (2 * l + 1) * h, m + mlp_off_.gate, m + mlp_off_.up, m + mlp_off_.down};
-}
-
-template <class T>
-LayerWeights<T> ModelParams<T>::layer_grad(int l) {
-  T* a = grads_[attn_block(l)].data();
-  T* m = grads_[mlp_block(l)].data();
-  T* n = grads_[norm_block()].data();
-  const int64_t h = cfg_.hidden_size;
-  return {n + 2 * l * h,       a + attn_off_.q,   a + attn_off_.k, a + attn_off_.v,  a + attn_off_.o,
-          n + (2 * l + 1) * h, m + mlp_off_.gate, m + mlp_off_.up, m + mlp_off_.down};
+  const AttnOffsets& o = attn_off_;
+  LayerWeights<T> w{n + 2 * l * h,       a + o.q,           a + o.k,         a + o.v,          a + o.o,
+                    n + (2 * l + 1) * h, m + mlp_off_.gate, m + mlp_off_.up, m + mlp_off_.down};
+  if (cfg_.attention_qkv_bias) {
+    w.bq = a + o.bq;
+    w.bk = a + o.bk;
+    w.bv = a + o.bv;
+  }
+  if (cfg_.qk_norm) {
+    w.q_norm = n + qk_norm_offset() + 2 * l * cfg_.head_dim;
+    w.k_norm = w.q_norm + cfg_.head_dim;
+  }
+  return w;
 }
 
 uint64_t name_hash(const std::string& s) {
@@ -147,7 +182,8 @@ void ModelParams<T>::init(uint64_t seed, double init_std) {
   for (size_t b = 0; b < blocks_.size(); ++b) {
     T* base = values_[b].data();
     for (const auto& v : blocks_[b].views) {
-      const bool is_norm = v.full_shape.size() == 1;
+      // 1-D tensors are norm weights (one) or biases (zero).
+      const bool is_norm = !v.is_matrix() && !v.name.ends_with(".bias");
       const int64_t full_cols = v.full_shape.back();
       const uint64_t stream = name_hash(v.name);
       for (int64_t r = 0; r < v.rows; ++r)
@@ -155,6 +191,8 @@ void ModelParams<T>::init(uint64_t seed, double init_std) {
           T val = T(0);
           if (is_norm) {
             val = T(1);
+          } else if (!v.is_matrix()) {
+            val = T(0);
           } else if (r < v.valid_rows) {
             uint64_t gi = uint64_t((v.row_begin + r) * full_cols + (v.col_begin + col));
             val = T(init_std * counter_normal(seed, stream, gi));

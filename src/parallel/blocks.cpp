@@ -1,8 +1,12 @@
 #include "parallel/blocks.h"
 
+#include <algorithm>
 #include <cmath>
 
+#include "core/check.h"
+#include "kernels/bias.h"
 #include "kernels/gemm.h"
+#include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
 
@@ -11,35 +15,69 @@ namespace tsp {
 using namespace kernels;
 
 template <class T>
-void qkv_forward(T* q, T* k, T* v, const T* u, const T* wq, const T* wk, const T* wv, const int64_t* pos,
-                 const AttnShardShape& s, double rope_theta) {
-  linear_forward(q, u, wq, s.n, s.hidden, s.q_dim());
-  linear_forward(k, u, wk, s.n, s.hidden, s.kv_dim());
-  linear_forward(v, u, wv, s.n, s.hidden, s.kv_dim());
-  rope_forward(q, pos, s.n, s.q_heads, s.head_dim, rope_theta);
-  rope_forward(k, pos, s.n, s.kv_heads, s.head_dim, rope_theta);
+void qkv_forward(T* q, T* k, T* v, const T* u, const ConstProjections<T>& w, const int64_t* pos,
+                 const AttnShardShape& s, const RopeTable& rope, QkPreNorm<T> pre_norm) {
+  const int64_t n = s.n, qd = s.q_dim(), kd = s.kv_dim();
+  linear_forward(q, u, w.wq, n, s.hidden, qd);
+  linear_forward(k, u, w.wk, n, s.hidden, kd);
+  linear_forward(v, u, w.wv, n, s.hidden, kd);
+  if (w.bq) bias_forward(q, w.bq, n, qd);
+  if (w.bk) bias_forward(k, w.bk, n, kd);
+  if (w.bv) bias_forward(v, w.bv, n, kd);
+  if (w.q_norm) {
+    if (pre_norm.q) std::copy_n(q, n * qd, pre_norm.q);
+    rmsnorm_rows_inplace(q, w.q_norm, n * s.q_heads, s.head_dim, s.norm_eps);
+  }
+  if (w.k_norm) {
+    if (pre_norm.k) std::copy_n(k, n * kd, pre_norm.k);
+    rmsnorm_rows_inplace(k, w.k_norm, n * s.kv_heads, s.head_dim, s.norm_eps);
+  }
+  rope_forward(q, pos, n, s.q_heads, s.head_dim, rope);
+  rope_forward(k, pos, n, s.kv_heads, s.head_dim, rope);
+}
+
+namespace {
+
+// The adjoint of one projection x = norm(u Wᵀ + b) after RoPE: dx (post-RoPE gradient) is consumed.
+template <class T>
+void projection_backward(T* du, T* dw, T* db, T* dnorm, T* dx, const T* u, const T* w, const T* norm,
+                         const T* pre_norm, const int64_t* pos, int64_t heads, const AttnShardShape& s,
+                         const RopeTable& rope) {
+  const int64_t dim = heads * s.head_dim;
+  rope_backward(dx, pos, s.n, heads, s.head_dim, rope);
+  if (norm) {
+    TSP_CHECK(pre_norm != nullptr, "q/k norm backward needs the pre-norm projections (QkPreNorm)");
+    rmsnorm_rows_backward_inplace(dx, dnorm, pre_norm, norm, s.n * heads, s.head_dim, s.norm_eps);
+  }
+  if (db) bias_backward(db, dx, s.n, dim);
+  linear_backward(du, dw, dx, u, w, s.n, s.hidden, dim);
+}
+
+}  // namespace
+
+template <class T>
+void q_backward(T* du, const AttnProjections<T>& g, T* dq, const T* u, const ConstProjections<T>& w,
+                const T* q_pre, const int64_t* pos, const AttnShardShape& s, const RopeTable& rope) {
+  projection_backward(du, g.wq, w.bq ? g.bq : nullptr, g.q_norm, dq, u, w.wq, w.q_norm, q_pre, pos, s.q_heads,
+                      s, rope);
 }
 
 template <class T>
-void q_backward(T* du, T* dwq, T* dq, const T* u, const T* wq, const int64_t* pos, const AttnShardShape& s,
-                double rope_theta) {
-  rope_backward(dq, pos, s.n, s.q_heads, s.head_dim, rope_theta);
-  linear_backward(du, dwq, dq, u, wq, s.n, s.hidden, s.q_dim());
+void kv_backward(T* du, const AttnProjections<T>& g, T* dk, const T* dv, const T* u,
+                 const ConstProjections<T>& w, const T* k_pre, const int64_t* pos, const AttnShardShape& s,
+                 const RopeTable& rope) {
+  projection_backward(du, g.wk, w.bk ? g.bk : nullptr, g.k_norm, dk, u, w.wk, w.k_norm, k_pre, pos,
+                      s.kv_heads, s, rope);
+  if (w.bv && g.bv) bias_backward(g.bv, dv, s.n, s.kv_dim());
+  linear_backward(du, g.wv, dv, u, w.wv, s.n, s.hidden, s.kv_dim());
 }
 
 template <class T>
-void kv_backward(T* du, T* dwk, T* dwv, T* dk, const T* dv, const T* u, const T* wk, const T* wv,
-                 const int64_t* pos, const AttnShardShape& s, double rope_theta) {
-  rope_backward(dk, pos, s.n, s.kv_heads, s.head_dim, rope_theta);
-  linear_backward(du, dwk, dk, u, wk, s.n, s.hidden, s.kv_dim());
-  linear_backward(du, dwv, dv, u, wv, s.n, s.hidden, s.kv_dim());
-}
-
-template <class T>
-void qkv_backward(T* du, T* dwq, T* dwk, T* dwv, T* dq, T* dk, const T* dv, const T* u, const T* wq,
-                  const T* wk, const T* wv, const int64_t* pos, const AttnShardShape& s, double rope_theta) {
-  q_backward(du, dwq, dq, u, wq, pos, s, rope_theta);
-  kv_backward(du, dwk, dwv, dk, dv, u, wk, wv, pos, s, rope_theta);
+void qkv_backward(T* du, const AttnProjections<T>& g, T* dq, T* dk, const T* dv, const T* u,
+                  const ConstProjections<T>& w, QkPreNorm<T> pre_norm, const int64_t* pos,
+                  const AttnShardShape& s, const RopeTable& rope) {
+  q_backward(du, g, dq, u, w, pre_norm.q, pos, s, rope);
+  kv_backward(du, g, dk, dv, u, w, pre_norm.k, pos, s, rope);
 }
 
 template <class T>
@@ -86,14 +124,16 @@ void mlp_shard_backward(T* du, T* dw_gate, T* dw_up, T* dw_down, const T* dy, co
 }
 
 #define TSP_INSTANTIATE(T)                                                                                  \
-  template void qkv_forward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const int64_t*,          \
-                               const AttnShardShape&, double);                                              \
-  template void q_backward<T>(T*, T*, T*, const T*, const T*, const int64_t*, const AttnShardShape&,        \
-                              double);                                                                      \
-  template void kv_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, const int64_t*,      \
-                               const AttnShardShape&, double);                                              \
-  template void qkv_backward<T>(T*, T*, T*, T*, T*, T*, const T*, const T*, const T*, const T*, const T*,   \
-                                const int64_t*, const AttnShardShape&, double);                             \
+  template void qkv_forward<T>(T*, T*, T*, const T*, const ConstProjections<T>&, const int64_t*,            \
+                               const AttnShardShape&, const RopeTable&, QkPreNorm<T>);                      \
+  template void q_backward<T>(T*, const AttnProjections<T>&, T*, const T*, const ConstProjections<T>&,      \
+                              const T*, const int64_t*, const AttnShardShape&, const RopeTable&);           \
+  template void kv_backward<T>(T*, const AttnProjections<T>&, T*, const T*, const T*,                       \
+                               const ConstProjections<T>&, const T*, const int64_t*, const AttnShardShape&, \
+                               const RopeTable&);                                                           \
+  template void qkv_backward<T>(T*, const AttnProjections<T>&, T*, T*, const T*, const T*,                  \
+                                const ConstProjections<T>&, QkPreNorm<T>, const int64_t*,                   \
+                                const AttnShardShape&, const RopeTable&);                                   \
   template void attention_batched_forward<T>(T*, T*, const T*, const T*, const T*, const int64_t*,          \
                                              const int64_t*, int64_t, const AttentionShape&);               \
   template void attention_batched_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, \

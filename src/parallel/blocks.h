@@ -4,8 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/attention.h"
+#include "kernels/rope.h"
+#include "model/params.h"
 
 namespace tsp {
 
@@ -16,27 +19,70 @@ struct AttnShardShape {
   int64_t q_heads = 0;  // query heads in the shard
   int64_t kv_heads = 0;
   int64_t head_dim = 0;
+  double norm_eps = 0;  // epsilon of the per-head q/k RMSNorm (Qwen3: rms_norm_eps)
   int64_t q_dim() const { return q_heads * head_dim; }
   int64_t kv_dim() const { return kv_heads * head_dim; }
 };
 
-// q = rope(u Wq_sᵀ), k = rope(u Wk_sᵀ), v = u Wv_sᵀ at the tokens' global positions pos[n].
-template <class T>
-void qkv_forward(T* q, T* k, T* v, const T* u, const T* wq, const T* wk, const T* wv, const int64_t* pos,
-                 const AttnShardShape& s, double rope_theta);
+// The projection tensors of one attention shard (values with P = const T, gradients with P = T): the
+// weights, Qwen2's q/k/v biases and Qwen3's per-head q/k norm weights (both null when the model has none).
+// Everything the architectures add to the projections is here, so that every layout (and decode) applies
+// it by calling the functions below.
+template <class P>
+struct AttnProjections {
+  P *wq = nullptr, *wk = nullptr, *wv = nullptr;
+  P *bq = nullptr, *bk = nullptr, *bv = nullptr;
+  P *q_norm = nullptr, *k_norm = nullptr;
+  operator AttnProjections<const P>() const requires(!std::is_const_v<P>) {
+    return {wq, wk, wv, bq, bk, bv, q_norm, k_norm};
+  }
+};
 
-// The adjoint of qkv_forward. dq and dk are consumed (rotated back in place). Accumulates du, dwq, dwk, dwv.
-// q_backward + kv_backward do the same in two parts, so that a layout can overlap communication of dk/dv
-// with the query part.
+// Views into a packed attention shard laid out as ModelParams' attention block (a rank's own block, or a
+// shard received from its owner), with that layer's q/k norm weights (replicated; null without them).
+template <class P>
+AttnProjections<P> attn_projections(P* packed, const AttnOffsets& off, P* q_norm, P* k_norm) {
+  auto at = [packed](int64_t o) { return o < 0 ? static_cast<P*>(nullptr) : packed + o; };
+  return {packed + off.q, packed + off.k, packed + off.v, at(off.bq), at(off.bk), at(off.bv), q_norm, k_norm};
+}
+// The same from one layer's tensors on this rank.
 template <class T>
-void q_backward(T* du, T* dwq, T* dq, const T* u, const T* wq, const int64_t* pos, const AttnShardShape& s,
-                double rope_theta);
+AttnProjections<T> attn_projections(const LayerWeights<T>& w) {
+  return {w.wq, w.wk, w.wv, w.bq, w.bk, w.bv, w.q_norm, w.k_norm};
+}
+
+// Where qkv_forward leaves the projections of q and k before their per-head norm: the norms' backward needs
+// them. Only models with q/k norms use it; a forward-only caller (decode) may leave it empty.
 template <class T>
-void kv_backward(T* du, T* dwk, T* dwv, T* dk, const T* dv, const T* u, const T* wk, const T* wv,
-                 const int64_t* pos, const AttnShardShape& s, double rope_theta);
+struct QkPreNorm {
+  T* q = nullptr;  // [n, q_dim]
+  T* k = nullptr;  // [n, kv_dim]
+};
+
 template <class T>
-void qkv_backward(T* du, T* dwq, T* dwk, T* dwv, T* dq, T* dk, const T* dv, const T* u, const T* wq,
-                  const T* wk, const T* wv, const int64_t* pos, const AttnShardShape& s, double rope_theta);
+using ConstProjections = AttnProjections<const std::type_identity_t<T>>;
+
+// q = rope(norm_q(u Wq_sᵀ + bq)), k = rope(norm_k(u Wk_sᵀ + bk)), v = u Wv_sᵀ + bv at the tokens' global
+// positions pos[n] (bias and norm where the model has them).
+template <class T>
+void qkv_forward(T* q, T* k, T* v, const T* u, const ConstProjections<T>& w, const int64_t* pos,
+                 const AttnShardShape& s, const kernels::RopeTable& rope, QkPreNorm<T> pre_norm = {});
+
+// The adjoint of qkv_forward. dq and dk are consumed (turned into the gradients of the pre-norm
+// projections in place). Accumulates du and every gradient in g (those that are null are not wanted);
+// q_pre / k_pre: what qkv_forward left in QkPreNorm (needed only with q/k norms). q_backward + kv_backward
+// do the same in two parts, so that a layout can overlap communication of dk/dv with the query part.
+template <class T>
+void q_backward(T* du, const AttnProjections<T>& g, T* dq, const T* u, const ConstProjections<T>& w,
+                const T* q_pre, const int64_t* pos, const AttnShardShape& s, const kernels::RopeTable& rope);
+template <class T>
+void kv_backward(T* du, const AttnProjections<T>& g, T* dk, const T* dv, const T* u,
+                 const ConstProjections<T>& w, const T* k_pre, const int64_t* pos, const AttnShardShape& s,
+                 const kernels::RopeTable& rope);
+template <class T>
+void qkv_backward(T* du, const AttnProjections<T>& g, T* dq, T* dk, const T* dv, const T* u,
+                  const ConstProjections<T>& w, QkPreNorm<T> pre_norm, const int64_t* pos,
+                  const AttnShardShape& s, const kernels::RopeTable& rope);
 
 // Causal attention for `batch` sequences: queries [batch, nq, heads, d] at q_pos[nq] and keys/values
 // [batch, nk, kv_heads, d] at k_pos[nk] (the same positions for every sequence of the batch).

@@ -27,6 +27,12 @@ void scan_cache(const KvSlots& slots, const DecodeBatch& batch, std::vector<int6
   }
 }
 
+kernels::RopeTable decode_rope_table(const ModelConfig& c, const DecodeBatch& batch) {
+  int64_t longest = 0;
+  for (int64_t pos : batch.pos) longest = std::max(longest, pos + 1);
+  return c.rope_table(longest);
+}
+
 template <class T>
 void prefill_last_rows(const T* u, const std::vector<int64_t>& positions, const int64_t* last, int64_t batch,
                        int64_t hidden, bool contributes, Communicator* comm, T* rows) {
@@ -104,7 +110,8 @@ void DecodeAttention<T>::prepare(const ModelParams<T>& p, Communicator* tp, Comm
   q_heads_ = p.spec().q_heads.size;
   kv_heads_ = p.spec().kv_heads.size;
   head_dim_ = c.head_dim;
-  rope_theta_ = c.rope_theta;
+  config_ = &c;
+  norm_eps_ = c.rms_norm_eps;
   TSP_CHECK(cache->width() == kv_heads_ * head_dim_ && cache->slots() == slots.slots(),
             "DecodeAttention: the cache rows ({} x {}) do not hold {} KV heads x {} slots", cache->slots(),
             cache->width(), kv_heads_, slots.slots());
@@ -123,6 +130,7 @@ template <class T>
 void DecodeAttention<T>::begin_step(const DecodeBatch& batch) {
   batch_ = &batch;
   scan_cache(slots_, batch, n_slots_, slot_pos_.data());
+  rope_ = decode_rope_table(*config_, batch);
 }
 
 template <class T>
@@ -137,8 +145,8 @@ void DecodeAttention<T>::forward(ModelParams<T>& p, int layer, const T* u, T* y)
   T* lse = P > 1 ? o + n * qd : lse_.data();
   {
     TraceSpan span("decode.attn", "compute");
-    qkv_forward(q_.data(), k_.data(), v_.data(), u, w.wq, w.wk, w.wv, batch.pos.data(),
-                AttnShardShape{n, hidden_, q_heads_, kv_heads_, d}, rope_theta_);
+    qkv_forward(q_.data(), k_.data(), v_.data(), u, attn_projections(w), batch.pos.data(),
+                AttnShardShape{n, hidden_, q_heads_, kv_heads_, d, norm_eps_}, rope_);
     // The new token's key and value go to the rank caching its position (every rank of a head group when
     // positions are not split).
     for (int64_t i = 0; i < n; ++i) {

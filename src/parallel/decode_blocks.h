@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/memory.h"
+#include "kernels/rope.h"
 #include "model/params.h"
 #include "parallel/decode.h"
 
@@ -32,6 +33,10 @@ inline int group_rank(const Communicator* c) {
 // positions are split (slots.parts > 1), their positions at slot_pos + i * slots.slots().
 void scan_cache(const KvSlots& slots, const DecodeBatch& batch, std::vector<int64_t>& n_slots,
                 int64_t* slot_pos);
+
+// The RoPE frequencies of a decode step: those of a forward over positions < max(pos) + 1 of the step's
+// rows, as HF computes them for the new tokens (only dynamic RoPE depends on it: model/rope_scaling.h).
+kernels::RopeTable decode_rope_table(const ModelConfig& c, const DecodeBatch& batch);
 
 // The end of a prefill: rows[b, h] = u of the token at position last[b] of sequence b, on every rank of
 // `comm`. This rank holds u for positions[j] of every sequence at row b·positions.size() + j; it contributes
@@ -85,7 +90,9 @@ class DecodeAttention {
   KvCache<T>* cache_ = nullptr;
   const DecodeBatch* batch_ = nullptr;
   int64_t hidden_ = 0, q_heads_ = 0, kv_heads_ = 0, head_dim_ = 0;
-  double rope_theta_ = 0;
+  const ModelConfig* config_ = nullptr;
+  kernels::RopeTable rope_;  // for the step's longest position (model/rope_scaling.h: dynamic RoPE)
+  double norm_eps_ = 0;
   std::vector<int64_t> n_slots_;
   Buffer<int64_t> slot_pos_;       // workspace [max_rows, slots] (Σ > 1)
   Buffer<T> q_, k_, v_, o_, lse_;  // workspace

@@ -51,8 +51,8 @@ void each_block(const Sizes& z, Fn&& fn) {
 // TSP (docs/tsp.md, tests/mpi/test_tsp_comm.cpp). Broadcasts and reduces go to each owner in turn, so over
 // the D calls of a layer a rank receives (D-1) shards.
 void tsp_comm(Counter& c, const Sizes& z, const LayoutSpec& lay) {
-  const int64_t D = z.T, L = z.L, W_a = z.W_attn / D, W_m = z.W_mlp / D, P_v = z.V_p / D * z.h;
-  const int64_t kv = z.N_a * z.kvd / D;  // my k (or v) of one head group
+  const int64_t D = z.T, L = z.L, W_a = z.attn_block(), W_m = z.W_mlp / D, P_v = z.V_p / D * z.h;
+  const int64_t kv = z.N_a * z.kvd_s;  // my k (or v) of one head group
   for (const char* ph : {"forward", "backward"}) {
     const bool bwd = std::string(ph) == "backward";
     c.add(ph, "attn.weight_bcast", "broadcast", L * D, W_a, D, true);
@@ -65,6 +65,9 @@ void tsp_comm(Counter& c, const Sizes& z, const LayoutSpec& lay) {
   c.add("backward", "mlp.grad_ring", "send_recv", L * (D - 1), W_m, D, true);
   c.add("backward", "vocab.grad_ring", "send_recv", 2 * (D - 1), P_v, D, true);
   c.add("backward", "norm.grad_allreduce", "all_reduce", 1, z.norms, D, true);
+  // KV-head replication: the D / n_kv holders of each KV head sum its gradient (one call per layer).
+  if (z.kv_replicas > 1)
+    c.add("backward", "attn.kv_head_grad_allreduce", "all_reduce", L, z.attn_kv_part(), z.kv_replicas, true);
 }
 
 // Megatron TP (degree T) around context-parallel attention (degree Σ), optionally with Megatron-SP
@@ -75,7 +78,7 @@ void tsp_comm(Counter& c, const Sizes& z, const LayoutSpec& lay) {
 void mesh_comm(Counter& c, const Sizes& z, const LayoutSpec& lay) {
   const int64_t T = z.T, Sg = z.Sg, L = z.L, n = z.N_a, nl = z.N_t, h = z.h;
   const bool tp = T > 1, seqpar = lay.sequence_parallel && tp;
-  const int64_t kv = n * z.kvd / T;  // my k (or v) of my head group
+  const int64_t kv = n * z.kvd_s;  // my k (or v) of my head group
   // A row-parallel output (forward) or column-parallel input gradient (backward) summed over TP.
   auto reduce = [&](const char* phase, const std::string& what, int64_t calls) {
     if (!tp) return;
@@ -121,6 +124,12 @@ void mesh_comm(Counter& c, const Sizes& z, const LayoutSpec& lay) {
     });
   }
   if (seqpar) c.add("backward", "tp.norm_grad_allreduce", "all_reduce", 1, z.norms, T, true);
+  // Qwen3's per-head q/k norms are partial over TP even without Megatron-SP (each rank saw its heads).
+  if (tp && !seqpar && z.qk_norm)
+    c.add("backward", "tp.qk_norm_grad_allreduce", "all_reduce", 1, 2 * z.L * z.d, T, true);
+  // KV-head replication: the T / n_kv TP holders of each KV head sum its gradient (one call per layer).
+  if (z.kv_replicas > 1)
+    c.add("backward", "tp.kv_head_grad_allreduce", "all_reduce", L, z.attn_kv_part(), z.kv_replicas, true);
   // The loss sums over the ranks holding different tokens; the squared gradient norm over TP's shards.
   const int64_t holders = seqpar ? T * Sg : Sg;
   if (holders > 1) c.add("forward", "loss.allreduce", "all_reduce", 1, 3, holders, false, false, 8);

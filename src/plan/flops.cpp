@@ -6,7 +6,10 @@ namespace tsp::plan {
 
 double predict_flops(const Sizes& z, const LayoutSpec& lay, Recompute rc) {
   const double BS = double(z.BS), L = double(z.L), h = double(z.h);
-  const double qkv = 2 * h * double(z.qd + 2 * z.kvd), out = 2 * double(z.qd) * h, mlp = 6 * h * double(z.I);
+  // Under KV-head replication each of the T holders projects its KV head itself: T·kvd_s channels in all.
+  const double kv_channels = double(z.T * z.kvd_s);
+  const double qkv = 2 * h * (double(z.qd) + 2 * kv_channels), out = 2 * double(z.qd) * h,
+               mlp = 6 * h * double(z.I);
   // Causal attention: S(S+1)/2 query-key pairs per sequence, two GEMMs (QKᵀ and PV) of q_dim each.
   const double attn = 4 * double(z.B) * double(z.qd) * double(z.S) * double(z.S + 1) / 2;
   const double head = 2 * BS * h * double(z.V);

@@ -23,6 +23,11 @@ struct Split {
   int64_t ranks = 1;
 };
 
+// KV channels of one head shard of T: kv_dim / T, or head_dim under KV-head replication (T > n_kv).
+int64_t kv_shard_width(const ModelConfig& c, int64_t T) {
+  return c.num_key_value_heads < T ? c.head_dim : c.kv_dim() / T;
+}
+
 Split split_of(const ModelConfig& c, const ServeLayout& s) {
   const LayoutSpec& l = s.layout;
   Split x;
@@ -50,7 +55,8 @@ Split split_of(const ModelConfig& c, const ServeLayout& s) {
       break;
   }
   const bool all_heads = l.kind == Kind::tsp && s.kv == KvLayout::sequence;
-  x.width = all_heads ? c.kv_dim() : c.kv_dim() / x.Tw;
+  // A head split beyond the KV heads holds one replicated KV head per rank (model/params.h).
+  x.width = all_heads ? c.kv_dim() : kv_shard_width(c, x.Tw);
   return x;
 }
 
@@ -74,8 +80,10 @@ std::string not_applicable(const ModelConfig& c, const ServeLayout& s) {
   if (T > 1) {
     if (c.num_attention_heads % T)
       return fmt::format("num_attention_heads {} is not divisible by {} = {}", c.num_attention_heads, who, T);
-    if (c.num_key_value_heads % T)
-      return fmt::format("num_key_value_heads {} is not divisible by {} = {}", c.num_key_value_heads, who, T);
+    if (c.num_key_value_heads % T && T % c.num_key_value_heads)
+      return fmt::format(
+          "num_key_value_heads {} is neither divisible by {} = {} nor a divisor of it (KV-head replication)",
+          c.num_key_value_heads, who, T);
     if (c.intermediate_size % T)
       return fmt::format("intermediate_size {} is not divisible by {} = {}", c.intermediate_size, who, T);
   }
@@ -145,6 +153,7 @@ InferencePrediction predict_inference(const ModelConfig& c, const ServeLayout& l
   const int64_t beta = pol.weight_bytes, B = r.batch, L = c.num_hidden_layers, h = c.hidden_size;
   const int64_t qd = c.q_dim(), kvd = c.kv_dim(), nh = c.num_attention_heads, I = c.intermediate_size;
   const int64_t V = c.vocab_size, Vp = (V + x.Tw - 1) / x.Tw * x.Tw;
+  const int64_t kvs = kv_shard_width(c, x.Tw);  // K (or V) channels of one head shard
   // The runtime's cache: the prompt padded to the layout's multiple, room for every fed position.
   p.prompt_padded = (r.prompt + x.multiple - 1) / x.multiple * x.multiple;
   // The runtime stops a sequence at max_position_embeddings; planning beyond it (a context extension) is
@@ -173,7 +182,7 @@ InferencePrediction predict_inference(const ModelConfig& c, const ServeLayout& l
     add(p.comm, "decode.pick_allgather", "all_gather", 1, 2 * n * 8, (x.Tw - 1) * 2 * n * 8);
   }
   if (seq_tsp) {
-    const int64_t qs = qd / D, ks = kvd / D, hs = nh / D;
+    const int64_t qs = qd / D, ks = kvs, hs = nh / D;
     add(p.comm, "decode.q_allgather", "all_gather", L, n * qs * beta, (D - 1) * n * qs * beta);
     // Each token's key and value, 2·kv_dim/D per head group, go to the one rank caching it: exact per rank
     // when n is a multiple of D and the new positions lie past the padded prompt (round-robin owners).
@@ -191,7 +200,7 @@ InferencePrediction predict_inference(const ModelConfig& c, const ServeLayout& l
   // Work per rank per decode step at the full context: every weight product of the shard (SP ranks repeat
   // the same rows), and attention over the positions cached here.
   const double ctx = double(r.context);
-  const double matrix = double(L) * double((2 * qd + 2 * kvd) * h + 3 * h * I) / double(x.Tw) +
+  const double matrix = double(L) * (double(2 * qd * h + 3 * h * I) / double(x.Tw) + double(2 * kvs * h)) +
                         double(Vp) / double(x.Tw) * double(h);
   const double heads_here = seq_tsp ? double(qd) : double(qd) / double(x.Tw);
   p.decode_flops = 2 * matrix * double(n) + 4.0 * double(L) * double(n) * ctx / double(x.P) * heads_here;
@@ -207,26 +216,26 @@ InferencePrediction predict_inference(const ModelConfig& c, const ServeLayout& l
   const int64_t Sp = p.prompt_padded, Tw = x.Tw;
   int64_t pre = 0, dec = 0;
   if (layout.layout.kind == Kind::tsp) {
-    const int64_t nl = B * Sp / D;                                             // my prefill tokens
-    pre = 3 * nl * h + nl                                                      // x, u, y, rstd
-          + 2 * z.attn_block() + 2 * nl * kvd + 2 * nl * qd / D + nl * nh / D  // bcast, gather, q, o, lse
-          + 2 * B * Sp * kvd / D                                               // K, V of one head group
-          + 2 * z.mlp_block() + 3 * nl * I / D                                 // ring, gate/up/act
-          + 2 * Vp / D * h;                                                    // embedding ring
+    const int64_t nl = B * Sp / D;                                                 // my prefill tokens
+    pre = 3 * nl * h + nl                                                          // x, u, y, rstd
+          + 2 * z.attn_block() + D * 2 * nl * kvs + 2 * nl * qd / D + nl * nh / D  // bcast, gather, q, o, lse
+          + 2 * B * Sp * kvs                                                       // K, V of one head group
+          + 2 * z.mlp_block() + 3 * nl * I / D                                     // ring, gate/up/act
+          + 2 * Vp / D * h;                                                        // embedding ring
   } else {
     const int64_t Sg = layout.layout.kind == Kind::single || layout.layout.kind == Kind::tp ? 1 : x.P;
     const int64_t ng = B * Sp / Sg;                // the SP group's prefill tokens
     pre = 3 * ng * h + ng + (Tw > 1 ? ng * h : 0)  // x, u, y, rstd, TP partial
-          + (Sg > 1 ? Sg * 2 * ng * kvd / Tw : 0) + 2 * ng * qd / Tw + ng * nh / Tw  // gather, q, o, lse
-          + 2 * B * Sp * kvd / Tw                                                    // K, V of my head group
-          + 3 * ng * I / Tw;                                                         // gate/up/act
+          + (Sg > 1 ? Sg * 2 * ng * kvs : 0) + 2 * ng * qd / Tw + ng * nh / Tw  // gather, q, o, lse
+          + 2 * B * Sp * kvs                                                    // K, V of my head group
+          + 3 * ng * I / Tw;                                                    // gate/up/act
   }
   dec = 4 * n * h + 3 * n * I / Tw + n * (Vp / Tw);  // x, u, y, rstd; MLP scratch; logits
   if (seq_tsp)  // k, v; queries and outputs of every head, lse; o; q gather; kv send/recv; partials
-    dec += 2 * n * kvd / D + 2 * n * qd + n * nh + n * qd / D + n * qd + 2 * n * kvd / D + 2 * n * kvd +
+    dec += 2 * n * kvs + 2 * n * qd + n * nh + n * qd / D + n * qd + 2 * n * kvs + D * 2 * n * kvs +
            2 * D * n * (qd / D + nh / D);
   else  // q, o; k, v; lse or the SP partials
-    dec += 2 * n * qd / Tw + 2 * n * kvd / Tw + (x.P > 1 ? x.P * n * (qd / Tw + nh / Tw) : n * nh / Tw);
+    dec += 2 * n * qd / Tw + 2 * n * kvs + (x.P > 1 ? x.P * n * (qd / Tw + nh / Tw) : n * nh / Tw);
   p.prefill_transient = pre * beta;
   // Slot positions of the positions placement are int64.
   p.decode_transient = dec * beta + (x.P > 1 ? n * slots * 8 : 0);

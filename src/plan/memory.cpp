@@ -21,14 +21,22 @@ int64_t optimizer_bytes(const Sizes& z, const LayoutSpec& lay, const Policy& pol
   return per_elem * el;
 }
 
+// Elements per token of one layer's block activations (q, k, v, o, lse, gate, up, and with q/k norms the
+// pre-norm q and k) for the heads this rank applies: all of them (single, TSP's what-ifs) or its head group.
+int64_t block_activations_per_token(const Sizes& z, int64_t heads_split) {
+  const int64_t kv = heads_split == 1 ? z.kvd : z.kvd_s;
+  const int64_t qd = z.qd / heads_split;
+  return 2 * qd + 2 * kv + z.nh / heads_split + 2 * z.I / heads_split + (z.qk_norm ? qd + kv : 0);
+}
+
 // Activations a block saves per layer for the backward, per rank, in elements.
 int64_t block_saved(const Sizes& z, const LayoutSpec& lay, Recompute rc) {
   // TSP keeps every head's o for its own tokens; the mesh keeps its head group for its sequence shard.
   const int64_t heads_split = lay.kind == Kind::tsp ? 1 : z.T;
   const int64_t n = z.N_a;
   switch (rc) {
-    case Recompute::none:  // q, k, v, o, lse, gate, up
-      return n * (2 * z.qd + 2 * z.kvd + z.nh + 2 * z.I) / heads_split;
+    case Recompute::none:  // q, k, v, o, lse, gate, up (and pre-norm q, k)
+      return n * block_activations_per_token(z, heads_split);
     case Recompute::selective:  // o and lse
       return n * (z.qd + z.nh) / heads_split;
     default:
@@ -53,7 +61,7 @@ Memory predict_memory(const Sizes& z, const LayoutSpec& lay, const Policy& pol, 
   act += lay.kind == Kind::tsp || lay.kind == Kind::single
              ? Nt
              : z.N_a;  // head lse (mesh: of the SP group tokens)
-  if (lay.kind == Kind::tsp && lay.keep_gathered_kv) act += L * 2 * z.BS * z.kvd;
+  if (lay.kind == Kind::tsp && lay.keep_gathered_kv) act += L * z.T * 2 * z.BS * z.kvd_s;
   m.activations = bw * act;
 
   // Communication buffers (allocated once) and the named scratch buffers (workspace estimate).
@@ -64,30 +72,32 @@ Memory predict_memory(const Sizes& z, const LayoutSpec& lay, const Policy& pol, 
       ws += 4 * z.N_a + 2 * z.N_a * z.qd + 2 * z.N_a * z.kvd + 4 * z.N_a * z.I + 2 * z.N_a * z.V;
       break;
     case Kind::tsp: {
-      const int64_t D = T, N = z.N_a, W_a = z.W_attn / D, W_m = z.W_mlp / D, P_v = z.V_p / D * h;
-      comm = 3 * W_a + 2 * z.BS * z.kvd / D + 4 * W_m + 4 * P_v;
-      const int64_t full_kv = z.BS * z.kvd / D;
-      ws += 3 * N * z.qd / D + (lay.keep_gathered_kv ? 0 : 2 * full_kv) + 2 * full_kv + 2 * N * z.kvd / D;
-      ws += W_m + 6 * N * z.I / D;              // MLP: gradient partial, gate/up/act and their gradients
-      ws += P_v + 2 * N * (z.V_p / D) + 4 * N;  // vocabulary: gradient partial, logits, online LSE state
+      const int64_t D = T, N = z.N_a, W_a = z.attn_block(), W_m = z.W_mlp / D, P_v = z.V_p / D * h;
+      comm = 3 * W_a + 2 * z.BS * z.kvd_s + 4 * W_m + 4 * P_v;
+      const int64_t full_kv = z.BS * z.kvd_s;
+      ws += 3 * N * z.qd_s + (lay.keep_gathered_kv ? 0 : 2 * full_kv) + 2 * full_kv + 2 * N * z.kvd_s;
+      if (z.qk_norm) ws += N * (z.qd_s + z.kvd_s);  // pre-norm q and k of the head group differentiated
+      ws += W_m + 6 * N * z.I / D;                  // MLP: gradient partial, gate/up/act and their gradients
+      ws += P_v + 2 * N * (z.V_p / D) + 4 * N;      // vocabulary: gradient partial, logits, online LSE state
       break;
     }
     default: {  // tp, sp, tpsp: src/parallel/tpsp/ (docs/layouts.md); n = the SP group's tokens
-      const int64_t n = z.N_a, nl = z.N_t, full_kv = z.BS * z.kvd / T;
+      const int64_t n = z.N_a, nl = z.N_t, full_kv = z.BS * z.kvd_s;
       const bool seqpar = lay.sequence_parallel && T > 1;
       if (T > 1) comm += seqpar ? n * h + nl * h : n * h;  // TP partial sum (in place) or gather/scatter pair
       if (z.Sg > 1) comm += 2 * full_kv;                   // K|V of my head group, all S tokens
       if (T > 1) comm += T * n * 4;                        // online log-sum-exp states of the group tokens
       if (seqpar) ws += 3 * n * h;                         // gathered u, gathered dy, the partial sum
-      ws += (z.Sg > 1 ? 2 * n * z.kvd / T : 0) + 3 * n * z.qd / T + 4 * full_kv;  // attention
-      ws += 6 * n * z.I / T;                                                      // MLP
-      ws += 4 * n + 2 * n * (z.V_p / T);                                          // vocabulary
+      ws += (z.Sg > 1 ? 2 * n * z.kvd_s : 0) + 3 * n * z.qd_s + 4 * full_kv;  // attention
+      if (z.qk_norm) ws += n * (z.qd_s + z.kvd_s);  // pre-norm q and k for the q/k norms' backward
+      ws += 6 * n * z.I / T;                        // MLP
+      ws += 4 * n + 2 * n * (z.V_p / T);            // vocabulary
       break;
     }
   }
   if (rc == Recompute::full) {  // one layer's activations live again during its backward
     const int64_t heads_split = lay.kind == Kind::tsp ? 1 : T;
-    ws += z.N_a * (2 * z.qd + 2 * z.kvd + z.nh + 2 * z.I) / heads_split + 2 * Nt * (h + 1);
+    ws += z.N_a * block_activations_per_token(z, heads_split) + 2 * Nt * (h + 1);
   }
   if (lay.zero1 && lay.dp > 1) {
     // ZeRO-1: one block padded to dp chunks and one chunk, sized for the largest block

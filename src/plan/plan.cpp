@@ -60,8 +60,10 @@ std::string not_applicable(const ModelConfig& c, const LayoutSpec& lay, const Ru
   if (T > 1) {
     if (c.num_attention_heads % T)
       return fmt::format("num_attention_heads {} is not divisible by {} = {}", c.num_attention_heads, who, T);
-    if (c.num_key_value_heads % T)
-      return fmt::format("num_key_value_heads {} is not divisible by {} = {}", c.num_key_value_heads, who, T);
+    if (c.num_key_value_heads % T && T % c.num_key_value_heads)
+      return fmt::format(
+          "num_key_value_heads {} is neither divisible by {} = {} nor a divisor of it (KV-head replication)",
+          c.num_key_value_heads, who, T);
     if (c.intermediate_size % T)
       return fmt::format("intermediate_size {} is not divisible by {} = {}", c.intermediate_size, who, T);
   }
@@ -75,8 +77,13 @@ std::string not_applicable(const ModelConfig& c, const LayoutSpec& lay, const Ru
                              seqpar ? "" : ")")
                : " (",
         seqpar ? fmt::format("{}× T = {} sequence-parallel parts)", Sg > 1 ? ", " : "", T) : "");
-  if (s.seq_len > c.max_position_embeddings)
-    return fmt::format("seq_len {} exceeds max_position_embeddings {}", s.seq_len, c.max_position_embeddings);
+  if (s.seq_len > c.max_sequence_length()) {
+    try {
+      c.require_sequence_length(s.seq_len, fmt::format("seq_len {}", s.seq_len));
+    } catch (const UsageError& e) {
+      return e.what();
+    }
+  }
   return "";
 }
 

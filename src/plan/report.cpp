@@ -285,7 +285,7 @@ nlohmann::json sweep_json(const Request& r) {
   // Sequence lengths: powers of two from 512 to the larger of the request and the model's context.
   std::vector<int64_t> seqs;
   const int64_t top =
-      std::min<int64_t>(std::max(r.shape.seq_len, r.model.max_position_embeddings), int64_t(1) << 20);
+      std::min<int64_t>(std::max(r.shape.seq_len, r.model.max_sequence_length()), int64_t(1) << 20);
   for (int64_t s = 512; s <= top; s *= 2) seqs.push_back(s);
   nlohmann::json mem = nlohmann::json::object();
   for (const LayoutSpec& lay : layouts_for(r.ranks, r.dp, r.zero1, r.only_tp, r.only_sp)) {

@@ -19,10 +19,10 @@ class AdamW {
   AdamW(ModelParams<T>& params, kernels::AdamWHyper hp, const Strategy<T>* partition = nullptr);
 
   // The global L2 norm of the gradients over the whole model (sharded blocks summed across shards,
-  // replicated blocks counted once).
+  // replicated blocks and replicated KV heads counted once).
   double grad_norm(Strategy<T>& s);
   // Clips the gradients to max_grad_norm (<= 0: no clipping) and applies one AdamW update at `lr`.
-  // Weight decay applies to the matrices (sharded blocks), not to the norm weights. Returns the pre-clip
+  // Weight decay applies to the matrices, not to the norm weights and biases. Returns the pre-clip
   // norm.
   double step(Strategy<T>& s, double lr, double max_grad_norm);
   // The same update with the norm already computed by grad_norm() (the trainer looks at it first, to skip a

@@ -35,6 +35,25 @@ tsp_cli_test(pipeline_np2 ${TSP_CLI_DIR}/pipeline.sh ${TSP_BIN} ${MPIEXEC_EXECUT
 # tied GQA config with head_dim != hidden/heads).
 tsp_cli_test(hf_reference_tiny ${TSP_CLI_DIR}/hf_reference.sh ${TSP_BIN} ${PROJECT_SOURCE_DIR}/tests/cli/tiny.json)
 tsp_cli_test(hf_reference_tied_gqa ${TSP_CLI_DIR}/hf_reference.sh ${TSP_BIN} ${TSP_CLI_DIR}/tied_gqa.json)
+# The architectures and rope_scaling types HF computes differently (issue 9): Qwen2 biases with linear RoPE,
+# Qwen3 q/k norms with yarn (one KV head), Llama 3.1's llama3 RoPE, Mistral with dynamic NTK RoPE (a
+# 100-token sequence past max_position_embeddings 64). Then the same through layouts: trained under tsp on 4
+# ranks (the KV head replicated 4 times, saved once) and evaluated under tp on 2; Qwen2's sharded biases
+# trained under tp --sequence-parallel and evaluated under tsp.
+foreach(cfg qwen2_linear qwen3_yarn_kv1 llama31_rope mistral_dynamic)
+  tsp_cli_test(hf_reference_${cfg} ${TSP_CLI_DIR}/hf_reference.sh ${TSP_BIN} ${TSP_CLI_DIR}/${cfg}.json)
+endforeach()
+tsp_cli_test(hf_reference_qwen3_kv_replicated_tsp4_tp2 ${TSP_CLI_DIR}/hf_reference.sh ${TSP_BIN}
+             ${TSP_CLI_DIR}/qwen3_yarn_kv1.json ${MPIEXEC_EXECUTABLE} 4 "--strategy tsp" 2 "--strategy tp")
+tsp_cli_test(hf_reference_qwen2_tpmsp2_tsp2 ${TSP_CLI_DIR}/hf_reference.sh ${TSP_BIN} ${TSP_CLI_DIR}/qwen2_linear.json
+             ${MPIEXEC_EXECUTABLE} 2 "--strategy tp --sequence-parallel" 2 "--strategy tsp")
+# What the architectures cannot run is refused with the reason, on every rank.
+tsp_cli_test(bad_sliding_window ${TSP_CLI_DIR}/expect.sh nonzero
+             "\\[rank 1\\] error: --seq-len 256 exceeds sliding_window 128 of this mistral config" -- ${TSP_MPIEXEC}
+             -np 2 ${TSP_BIN} train --strategy tsp --config ${TSP_CLI_DIR}/mistral_window.json --seq-len 256 --steps 1)
+tsp_cli_test(bad_rope_type ${TSP_CLI_DIR}/expect.sh nonzero
+             "error: .*rope_scaling: rope_type \"longrope\" is not supported \\(allowed: default, linear, dynamic, llama3, yarn"
+             -- ${TSP_BIN} train --config ${TSP_CLI_DIR}/bad_rope.json --steps 1)
 tsp_cli_test(bad_intermediate ${TSP_CLI_DIR}/expect.sh nonzero
              "\\[rank 3\\] error: .*intermediate_size divisible by 4, but it is 90"
              "\\[rank 0\\] error: .*intermediate_size divisible by 4, but it is 90" -- ${TSP_MPIEXEC} -np 4 ${TSP_BIN}
@@ -91,8 +110,11 @@ tsp_cli_test(bad_tp_heads ${TSP_CLI_DIR}/expect.sh nonzero "\\[rank 2\\] error: 
 tsp_cli_test(plan_table ${TSP_CLI_DIR}/expect.sh 0 "recommendation: " "tsp +8 +8 \\|" "tpsp-sp +4 +2"
              -- ${TSP_BIN} plan --preset llama7b --seq-len 131072 --ranks 8 --dtype bf16 --device mi300x)
 tsp_cli_test(plan_json ${TSP_CLI_DIR}/expect.sh 0 "\"comm_by_label\"" "\"sp.kv_allgather\"" "\"recommendation\""
-             "\"projected_tokens_per_s\"" "\"reason\": \"num_key_value_heads 2 is not divisible by T = 4\""
-             -- ${TSP_BIN} plan --preset tiny --seq-len 64 --ranks 4 --dp 2 --zero1 --json)
+             "\"projected_tokens_per_s\"" "\"reason\": \"seq_len 60 is not a multiple of 8"
+             -- ${TSP_BIN} plan --preset tiny --seq-len 60 --ranks 4 --dp 2 --zero1 --json)
+# Llama-3.1-8B's 8 KV heads at D = 16: each replicated on 2 ranks, the holders' gradient sum counted.
+tsp_cli_test(plan_llama3_8b_d16 ${TSP_CLI_DIR}/expect.sh 0 "\"attn.kv_head_grad_allreduce\"" "\"tp.kv_head_grad_allreduce\""
+             -- ${TSP_BIN} plan --preset llama3_8b --seq-len 131072 --ranks 16 --dtype bf16 --device h100 --json)
 tsp_cli_test(plan_not_applicable ${TSP_CLI_DIR}/expect.sh 0 "sp .*not applicable: seq_len 30 is not a multiple of 4"
              -- ${TSP_BIN} plan --preset tiny --seq-len 30 --ranks 2)
 tsp_cli_test(plan_plot ${TSP_CLI_DIR}/expect.sh 0 "wrote .*memory_vs_seq.png" "wrote .*comm_vs_tokens.svg"

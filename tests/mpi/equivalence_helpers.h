@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "../arch_test_configs.h"
 #include "comm/communicator.h"
 #include "kernels/cross_entropy.h"
 #include "model/params.h"
@@ -90,12 +91,18 @@ void expect_vectors_match(const std::vector<T>& a, const std::vector<T>& ref, co
   EXPECT_TRUE(e.within(tolerance<T>())) << what << ": relative error " << e.relative();
 }
 
+struct MatchOptions {
+  bool perturb = false;      // start from perturb_vectors() rather than HF's initial norm weights and biases
+  bool second_shape = true;  // after the AdamW step, a second step shape (see below)
+};
+
 // One layout against the single-device model on the same seeded model and batch: loss, accuracy counts,
 // every gradient, logits in original order, the clipped AdamW step's gradient norm (and the parameters after
-// it when `params_after_step`), then a second step shape that makes the layout reallocate its buffers.
+// it when `params_after_step`), then a second step shape (one sequence per replica, twice as long) that makes
+// the layout reallocate its buffers.
 template <class T>
 void expect_layout_matches_single(Strategy<T>& layout, const ModelConfig& c, int64_t batch, int64_t seq,
-                                  bool params_after_step) {
+                                  bool params_after_step, const MatchOptions& more = {}) {
   const uint64_t seed = 1234;
   SingleStrategy<T> single;
   ModelParams<T> ref_params(c, single.shard_spec(c));
@@ -103,6 +110,10 @@ void expect_layout_matches_single(Strategy<T>& layout, const ModelConfig& c, int
   Transformer<T> ref(ref_params, single);
   ModelParams<T> params(c, layout.shard_spec(c));
   params.init(seed);
+  if (more.perturb) {
+    perturb_vectors(ref_params, seed);
+    perturb_vectors(params, seed);
+  }
   Transformer<T> model(params, layout);
 
   std::vector<int32_t> tokens, targets;
@@ -128,13 +139,15 @@ void expect_layout_matches_single(Strategy<T>& layout, const ModelConfig& c, int
   const double norm = opt.step(layout, 1e-3, 0.5);
   EXPECT_NEAR(norm, ref_norm, tolerance<T>() * ref_norm) << "gradient norm";
   if (params_after_step) expect_blocks_match(params, ref_params, false, "parameter after AdamW");
+  if (!more.second_shape) return;
 
+  const int64_t batch2 = layout.replicas();
   std::vector<int32_t> tokens2, targets2;
-  make_batch(c.vocab_size, 1, 2 * seq, 78, tokens2, targets2);
+  make_batch(c.vocab_size, batch2, 2 * seq, 78, tokens2, targets2);
   ref_params.zero_grads();
   params.zero_grads();
-  const StepResult want2 = ref.forward(tokens2.data(), targets2.data(), 1, 2 * seq);
-  const StepResult got2 = model.forward(tokens2.data(), targets2.data(), 1, 2 * seq);
+  const StepResult want2 = ref.forward(tokens2.data(), targets2.data(), batch2, 2 * seq);
+  const StepResult got2 = model.forward(tokens2.data(), targets2.data(), batch2, 2 * seq);
   EXPECT_NEAR(got2.loss, want2.loss, tolerance<T>() * std::abs(want2.loss)) << "loss, second shape";
   ref.backward();
   model.backward();

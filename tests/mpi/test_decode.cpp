@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "../arch_test_configs.h"
 #include "comm/communicator.h"
 #include "equivalence_helpers.h"
 #include "infer/generator.h"
@@ -47,10 +48,26 @@ std::vector<ServeCase> serve_cases(int ranks) {
 
 struct ModelCase {
   std::string name;
-  int64_t heads, kv_heads;
-  bool tied;
+  ModelConfig config;
+  bool perturb = false;  // norm weights and biases moved off 1 and 0 (test::perturb_vectors)
 };
-const std::vector<ModelCase> kModels = {{"mha_untied", 12, 12, false}, {"gqa_tied", 24, 12, true}};
+// Llama MHA and GQA, and the architectures of issue 9 with 1 or 2 KV heads (replicated on the ranks of a
+// head split larger than that): Qwen2's biases, Qwen3's q/k norms with yarn RoPE, llama3 RoPE. (Dynamic RoPE
+// is left out: its frequencies follow the forward's longest position, so a batched KV-cache decode, like
+// HF's, does not equal each prefix recomputed alone.)
+const std::vector<ModelCase> kModels = {
+    {"mha_untied", test::mesh_test_config(false, 2, 12, 12)},
+    {"gqa_tied", test::mesh_test_config(true, 2, 24, 12)},
+    {"qwen2_bias_kv1", test::with_model_type(test::arch_base_config(1), "qwen2"), true},
+    {"qwen3_qknorm_yarn_kv2",
+     test::with_rope(test::with_model_type(test::arch_base_config(2), "qwen3"), RopeType::yarn), true},
+    {"llama3_rope_kv1_tied", test::with_rope(test::arch_base_config(1, 2, true), RopeType::llama3), true}};
+
+// Ranks the heads of a serving layout are split over (KV heads must divide it or be a multiple of it).
+int heads_split(const ServeCase& sc, int ranks) {
+  if (sc.strategy == "tp" || sc.strategy == "tsp") return ranks;
+  return sc.strategy == "tpsp" ? sc.layout.tp : 1;
+}
 
 std::vector<std::vector<int32_t>> make_prompts(int64_t vocab, const std::vector<int64_t>& lengths) {
   std::mt19937 rng(99);
@@ -78,13 +95,19 @@ template <class T>
 void run_case(const ServeCase& sc, const ModelCase& mc) {
   SCOPED_TRACE(sc.label + " " + mc.name + (sizeof(T) == sizeof(double) ? " double" : " float"));
   Communicator world = Communicator::world();
-  const ModelConfig c = test::mesh_test_config(mc.tied, 2, mc.heads, mc.kv_heads);
+  const ModelConfig& c = mc.config;
+  const int split = heads_split(sc, world.size());
+  if (c.num_key_value_heads % split && split % c.num_key_value_heads) return;  // e.g. 2 KV heads on 3 ranks
   auto strategy = make_replica_strategy<T>(sc.strategy, world, sc.layout);
   ModelParams<T> params(c, strategy->shard_spec(c), /*with_grads=*/false);
   params.init(1234);
   SingleStrategy<T> single;
   ModelParams<T> ref_params(c, single.shard_spec(c), false);
   ref_params.init(1234);
+  if (mc.perturb) {
+    test::perturb_vectors(params, 1234);
+    test::perturb_vectors(ref_params, 1234);
+  }
   Transformer<T> ref(ref_params, single);
 
   const auto prompts = make_prompts(c.vocab_size, {5, 11, 8});
@@ -135,8 +158,10 @@ void run_case(const ServeCase& sc, const ModelCase& mc) {
                       : (sc.strategy == "tsp" && sc.decode.kv_layout == KvLayout::heads) ? world.size()
                                                                                          : 1;
   const int64_t context = dec.context();
-  EXPECT_EQ(dec.kv_cache_bytes(), 2 * c.num_hidden_layers * int64_t(prompts.size()) * (context / P) *
-                                      (c.kv_dim() / T_heads) * int64_t(sizeof(T)));
+  // A head split holds its KV heads (one replicated KV head when the split exceeds them).
+  const int64_t width = T_heads > 1 ? params.spec().kv_heads.size * c.head_dim : c.kv_dim();
+  EXPECT_EQ(dec.kv_cache_bytes(),
+            2 * c.num_hidden_layers * int64_t(prompts.size()) * (context / P) * width * int64_t(sizeof(T)));
   for (size_t b = 0; b < out.size(); ++b) {
     const int64_t fed = int64_t(prompts[b].size() + out[b].tokens.size()) - 1;
     int64_t total = dec.cached_positions(int64_t(b), fed);

@@ -1,6 +1,7 @@
 // mpi-ranks: 1 2 3 4
 // The planner's inference model against a real generation, for every serving layout the planner lists at
-// this rank count (single, tp, sp, every tpsp mesh, tsp with both KV layouts): the KV-cache bytes per rank
+// this rank count (single, tp, sp, every tpsp mesh, tsp with both KV layouts), also with one KV head
+// replicated over a head split (model/params.h): the KV-cache bytes per rank
 // (allocator category kv_cache) and the parameters equal plan::predict_inference exactly, and so does every
 // decode (label: op, calls, payload, received bytes) over the decode steps. No weight moves in decode: every
 // label counted in the decode phase is a decode.* label, while the prefill runs the layout's training
@@ -11,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "../arch_test_configs.h"
 #include "comm/communicator.h"
 #include "core/memory.h"
 #include "infer/generator.h"
@@ -110,11 +112,14 @@ TEST(DecodePlan, RuntimeMatchesThePlanner) {
   const int ranks = Communicator::world().size();
   const ModelConfig c = test::mesh_test_config(false, 2);
   const ModelConfig tied = test::mesh_test_config(true, 2, 24, 12);
+  const ModelConfig replicated = test::with_model_type(test::arch_base_config(1), "qwen3");
   for (const plan::ServeLayout& s : plan::serve_layouts_for(ranks)) {
     // Equal prompts of 24 tokens (a multiple of every layout's padding), ranks x 2 sequences: each rank
     // caches the same number of the new tokens at every step (kv_cache.h's round-robin owners).
     run_case<double>(s, c, 2 * ranks, 24, 5);
     run_case<float>(s, tied, ranks, 24, 4);
+    // One KV head, replicated on every rank of a head split (Qwen3's q/k norms along).
+    run_case<double>(s, replicated, 2 * ranks, 24, 4);
   }
 }
 

@@ -104,9 +104,13 @@ TEST(MeshEquivalence, RejectsBadShapes) {
     EXPECT_THROW(tp->validate(test::mesh_test_config(false, 1), 1, M * 3 + 1), UsageError);
   }
   if (M == 3 || M == 4) {
-    // 4 heads do not split into 3 TP shards; 4 do into 4 but 2 KV heads do not.
+    // 4 heads do not split into 3 TP shards; 12 do into 4, but 3 KV heads can be neither split 4 ways nor
+    // replicated (4 is no multiple of 3).
     auto tp = make_replica_strategy<double>("tp", comm, StrategyOptions{});
-    EXPECT_THROW(tp->validate(test::mesh_test_config(false, 1, 4, 2), 1, 24), UsageError);
+    EXPECT_THROW(
+        tp->validate(
+            M == 3 ? test::mesh_test_config(false, 1, 4, 2) : test::mesh_test_config(false, 1, 12, 3), 1, 24),
+        UsageError);
   }
 }
 

@@ -8,9 +8,12 @@
 //     exactly equal, and workspace (per-step scratch) within 2 % (the planner counts the named scratch
 //     buffers; docs/planning.md says which small kernel scratch it leaves out).
 // Models: the `tiny` and `small` presets, and a config whose heads, KV heads and intermediate size divide by
-// 1-4 with a vocabulary that needs padding (so that 3 ranks run every layout), at two sequence lengths each.
+// 1-4 with a vocabulary that needs padding (so that 3 ranks run every layout), at two sequence lengths each;
+// and Qwen2 (q/k/v biases) and Qwen3 (q/k norms) configs with 1 and 2 KV heads, which every layout with
+// T or D > n_kv runs with replicated KV heads (tests/arch_test_configs.h).
 #include <gtest/gtest.h>
 
+#include "../arch_test_configs.h"
 #include "tsp_test_model.h"
 
 #include <algorithm>
@@ -43,7 +46,9 @@ std::vector<Case> cases() {
           {"tiny", preset_config("tiny"), 1, 192},
           {"small", preset_config("small"), 1, 96},
           {"divisible", test::tsp_test_config(false, 2), 2, 24},
-          {"divisible_tied", test::tsp_test_config(true, 2), 1, 120}};
+          {"divisible_tied", test::tsp_test_config(true, 2), 1, 120},
+          {"qwen2_kv1", test::with_model_type(test::arch_base_config(1), "qwen2"), 2, 24},
+          {"qwen3_kv2_tied", test::with_model_type(test::arch_base_config(2, 2, true), "qwen3"), 1, 48}};
 }
 
 StrategyOptions runtime_options(const plan::LayoutSpec& l) {

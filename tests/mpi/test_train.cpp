@@ -60,7 +60,7 @@ TEST(Train, RecallAccuracyFarAboveChance) {
 
 TEST(Train, ResumeIsBitExact) {
   Communicator world = Communicator::world();
-  fs::path dir = scratch_dir(world, "resume");
+  fs::path dir = scratch_dir(world, "train_resume");
   TrainOptions straight = tiny_options(world);
   straight.checkpoint_dir = (dir / "straight").string();
   run_training(straight, world);
@@ -102,7 +102,7 @@ TEST(Train, LossCurveMatchesSingleDevice) {
 
 TEST(Train, CheckpointsLoadAcrossLayouts) {
   Communicator world = Communicator::world();
-  fs::path dir = scratch_dir(world, "interchange");
+  fs::path dir = scratch_dir(world, "train_interchange");
   TrainOptions o = tiny_options(world);
   o.steps = 2;
   o.checkpoint_dir = (dir / "par").string();

@@ -1,14 +1,18 @@
 #!/usr/bin/python3
-"""An independent reference for the model's semantics: Hugging Face LlamaForCausalLM's forward pass written
-out in numpy (float64) from its definition — RMSNorm, rotate-half RoPE with rope_theta, grouped-query
-attention via repeat_kv, causal softmax, SwiGLU MLP, tied or untied LM head — reading the checkpoint's
-config.json and model.safetensors directly.
+"""An independent reference for the model's semantics: the forward pass of Hugging Face's LlamaForCausalLM,
+MistralForCausalLM, Qwen2ForCausalLM and Qwen3ForCausalLM written out in numpy (float64) from transformers'
+source — RMSNorm, rotate-half RoPE with HF's rope_scaling rules (modeling_rope_utils.py: default, linear,
+dynamic, llama3, yarn and its attention factor), Qwen2's q/k/v biases, Qwen3's per-head q_norm/k_norm before
+RoPE, grouped-query attention via repeat_kv, causal (and Mistral sliding-window) softmax, SwiGLU MLP, tied or
+untied LM head — reading the checkpoint's config.json and model.safetensors directly. It shares no code with
+the C++ runtime.
 
 usage: hf_llama_reference.py CHECKPOINT_DIR TOKENS_FILE LOGITS_BIN [TOLERANCE]
 Compares with the raw float32 logits written by `tsp eval --logits-out` and exits non-zero above TOLERANCE
 (relative Frobenius error, default 1e-5).
 """
 import json
+import math
 import os
 import struct
 import sys
@@ -52,26 +56,108 @@ def rotate_half(x):
     return np.concatenate([-x[..., h:], x[..., :h]], axis=-1)
 
 
+# HF's defaults for fields a config may omit, per model_type (configuration_*.py).
+KV_HEADS_DEFAULT = {"mistral": 8, "qwen2": 32, "qwen3": 32}
+HEAD_DIM_DEFAULT = {"qwen3": 128}
+
+
+def rope_parameters(cfg):
+    """(rope_type, params, theta): rope_scaling (legacy "type" or "rope_type") or transformers 5's
+    rope_parameters."""
+    theta = cfg.get("rope_theta", 10000.0)
+    rs = cfg.get("rope_scaling") or cfg.get("rope_parameters") or {}
+    theta = rs.get("rope_theta") or theta
+    kind = rs.get("rope_type", rs.get("type", "default"))
+    return kind, rs, theta
+
+
+def rope_frequencies(cfg, d, seq_len):
+    """inv_freq [d/2] and attention_scaling for a forward whose positions are < seq_len."""
+    kind, rs, base = rope_parameters(cfg)
+    max_pos = cfg["max_position_embeddings"]
+    exponents = np.arange(0, d, 2, dtype=np.float64) / d
+    inv_freq = 1.0 / (base**exponents)
+    if kind == "default":
+        return inv_freq, 1.0
+    factor = rs["factor"]
+    if kind == "linear":
+        return inv_freq / factor, 1.0
+    if kind == "dynamic":
+        # dynamic_rope_update: recomputed for max(position_ids) + 1 once it exceeds max_position_embeddings.
+        L = max(seq_len, max_pos)
+        base = base * ((factor * L / max_pos) - (factor - 1)) ** (d / (d - 2))
+        return 1.0 / (base**exponents), 1.0
+    if kind == "llama3":
+        old = rs["original_max_position_embeddings"]
+        low, high = rs["low_freq_factor"], rs["high_freq_factor"]
+        wavelen = 2 * math.pi / inv_freq
+        scaled = np.where(wavelen > old / low, inv_freq / factor, inv_freq)
+        smooth = (old / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = ~(wavelen < old / high) & ~(wavelen > old / low)
+        return np.where(medium, smoothed, scaled), 1.0
+    if kind == "yarn":
+        orig = rs.get("original_max_position_embeddings") or max_pos
+
+        def mscale(scale, m=1.0):
+            return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+        attention = rs.get("attention_factor")
+        if attention is None:
+            if rs.get("mscale") and rs.get("mscale_all_dim"):
+                attention = mscale(factor, rs["mscale"]) / mscale(factor, rs["mscale_all_dim"])
+            else:
+                attention = mscale(factor)
+        beta_fast = rs.get("beta_fast") or 32
+        beta_slow = rs.get("beta_slow") or 1
+
+        def correction_dim(rotations):
+            return (d * math.log(orig / (rotations * 2 * math.pi))) / (2 * math.log(base))
+
+        lo, hi = correction_dim(beta_fast), correction_dim(beta_slow)
+        if rs.get("truncate", True):
+            lo, hi = math.floor(lo), math.ceil(hi)
+        lo, hi = max(lo, 0), min(hi, d - 1)
+        if lo == hi:
+            hi += 0.001
+        ramp = np.clip((np.arange(d // 2, dtype=np.float64) - lo) / (hi - lo), 0, 1)
+        extrapolation = 1 - ramp
+        return (inv_freq / factor) * (1 - extrapolation) + inv_freq * extrapolation, attention
+    raise SystemExit(f"rope type {kind} is not in this reference")
+
+
 def forward(cfg, W, tokens):
+    model_type = cfg.get("model_type", "llama")
     h = cfg["hidden_size"]
     nh = cfg["num_attention_heads"]
-    nkv = cfg.get("num_key_value_heads", nh)
-    d = cfg.get("head_dim") or h // nh
+    nkv = cfg.get("num_key_value_heads") or KV_HEADS_DEFAULT.get(model_type, nh)
+    d = cfg.get("head_dim") or HEAD_DIM_DEFAULT.get(model_type) or h // nh
     eps = cfg["rms_norm_eps"]
-    theta = cfg.get("rope_theta", 10000.0)
     S = len(tokens)
     x = W["model.embed_tokens.weight"][tokens]
-    inv_freq = 1.0 / (theta ** (np.arange(0, d, 2, dtype=np.float64) / d))
+    inv_freq, attention_scaling = rope_frequencies(cfg, d, S)
     freqs = np.outer(np.arange(S, dtype=np.float64), inv_freq)
     emb = np.concatenate([freqs, freqs], axis=-1)
-    cos, sin = np.cos(emb)[:, None, :], np.sin(emb)[:, None, :]
+    cos = (np.cos(emb) * attention_scaling)[:, None, :]
+    sin = (np.sin(emb) * attention_scaling)[:, None, :]
     mask = np.triu(np.full((S, S), -np.inf), k=1)
+    window = cfg.get("sliding_window") if model_type == "mistral" else None
+    if window:  # Mistral: key j visible to query i iff i - window < j <= i
+        mask = mask + np.tril(np.full((S, S), -np.inf), k=-window)
+
+    def proj(u, p, name, heads):
+        y = u @ W[p + f"self_attn.{name}_proj.weight"].T
+        if model_type == "qwen2":  # bias on q, k and v (not o)
+            y = y + W[p + f"self_attn.{name}_proj.bias"]
+        return y.reshape(S, heads, d)
+
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
         u = rms_norm(x, W[p + "input_layernorm.weight"], eps)
-        q = (u @ W[p + "self_attn.q_proj.weight"].T).reshape(S, nh, d)
-        k = (u @ W[p + "self_attn.k_proj.weight"].T).reshape(S, nkv, d)
-        v = (u @ W[p + "self_attn.v_proj.weight"].T).reshape(S, nkv, d)
+        q, k, v = proj(u, p, "q", nh), proj(u, p, "k", nkv), proj(u, p, "v", nkv)
+        if model_type == "qwen3":  # RMSNorm over head_dim of every head, before RoPE
+            q = rms_norm(q, W[p + "self_attn.q_norm.weight"], eps)
+            k = rms_norm(k, W[p + "self_attn.k_norm.weight"], eps)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
         k = np.repeat(k, nh // nkv, axis=1)  # repeat_kv
@@ -104,7 +190,11 @@ def main():
     if got.size != ref.size:
         raise SystemExit(f"logits file has {got.size} values, the reference {ref.size}")
     err = np.linalg.norm(got - ref.ravel()) / np.linalg.norm(ref)
-    print(f"HF Llama reference vs tsp: relative error {err:.3e} over {ref.shape[0]} tokens x {ref.shape[1]} vocab")
+    kind = rope_parameters(cfg)[0]
+    print(
+        f"HF {cfg.get('model_type', 'llama')} (rope {kind}) reference vs tsp: relative error {err:.3e} over "
+        f"{ref.shape[0]} tokens x {ref.shape[1]} vocab"
+    )
     if not err <= tol:
         raise SystemExit(f"relative error {err:.3e} above tolerance {tol:.1e}")
 

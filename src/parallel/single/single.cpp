@@ -15,8 +15,7 @@ namespace tsp {
 template <class T>
 void SingleStrategy<T>::validate(const ModelConfig& c, int64_t batch, int64_t seq_len) const {
   TSP_REQUIRE(batch > 0, "--batch must be positive, got {}", batch);
-  TSP_REQUIRE(seq_len > 0 && seq_len <= c.max_position_embeddings,
-              "--seq-len {} is outside 1..max_position_embeddings ({})", seq_len, c.max_position_embeddings);
+  c.require_sequence_length(seq_len, fmt::format("--seq-len {}", seq_len));
 }
 
 template <class T>
@@ -35,8 +34,9 @@ void SingleStrategy<T>::prepare(ModelParams<T>& p, int64_t batch, int64_t seq_le
   pos_seq_ = local_positions(seq_len);
   pos_tok_.resize(size_t(n_));
   for (int64_t i = 0; i < n_; ++i) pos_tok_[size_t(i)] = pos_seq_[size_t(i % seq_len)];
-  shape_ = {n_, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim};
+  shape_ = {n_, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.rms_norm_eps};
   attn_ = {seq_len, seq_len, c.num_attention_heads, c.num_key_value_heads, c.head_dim};
+  rope_ = c.rope_table(seq_len);
   const int64_t qd = shape_.q_dim(), kd = shape_.kv_dim(), I = c.intermediate_size, V = c.vocab_size;
   saved_.clear();
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
@@ -45,6 +45,8 @@ void SingleStrategy<T>::prepare(ModelParams<T>& p, int64_t batch, int64_t seq_le
     s.k = Buffer<T>(n_ * kd, Mem::activations);
     s.v = Buffer<T>(n_ * kd, Mem::activations);
     s.o = Buffer<T>(n_ * qd, Mem::activations);
+    s.q_pre = Buffer<T>(c.qk_norm ? n_ * qd : 0, Mem::activations);
+    s.k_pre = Buffer<T>(c.qk_norm ? n_ * kd : 0, Mem::activations);
     s.lse = Buffer<T>(n_ * c.num_attention_heads, Mem::activations);
     s.g = Buffer<T>(n_ * I, Mem::activations);
     s.up = Buffer<T>(n_ * I, Mem::activations);
@@ -87,8 +89,8 @@ void SingleStrategy<T>::attention_forward(ModelParams<T>& p, int layer, const T*
   TraceSpan span("attn.fwd", "compute");
   LayerWeights<T> w = p.layer(layer);
   LayerSaved& s = saved_[size_t(layer)];
-  qkv_forward(s.q.data(), s.k.data(), s.v.data(), u, w.wq, w.wk, w.wv, pos_tok_.data(), shape_,
-              p.config().rope_theta);
+  qkv_forward(s.q.data(), s.k.data(), s.v.data(), u, attn_projections(w), pos_tok_.data(), shape_, rope_,
+              {s.q_pre.data(), s.k_pre.data()});
   attention_batched_forward(s.o.data(), s.lse.data(), s.q.data(), s.k.data(), s.v.data(), pos_seq_.data(),
                             pos_seq_.data(), batch_, attn_);
   kernels::linear_forward(y, s.o.data(), w.wo, n_, shape_.q_dim(), shape_.hidden);
@@ -108,8 +110,8 @@ void SingleStrategy<T>::attention_backward(ModelParams<T>& p, int layer, const T
   attention_batched_backward(dq_.data(), dk_.data(), dv_.data(), do_.data(), s.q.data(), s.k.data(),
                              s.v.data(), s.o.data(), s.lse.data(), pos_seq_.data(), pos_seq_.data(), batch_,
                              attn_);
-  qkv_backward(du, g.wq, g.wk, g.wv, dq_.data(), dk_.data(), dv_.data(), u, w.wq, w.wk, w.wv, pos_tok_.data(),
-               shape_, p.config().rope_theta);
+  qkv_backward(du, attn_projections(g), dq_.data(), dk_.data(), dv_.data(), u, attn_projections(w),
+               {s.q_pre.data(), s.k_pre.data()}, pos_tok_.data(), shape_, rope_);
 }
 
 template <class T>

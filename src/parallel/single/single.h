@@ -38,10 +38,12 @@ class SingleStrategy : public Strategy<T> {
  private:
   struct LayerSaved {
     Buffer<T> q, k, v, o, lse;  // attention, post-RoPE q and k
+    Buffer<T> q_pre, k_pre;     // q and k before their per-head norms (models with q/k norms only)
     Buffer<T> g, up;            // MLP gate and up projections
   };
   AttnShardShape shape_;
   kernels::AttentionShape attn_;
+  kernels::RopeTable rope_;
   int64_t batch_ = 0, seq_ = 0, n_ = 0;
   std::vector<int64_t> pos_seq_, pos_tok_;
   std::vector<LayerSaved> saved_;

@@ -14,8 +14,8 @@ void MeshAttention<T>::prepare(const MeshLayout& L, TpTokens<T>& tp, const Model
   L_ = &L;
   tp_ = &tp;
   training_ = training;
-  rope_theta_ = c.rope_theta;
-  shape_ = {L.n, c.hidden_size, spec.q_heads.size, spec.kv_heads.size, c.head_dim};
+  rope_ = c.rope_table(L.seq_len);
+  shape_ = {L.n, c.hidden_size, spec.q_heads.size, spec.kv_heads.size, c.head_dim, c.rms_norm_eps};
   attn_ = {L.group_per_seq, L.seq_len, spec.q_heads.size, spec.kv_heads.size, c.head_dim};
   local_kv_ = L.n * shape_.kv_dim();
   const int64_t n_q = L.n * shape_.q_dim(), full_kv = L.batch * L.seq_len * shape_.kv_dim();
@@ -34,10 +34,12 @@ void MeshAttention<T>::prepare(const MeshLayout& L, TpTokens<T>& tp, const Model
   do_ = Buffer<T>(bwd * n_q, Mem::workspace);
   for (Buffer<T>* b : {&k_full_, &v_full_}) *b = Buffer<T>(full_kv, Mem::workspace);
   for (Buffer<T>* b : {&dk_full_, &dv_full_}) *b = Buffer<T>(bwd * full_kv, Mem::workspace);
+  q_pre_ = Buffer<T>(c.qk_norm ? bwd * n_q : 0, Mem::workspace);
+  k_pre_ = Buffer<T>(c.qk_norm ? bwd * local_kv_ : 0, Mem::workspace);
 }
 
 template <class T>
-void MeshAttention<T>::project_and_gather(const LayerWeights<T>& w, const T* ug) {
+void MeshAttention<T>::project_and_gather(const LayerWeights<T>& w, const T* ug, QkPreNorm<T> pre_norm) {
   const MeshLayout& L = *L_;
   const bool sp = L.sp_size > 1;
   // With Σ = 1 the group's tokens are the whole sequence in order: k and v are already K and V.
@@ -45,7 +47,8 @@ void MeshAttention<T>::project_and_gather(const LayerWeights<T>& w, const T* ug)
   T* v = sp ? k + local_kv_ : v_full_.data();
   {
     TraceSpan span("attn.qkv", "compute");
-    qkv_forward(q_.data(), k, v, ug, w.wq, w.wk, w.wv, L.group_token_positions.data(), shape_, rope_theta_);
+    qkv_forward(q_.data(), k, v, ug, attn_projections(w), L.group_token_positions.data(), shape_, rope_,
+                pre_norm);
   }
   if (sp) gather_kv();
 }
@@ -109,7 +112,7 @@ void MeshAttention<T>::forward(ModelParams<T>& p, int layer, const T* u, T* y) {
   const MeshLayout& L = *L_;
   LayerWeights<T> w = p.layer(layer);
   const T* ug = tp_->gather_input("tp.attn_in_allgather", u);
-  project_and_gather(w, ug);
+  project_and_gather(w, ug, {});
   if (cache_) store_kv(layer);
   {
     TraceSpan span("attn.fwd", "compute");
@@ -130,7 +133,7 @@ void MeshAttention<T>::backward(ModelParams<T>& p, int layer, const T* u, const 
   const T* dyg = tp_->gather_output_grad("tp.attn_out_grad_allgather", dy);
   // Megatron's behaviour: the gathered input is not kept from the forward but gathered again.
   const T* ug = tp_->gather_input("tp.attn_in_allgather", u);
-  project_and_gather(w, ug);
+  project_and_gather(w, ug, {q_pre_.data(), k_pre_.data()});
   const T* o = saved_o(layer);
   {
     TraceSpan span("attn.bwd", "compute");
@@ -150,14 +153,16 @@ void MeshAttention<T>::backward(ModelParams<T>& p, int layer, const T* u, const 
   CommRequest kv_grad = sp ? reduce_scatter_kv_grad() : CommRequest();
   {
     TraceSpan span("attn.bwd", "compute");
-    q_backward(dug, g.wq, dq_.data(), ug, w.wq, L.group_token_positions.data(), shape_, rope_theta_);
+    q_backward(dug, attn_projections(g), dq_.data(), ug, attn_projections(w), q_pre_.data(),
+               L.group_token_positions.data(), shape_, rope_);
   }
   if (sp) L.sp->wait(kv_grad);
   T* dk = sp ? dkv_local_.data() : dk_full_.data();
   T* dv = sp ? dkv_local_.data() + local_kv_ : dv_full_.data();
   {
     TraceSpan span("attn.bwd", "compute");
-    kv_backward(dug, g.wk, g.wv, dk, dv, ug, w.wk, w.wv, L.group_token_positions.data(), shape_, rope_theta_);
+    kv_backward(dug, attn_projections(g), dk, dv, ug, attn_projections(w), k_pre_.data(),
+                L.group_token_positions.data(), shape_, rope_);
   }
   tp_->reduce_partial(L.seq_parallel ? "tp.attn_in_grad_reducescatter" : "tp.attn_in_grad_allreduce", du,
                       true);

@@ -31,7 +31,8 @@ class MeshAttention {
 
  private:
   // q, k, v of head group t for the group tokens ug; K and V of all S positions end in k_full_, v_full_.
-  void project_and_gather(const LayerWeights<T>& w, const T* ug);
+  // pre_norm: where to keep q and k before their per-head norms (the backward, with q/k norms).
+  void project_and_gather(const LayerWeights<T>& w, const T* ug, QkPreNorm<T> pre_norm);
   // all-gather of my k|v (in my slot of kv_gather_) over SP and reorder into sequence order.
   void gather_kv();
   // The adjoint: reorder dK/dV into per-SP-rank blocks and reduce-scatter them to their owners.
@@ -49,11 +50,12 @@ class MeshAttention {
   AttnShardShape shape_;          // head group t on the group's n tokens
   kernels::AttentionShape attn_;  // per sequence: the group's S/Σ queries against all S keys
   int64_t local_kv_ = 0;          // n · kv_dim/T
-  double rope_theta_ = 0;
+  kernels::RopeTable rope_;
   std::vector<Buffer<T>> saved_o_, saved_lse_;  // activations, per layer
   Buffer<T> kv_gather_;                         // communication (Σ > 1): [Σ, 2, n, kv_dim/T]
   Buffer<T> dkv_local_;                         // workspace (Σ > 1): reduce-scattered dK|dV of my tokens
   Buffer<T> q_, k_full_, v_full_, dq_, do_, dk_full_, dv_full_;  // workspace
+  Buffer<T> q_pre_, k_pre_;  // workspace (q/k norms): pre-norm q and k of the group tokens
 };
 
 }  // namespace tsp

@@ -32,8 +32,7 @@ int64_t MeshStrategy<T>::seq_len_multiple() const {
 template <class T>
 void MeshStrategy<T>::validate(const ModelConfig& c, int64_t batch, int64_t seq_len) const {
   TSP_REQUIRE(batch > 0, "--batch must be positive, got {}", batch);
-  TSP_REQUIRE(seq_len > 0 && seq_len <= c.max_position_embeddings,
-              "--seq-len {} is outside 1..max_position_embeddings ({})", seq_len, c.max_position_embeddings);
+  c.require_sequence_length(seq_len, fmt::format("--seq-len {}", seq_len));
   const int64_t m = seq_len_multiple();
   if (seq_len % m != 0) {
     const std::string why =
@@ -52,7 +51,7 @@ void MeshStrategy<T>::validate(const ModelConfig& c, int64_t batch, int64_t seq_
                                  below > 0 ? fmt::format("nearest valid lengths: {} or {}", below, above)
                                            : fmt::format("the smallest valid length is {}", m)));
   }
-  // Heads, KV heads and intermediate channels must split into T equal shards.
+  // Heads and intermediate channels must split into T equal shards, KV heads too or be replicated.
   (void)shard_spec(c);
 }
 
@@ -101,6 +100,11 @@ void MeshStrategy<T>::prepare(ModelParams<T>& p, int64_t batch, int64_t seq_len)
       for (int64_t j : pos) gather_dest_.push_back(b * seq_len + j);
   }
 
+  const int replicas = ShardSpec::kv_replicas_for(c, shape_.tp);
+  if (replicas != kv_replicas_) {
+    kv_holders_ = kv_holder_group(tp_comm_, replicas);
+    kv_replicas_ = replicas;
+  }
   tokens_.prepare(L, c.hidden_size);
   attn_.prepare(L, tokens_, p);
   mlp_.prepare(L, tokens_, p);
@@ -192,10 +196,16 @@ void MeshStrategy<T>::reduce_replicated_grads(ModelParams<T>& p) {
     for (CommRequest& r : reqs) sp_comm_.wait(r);
   }
   // Under Megatron-SP each TP rank saw 1/T of its group's tokens in the norms: sum those over TP too.
+  Buffer<T>& g = p.grad(p.norm_block());
   if (seq_parallel()) {
-    Buffer<T>& g = p.grad(p.norm_block());
     tp_comm_.all_reduce("tp.norm_grad_allreduce", g.data(), g.size());
+  } else if (tp_comm_.size() > 1 && p.qk_norm_numel() > 0) {
+    // Qwen3's q/k norms act on each head: TP rank t saw its head group only, so they are partial over TP
+    // even though the hidden-size norms are not.
+    tp_comm_.all_reduce("tp.qk_norm_grad_allreduce", g.data() + p.qk_norm_offset(), p.qk_norm_numel());
   }
+  // Each TP holder of a replicated KV head computed its gradient from its own query heads only.
+  if (kv_holders_) sum_replicated_kv_grads(p, *kv_holders_, "tp.kv_head_grad_allreduce");
 }
 
 template <class T>

@@ -7,9 +7,11 @@
 // SP K/V all-gather), mesh_mlp, mesh_vocab (vocabulary-parallel embedding and cross entropy).
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "parallel/kv_replication.h"
 #include "parallel/strategy.h"
 #include "parallel/tpsp/mesh_attention.h"
 #include "parallel/tpsp/mesh_layout.h"
@@ -70,6 +72,8 @@ class MeshStrategy : public Strategy<T> {
   Communicator tp_comm_, sp_comm_;
   MeshLayout layout_;
   const ModelParams<T>* prepared_for_ = nullptr;
+  int kv_replicas_ = 1;
+  std::unique_ptr<Communicator> kv_holders_;  // TP ranks holding my KV head (null without replication)
   // Row i of the gathered local rows belongs at row gather_dest_[i] of [B, S].
   std::vector<int64_t> gather_dest_;
   TpTokens<T> tokens_;

@@ -15,8 +15,9 @@ void TspAttention<T>::prepare(const TspLayout& L, const ModelParams<T>& p, bool 
   L_ = &L;
   keep_ = keep_gathered_kv && training;
   training_ = training;
-  rope_theta_ = c.rope_theta;
-  shape_ = {L.n, c.hidden_size, spec.q_heads.size, spec.kv_heads.size, c.head_dim};
+  rope_ = c.rope_table(L.seq_len);
+  shape_ = {L.n, c.hidden_size, spec.q_heads.size, spec.kv_heads.size, c.head_dim, c.rms_norm_eps};
+  kv_replicas_ = spec.kv_replicas;
   attn_ = {L.per_seq, L.seq_len, spec.q_heads.size, spec.kv_heads.size, c.head_dim};
   off_ = p.attn_offsets();
   shard_numel_ = p.value(p.attn_block(0)).size();
@@ -43,6 +44,8 @@ void TspAttention<T>::prepare(const TspLayout& L, const ModelParams<T>& p, bool 
   dk_full_ = Buffer<T>(bwd * full_kv_, Mem::workspace);
   dv_full_ = Buffer<T>(bwd * full_kv_, Mem::workspace);
   dkv_local_ = Buffer<T>(bwd * 2 * local_kv_, Mem::workspace);
+  q_pre_ = Buffer<T>(c.qk_norm ? bwd * n_q : 0, Mem::workspace);
+  k_pre_ = Buffer<T>(c.qk_norm ? bwd * local_kv_ : 0, Mem::workspace);
 }
 
 // kv_gather_ holds, per rank r, [k | v] of r's tokens in r's storage order (sequence-major, then r's two
@@ -92,19 +95,21 @@ template <class T>
 void TspAttention<T>::forward(ModelParams<T>& p, int layer, const T* u, T* y) {
   broadcast_shards(*L_, "attn.weight_bcast", p.value(p.attn_block(layer)).data(), shard_numel_,
                    bcast_[0].data(), bcast_[1].data(),
-                   [&](const T* w, int r) { forward_head_group(layer, r, w, u, y); });
+                   [&](const T* w, int r) { forward_head_group(p, layer, r, w, u, y); });
 }
 
 template <class T>
-void TspAttention<T>::forward_head_group(int layer, int r, const T* w, const T* u, T* y) {
+void TspAttention<T>::forward_head_group(ModelParams<T>& p, int layer, int r, const T* w, const T* u, T* y) {
   const TspLayout& L = *L_;
   T* k_local = kv_gather_.data() + L.p * 2 * local_kv_;
   {
     // My tokens, head group r, RoPE at their global positions; k and v land in my slot of the gather
     // buffer (an in-place all-gather).
     TraceSpan span("attn.fwd", "compute");
-    qkv_forward(q_.data(), k_local, k_local + local_kv_, u, w + off_.q, w + off_.k, w + off_.v,
-                L.token_positions.data(), shape_, rope_theta_);
+    const LayerWeights<T> lw = p.layer(layer);
+    qkv_forward(q_.data(), k_local, k_local + local_kv_, u,
+                attn_projections<const T>(w, off_, lw.q_norm, lw.k_norm), L.token_positions.data(), shape_,
+                rope_);
   }
   T* k = keep_ ? kept_kv(layer, r) : k_full_.data();
   T* v = keep_ ? k + full_kv_ : v_full_.data();
@@ -114,11 +119,12 @@ void TspAttention<T>::forward_head_group(int layer, int r, const T* w, const T* 
     if (cache_layout_ == KvLayout::heads && r == L.p) {
       for (int64_t b = 0; b < L.batch; ++b)
         cache_->store(layer, b, 0, L.seq_len, k + b * L.seq_len * kd, v + b * L.seq_len * kd, kd, 0, kd);
-    } else if (cache_layout_ == KvLayout::sequence) {
+    } else if (cache_layout_ == KvLayout::sequence && r % kv_replicas_ == 0) {
+      // Every KV head once: a replicated one from the first head group that holds it.
       const T* kl = kv_gather_.data() + L.p * 2 * local_kv_;
       for (int64_t b = 0; b < L.batch; ++b)
         cache_->store(layer, b, 0, L.per_seq, kl + b * L.per_seq * kd, kl + local_kv_ + b * L.per_seq * kd,
-                      kd, r * kd, kd);
+                      kd, (r / kv_replicas_) * kd, kd);
     }
   }
   TraceSpan span("attn.fwd", "compute");
@@ -134,24 +140,29 @@ void TspAttention<T>::backward(ModelParams<T>& p, int layer, const T* u, const T
   T* own_grad = p.grad(p.attn_block(layer)).data();
   broadcast_shards(*L_, "attn.weight_bcast", p.value(p.attn_block(layer)).data(), shard_numel_,
                    bcast_[0].data(), bcast_[1].data(),
-                   [&](const T* w, int r) { backward_head_group(layer, r, w, u, dy, du, own_grad); });
+                   [&](const T* w, int r) { backward_head_group(p, layer, r, w, u, dy, du, own_grad); });
 }
 
 template <class T>
-void TspAttention<T>::backward_head_group(int layer, int r, const T* w, const T* u, const T* dy, T* du,
-                                          T* own_grad) {
+void TspAttention<T>::backward_head_group(ModelParams<T>& p, int layer, int r, const T* w, const T* u,
+                                          const T* dy, T* du, T* own_grad) {
   const TspLayout& L = *L_;
   T* k_local = kv_gather_.data() + L.p * 2 * local_kv_;
+  const LayerWeights<T> lw = p.layer(layer), lg = p.layer_grad(layer);
+  const ConstProjections<T> proj = attn_projections<const T>(w, off_, lw.q_norm, lw.k_norm);
   {
     // Of head group r only o and lse were saved: recompute q, k, v from u.
     TraceSpan span("attn.bwd", "compute");
-    qkv_forward(q_.data(), k_local, k_local + local_kv_, u, w + off_.q, w + off_.k, w + off_.v,
-                L.token_positions.data(), shape_, rope_theta_);
+    qkv_forward(q_.data(), k_local, k_local + local_kv_, u, proj, L.token_positions.data(), shape_, rope_,
+                {q_pre_.data(), k_pre_.data()});
   }
   T* k = keep_ ? kept_kv(layer, r) : k_full_.data();
   T* v = keep_ ? k + full_kv_ : v_full_.data();
   if (!keep_) gather_kv(k, v);
   T* g = grad_partial_.data();
+  // The weight gradients go to the partial for owner r; the q/k norms are replicated: mine, summed over all
+  // ranks with the other norms (TspStrategy::reduce_replicated_grads).
+  const AttnProjections<T> grads = attn_projections<T>(g, off_, lg.q_norm, lg.k_norm);
   {
     TraceSpan span("attn.bwd", "compute");
     const T* o = saved_o(layer, r);
@@ -170,13 +181,13 @@ void TspAttention<T>::backward_head_group(int layer, int r, const T* w, const T*
   CommRequest kv_grad = reduce_scatter_kv_grad(dk_full_.data(), dv_full_.data());
   {
     TraceSpan span("attn.bwd", "compute");
-    q_backward(du, g + off_.q, dq_.data(), u, w + off_.q, L.token_positions.data(), shape_, rope_theta_);
+    q_backward(du, grads, dq_.data(), u, proj, q_pre_.data(), L.token_positions.data(), shape_, rope_);
   }
   L.comm->wait(kv_grad);
   {
     TraceSpan span("attn.bwd", "compute");
-    kv_backward(du, g + off_.k, g + off_.v, dkv_local_.data(), dkv_local_.data() + local_kv_, u, w + off_.k,
-                w + off_.v, L.token_positions.data(), shape_, rope_theta_);
+    kv_backward(du, grads, dkv_local_.data(), dkv_local_.data() + local_kv_, u, proj, k_pre_.data(),
+                L.token_positions.data(), shape_, rope_);
   }
   // The adjoint of the broadcast: the owner receives the sum of every rank's partial. It folds its
   // accumulated gradient into its own contribution so that the reduce lands directly in the gradient block.

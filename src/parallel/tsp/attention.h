@@ -35,9 +35,11 @@ class TspAttention {
   void backward(ModelParams<T>& p, int layer, const T* u, const T* dy, T* du);
 
  private:
-  // One owner's shard r applied to my tokens (forward_head_group), and its adjoint.
-  void forward_head_group(int layer, int r, const T* w, const T* u, T* y);
-  void backward_head_group(int layer, int r, const T* w, const T* u, const T* dy, T* du, T* own_grad);
+  // One owner's shard r applied to my tokens (forward_head_group), and its adjoint. w: the packed shard;
+  // `layer` gives the replicated q/k norms.
+  void forward_head_group(ModelParams<T>& p, int layer, int r, const T* w, const T* u, T* y);
+  void backward_head_group(ModelParams<T>& p, int layer, int r, const T* w, const T* u, const T* dy, T* du,
+                           T* own_grad);
   // all-gather of my k|v (already in place in kv_gather_) and reorder into k_full, v_full [B, S, kv_dim_s].
   void gather_kv(T* k_full, T* v_full);
   // The adjoint: reorder dk_full, dv_full into per-rank blocks and reduce-scatter them to their token owners.
@@ -62,15 +64,17 @@ class TspAttention {
   bool keep_ = false, training_ = true;
   KvCache<T>* cache_ = nullptr;
   KvLayout cache_layout_ = KvLayout::heads;
-  double rope_theta_ = 0;
+  kernels::RopeTable rope_;
+  int kv_replicas_ = 1;  // head groups sharing each KV head (model/params.h)
   // Saved per layer (1/D-sized): o of every head group for my queries [D, n, q_dim_s], and their lse.
   std::vector<Buffer<T>> saved_o_, saved_lse_;
   Buffer<T> kept_kv_;  // keep_gathered_kv: [L, D, 2, B, S, kv_dim_s]
   // Communication: the two broadcast buffers, the gathered k|v of one head group [D, 2, n, kv_dim_s] (also
   // the send side of the dK/dV reduce-scatter), the packed weight-gradient partial sent to its owner.
   Buffer<T> bcast_[2], kv_gather_, grad_partial_;
-  // Workspace: q of one head group, K/V in sequence order (unless kept), and the gradients.
-  Buffer<T> q_, k_full_, v_full_, dq_, do_, dk_full_, dv_full_, dkv_local_;
+  // Workspace: q of one head group, K/V in sequence order (unless kept), and the gradients; with q/k norms,
+  // the pre-norm q and k of the head group being differentiated.
+  Buffer<T> q_, k_full_, v_full_, dq_, do_, dk_full_, dv_full_, dkv_local_, q_pre_, k_pre_;
 };
 
 }  // namespace tsp

@@ -27,10 +27,14 @@ void TspSequenceAttention<T>::prepare(const ModelParams<T>& p, Communicator& com
   head_dim_ = c.head_dim;
   heads_s_ = p.spec().q_heads.size;
   kv_heads_s_ = p.spec().kv_heads.size;
-  rope_theta_ = c.rope_theta;
+  config_ = &c;
+  norm_eps_ = c.rms_norm_eps;
+  kv_replicas_ = p.spec().kv_replicas;
   TSP_CHECK(
-      cache->width() == kv_heads_ * head_dim_ && heads_s_ * D_ == heads_ && kv_heads_s_ * D_ == kv_heads_,
-      "TspSequenceAttention: the cache rows ({}) must hold every KV head and the shards one D-th",
+      cache->width() == kv_heads_ * head_dim_ && heads_s_ * D_ == heads_ &&
+          kv_heads_s_ * D_ == kv_heads_ * kv_replicas_,
+      "TspSequenceAttention: the cache rows ({}) must hold every KV head and the shards one D-th (or one "
+      "replicated KV head each)",
       cache->width());
   const int64_t d = head_dim_, qd_s = heads_s_ * d, kd_s = kv_heads_s_ * d;
   slot_pos_ = Buffer<int64_t>(max_rows * slots.slots(), Mem::workspace);
@@ -52,6 +56,7 @@ template <class T>
 void TspSequenceAttention<T>::begin_step(const DecodeBatch& batch) {
   batch_ = &batch;
   scan_cache(slots_, batch, n_slots_, slot_pos_.data());
+  rope_ = decode_rope_table(*config_, batch);
   const int64_t n = batch.size(), kv_row = 2 * kv_heads_s_ * head_dim_;
   // Rows grouped by the rank that caches their new position, in rank order (the all_to_all_v's blocks).
   std::vector<int> owner(static_cast<size_t>(n));
@@ -82,8 +87,8 @@ void TspSequenceAttention<T>::forward(ModelParams<T>& p, int layer, const T* u, 
   T* q_mine = q_gather_.data() + p_ * n * qd_s;
   {
     TraceSpan span("decode.attn", "compute");
-    qkv_forward(q_mine, k_.data(), v_.data(), u, w.wq, w.wk, w.wv, batch.pos.data(),
-                AttnShardShape{n, hidden_, heads_s_, kv_heads_s_, d}, rope_theta_);
+    qkv_forward(q_mine, k_.data(), v_.data(), u, attn_projections(w), batch.pos.data(),
+                AttnShardShape{n, hidden_, heads_s_, kv_heads_s_, d, norm_eps_}, rope_);
     for (size_t j = 0; j < kv_send_order_.size(); ++j) {
       const int64_t i = kv_send_order_[j];
       std::copy_n(k_.data() + i * kd_s, kd_s, kv_send_.data() + int64_t(j) * 2 * kd_s);
@@ -99,13 +104,15 @@ void TspSequenceAttention<T>::forward(ModelParams<T>& p, int layer, const T* u, 
       for (int64_t i = 0; i < n; ++i)
         std::copy_n(q_gather_.data() + (r * n + i) * qd_s, qd_s,
                     q_all_heads_.data() + (i * heads_ + r * heads_s_) * d);
-    // The keys and values of the tokens I cache, head group r from rank r.
+    // The keys and values of the tokens I cache, head group r from rank r; a replicated KV head is taken
+    // from the first of its head groups (every holder computed the same values).
     const int64_t m = int64_t(mine_.size());
-    for (int r = 0; r < D_; ++r)
+    for (int r = 0; r < D_; r += kv_replicas_)
       for (int64_t j = 0; j < m; ++j) {
         const int64_t i = mine_[size_t(j)], b = batch.seq[size_t(i)], pos = batch.pos[size_t(i)];
         const T* src = kv_recv_.data() + (r * m + j) * 2 * kd_s;
-        cache_->store(layer, b, slots_.slot(b, pos), 1, src, src + kd_s, 2 * kd_s, r * kd_s, kd_s);
+        cache_->store(layer, b, slots_.slot(b, pos), 1, src, src + kd_s, 2 * kd_s, (r / kv_replicas_) * kd_s,
+                      kd_s);
       }
     const kernels::DecodeAttentionShape as{heads_, kv_heads_, d, cache_->width(), cache_->seq_stride()};
     kernels::attention_decode(o_all_.data(), lse_all_.data(), q_all_heads_.data(), cache_->k(layer),

@@ -37,7 +37,10 @@ class TspSequenceAttention {
   int D_ = 1, p_ = 0;
   int64_t hidden_ = 0, heads_ = 0, kv_heads_ = 0, head_dim_ = 0;  // whole model
   int64_t heads_s_ = 0, kv_heads_s_ = 0;                          // one head group
-  double rope_theta_ = 0;
+  const ModelConfig* config_ = nullptr;
+  kernels::RopeTable rope_;  // for the step's longest position (dynamic RoPE)
+  double norm_eps_ = 0;
+  int kv_replicas_ = 1;  // head groups sharing each KV head (D > n_kv: model/params.h)
   // Step plan: slots to scan, which rows this rank caches, and the all_to_all_v counts of the keys/values.
   std::vector<int64_t> n_slots_, mine_;
   std::vector<int64_t> kv_send_counts_, kv_recv_counts_, kv_send_order_;

@@ -32,10 +32,9 @@ TspStrategy<T>::TspStrategy(Communicator& comm, TspOptions opts) : comm_(comm), 
 template <class T>
 void TspStrategy<T>::validate(const ModelConfig& c, int64_t batch, int64_t seq_len) const {
   TSP_REQUIRE(batch > 0, "--batch must be positive, got {}", batch);
-  TSP_REQUIRE(seq_len > 0 && seq_len <= c.max_position_embeddings,
-              "--seq-len {} is outside 1..max_position_embeddings ({})", seq_len, c.max_position_embeddings);
+  c.require_sequence_length(seq_len, fmt::format("--seq-len {}", seq_len));
   require_zigzag_divisible(seq_len, comm_.size(), name());
-  // Heads, KV heads and intermediate channels must split into D equal shards.
+  // Heads and intermediate channels must split into D equal shards, KV heads too or be replicated.
   (void)shard_spec(c);
 }
 
@@ -78,6 +77,11 @@ void TspStrategy<T>::prepare(ModelParams<T>& p, int64_t batch, int64_t seq_len) 
         gather_dest_[size_t((r * batch + b) * L.per_seq + j)] = b * seq_len + pos[size_t(j)];
   }
 
+  const int replicas = ShardSpec::kv_replicas_for(c, L.D);
+  if (replicas != kv_replicas_) {
+    kv_holders_ = kv_holder_group(comm_, replicas);
+    kv_replicas_ = replicas;
+  }
   attn_.prepare(L, p, opts_.keep_gathered_kv);
   mlp_.prepare(L, p);
   vocab_.prepare(L, p);
@@ -155,9 +159,12 @@ void TspStrategy<T>::sum_over_shards(double* v, int n, const char* label) {
 
 template <class T>
 void TspStrategy<T>::reduce_replicated_grads(ModelParams<T>& p) {
-  // Every rank computed the norms' gradients from its own tokens; the full gradient is their sum.
+  // Every rank computed the norms' gradients (q/k norms included) from its own tokens; the full gradient is
+  // their sum.
   Buffer<T>& g = p.grad(p.norm_block());
   comm_.all_reduce("norm.grad_allreduce", g.data(), g.size());
+  // Each holder of a replicated KV head received, as owner, the gradient from its own query heads only.
+  if (kv_holders_) sum_replicated_kv_grads(p, *kv_holders_, "attn.kv_head_grad_allreduce");
 }
 
 template <class T>

@@ -2,12 +2,16 @@
 // every weight matrix (head group p, intermediate channels p, vocabulary rows p; norms replicated) AND the
 // tokens of zigzag chunks p and 2D-1-p of every sequence. Weights move, activations stay: attention shards
 // are broadcast by their owners (attention.h), MLP and vocabulary shards ride a ring (mlp_ring.h,
-// vocab_ring.h), and the only all-reduces are the loss sums and the replicated norms' gradients.
+// vocab_ring.h), and the only all-reduces are the loss sums and the replicated norms' gradients (and, when
+// D exceeds the KV heads, the gradients of each replicated KV head over its D / n_kv holders:
+// parallel/kv_replication.h).
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "parallel/kv_replication.h"
 #include "parallel/strategy.h"
 #include "parallel/tsp/attention.h"
 #include "parallel/tsp/mlp_ring.h"
@@ -63,6 +67,8 @@ class TspStrategy : public Strategy<T> {
   TspOptions opts_;
   TspLayout layout_;
   const ModelParams<T>* prepared_for_ = nullptr;
+  int kv_replicas_ = 1;
+  std::unique_ptr<Communicator> kv_holders_;  // ranks holding my KV head (null without replication)
   // Row i of an all-gathered [D, B, per_seq] token block belongs at row gather_dest_[i] of [B, S].
   std::vector<int64_t> gather_dest_;
   TspAttention<T> attn_;

@@ -54,6 +54,7 @@ int run_generate(GenerateCliOptions& o, Communicator& world) {
   d.kv_layout_given = o.kv_layout_given;
   TSP_REQUIRE(!(o.no_kv_cache && o.kv_layout_given),
               "--kv-layout places the KV cache; --no-kv-cache has none");
+  require_inference_layout(o.strategy, o.layout, world.size());
   InferenceSession session(o.checkpoint, o.strategy, world, o.layout, d);
   o.gen.stop_tokens = session.eos_tokens();
   o.gen.stop_tokens.insert(o.gen.stop_tokens.end(), o.stop_tokens.begin(), o.stop_tokens.end());

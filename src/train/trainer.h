@@ -23,8 +23,10 @@ struct TrainOptions {
   int64_t batch = 1;
   int64_t steps = 1000;
   // Sequence-length warm-up: over the first seq_len_warmup steps the length grows geometrically from
-  // seq_len_start to seq_len, with the batch scaled so that tokens per step stay batch * seq_len.
-  int64_t seq_len_warmup = 700;
+  // seq_len_start to seq_len, with the batch scaled so that tokens per step stay batch * seq_len. -1 (the
+  // default): 70 % of --steps (700 of the default 1000), so that a shorter run still reaches seq_len; an
+  // explicit value must be below --steps.
+  int64_t seq_len_warmup = -1;
   int64_t seq_len_start = 128;
   double lr = 3e-3;
   double min_lr = 3e-4;
@@ -40,10 +42,14 @@ struct TrainOptions {
   int64_t eval_batches = 16;   // held-out batches for the final recall accuracy (recall task only)
   int64_t eval_seq_len = 0;    // sequence length of those batches (0: seq_len)
   StrategyOptions layout;      // mesh shape, data parallelism, tsp options
-  std::string trace;           // Chrome-trace output path (per rank: suffix .rank<N>.json)
+  std::string trace;           // Chrome-trace output path (several ranks: NAME.rank<r>.json, core/trace.h)
   bool json = false;           // step lines to stderr, one JSON document on stdout
-  bool progress = true;        // progress bar when stdout is a terminal
+  bool progress = false;       // draw the progress bar on rank 0 (the CLI decides: train/progress.h)
+  int64_t log_every = 1;       // a step line every N steps (and always the first and the last)
 };
+
+// The warm-up length a run uses: seq_len_warmup, or 70 % of the steps when it is -1 (0 for a 1-step run).
+int64_t effective_seq_len_warmup(const TrainOptions& o);
 
 // Runs the whole job on `world`'s ranks; returns the summary (also printed by rank 0).
 nlohmann::json run_training(const TrainOptions& opts, Communicator& world);

@@ -16,10 +16,16 @@ tsp, script, work = sys.argv[1:4]
 os.makedirs(work, exist_ok=True)
 
 
+# --plot writes the sweep, then runs TSP_PLOT_SCRIPT: a script that draws nothing, since the figures are built
+# here, in this process, to be inspected.
+no_op = os.path.join(work, "no_op.py")
+open(no_op, "w").write("")
+
+
 def sweep_of(ranks):
     out = os.path.join(work, f"ranks{ranks}")
     subprocess.run([tsp, "plan", "--preset", "tiny", "--seq-len", "4096", "--ranks", str(ranks), "--device", "h100",
-                    "--plot", out], check=True, stdout=subprocess.DEVNULL)
+                    "--plot", out], check=True, stdout=subprocess.DEVNULL, env=dict(os.environ, TSP_PLOT_SCRIPT=no_op))
     return json.load(open(os.path.join(out, "plan_sweep.json")))
 
 
@@ -54,9 +60,10 @@ def check(fig, name):
     return " ".join(t.get_text() for t in fig.texts)
 
 
-check(plot.memory_figure(sweep), "memory_vs_seq")
+fig = plot.memory_figure(sweep)
+check(fig, "memory_vs_seq")
+labels = [l.get_label() for l in fig.axes[0].lines]
 notes = check(plot.memory_figure(sweep4), "memory_vs_seq (4 ranks)")
-labels = [l.get_label() for l in plot.memory_figure(sweep).axes[0].lines]
 assert any(l.startswith("budget 79.6 GiB") for l in labels), labels
 assert "tp: num_key_value_heads 2 is not divisible by T = 4" in notes, notes
 assert "tsp: num_key_value_heads 2 is not divisible by D = 4" in notes, notes

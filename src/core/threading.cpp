@@ -105,10 +105,21 @@ ThreadPlan choose_threads(const ThreadInputs& in) {
 void apply_threads(const ThreadPlan& plan) {
   ThreadPlan p = plan;
   const char* policy = std::getenv("OMP_WAIT_POLICY");
-  p.wait_policy = policy && *policy ? policy : "ACTIVE (libgomp default)";
+  p.wait_policy = policy && *policy ? policy : "libgomp default (spins, then sleeps)";
   omp_set_num_threads(p.threads);
   openblas_set_num_threads(p.threads);
   applied() = p;
+}
+
+ThreadPlan apply_single_process_threads() {
+  ThreadInputs in;
+  in.cores = cpu_count(affinity_mask());
+  const char* omp = std::getenv("OMP_NUM_THREADS");
+  const char* blas = std::getenv("OPENBLAS_NUM_THREADS");
+  in.omp_env = omp ? omp : "";
+  in.blas_env = blas ? blas : "";
+  apply_threads(choose_threads(in));
+  return thread_plan();
 }
 
 const ThreadPlan& thread_plan() {

@@ -52,6 +52,9 @@ ThreadPlan choose_threads(const ThreadInputs& in);
 void apply_threads(const ThreadPlan& plan);
 const ThreadPlan& thread_plan();
 
+// For one-process tools (the benchmarks): the choice for this process alone on its CPUs, applied.
+ThreadPlan apply_single_process_threads();
+
 // "2 threads per rank (OpenMP + OpenBLAS; auto: 2 cores, 1 rank on them)"
 std::string thread_summary(const ThreadPlan& plan);
 nlohmann::json thread_json(const ThreadPlan& plan);

@@ -86,6 +86,11 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
               "need 0 <= --min-lr <= --lr and --lr > 0 (got {} and {})", o.min_lr, o.lr);
   TSP_REQUIRE(o.log_every >= 1, "--log-every must be >= 1 (a step line every N steps), got {}", o.log_every);
   TSP_REQUIRE(o.eval_seq_len >= 0, "--eval-seq-len must be >= 0 (0: --seq-len), got {}", o.eval_seq_len);
+  TSP_REQUIRE(
+      o.eval_seq_len == 0 || o.data.empty(),
+      "--eval-seq-len sets the length of the held-out recall batches, and training on --data {} has none "
+      "(the built-in recall task only)",
+      o.data);
   TSP_REQUIRE(o.seq_len_warmup >= -1, "--seq-len-warmup must be >= 0 (0: off), got {}", o.seq_len_warmup);
   // A warm-up as long as the run never trains at --seq-len, yet the held-out recall is measured there.
   TSP_REQUIRE(
@@ -325,7 +330,9 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
 }  // namespace
 
 int64_t effective_seq_len_warmup(const TrainOptions& o) {
-  return o.seq_len_warmup >= 0 ? o.seq_len_warmup : auto_seq_len_warmup(o.steps);
+  if (o.seq_len_warmup >= 0) return o.seq_len_warmup;
+  // Nothing to grow when --seq-len is not above where the warm-up would start.
+  return o.seq_len > o.seq_len_start ? auto_seq_len_warmup(o.steps) : 0;
 }
 
 nlohmann::json run_training(const TrainOptions& o, Communicator& world) {

@@ -24,8 +24,8 @@ struct TrainOptions {
   int64_t steps = 1000;
   // Sequence-length warm-up: over the first seq_len_warmup steps the length grows geometrically from
   // seq_len_start to seq_len, with the batch scaled so that tokens per step stay batch * seq_len. -1 (the
-  // default): 70 % of --steps (700 of the default 1000), so that a shorter run still reaches seq_len; an
-  // explicit value must be below --steps.
+  // default): 70 % of --steps (700 of the default 1000), so that a shorter run still reaches seq_len, and off
+  // when seq_len <= seq_len_start; an explicit value must be below --steps.
   int64_t seq_len_warmup = -1;
   int64_t seq_len_start = 128;
   double lr = 3e-3;
@@ -48,7 +48,8 @@ struct TrainOptions {
   int64_t log_every = 1;       // a step line every N steps (and always the first and the last)
 };
 
-// The warm-up length a run uses: seq_len_warmup, or 70 % of the steps when it is -1 (0 for a 1-step run).
+// The warm-up length a run uses: seq_len_warmup, or when it is -1 70 % of the steps (0 for a 1-step run, or
+// when seq_len is not above seq_len_start).
 int64_t effective_seq_len_warmup(const TrainOptions& o);
 
 // Runs the whole job on `world`'s ranks; returns the summary (also printed by rank 0).

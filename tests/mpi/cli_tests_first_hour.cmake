@@ -33,6 +33,11 @@ tsp_cli_test(eval_seq_len_checked_first ${TSP_CLI_DIR}/expect.sh 2
 tsp_cli_test(warmup_scales_to_steps ${TSP_CLI_DIR}/expect.sh 0
              "sequence-length warm-up: 128 -> 256 tokens over 3 steps \\(70% of --steps" "step +5/5 \\| seq +256 x +1"
              -- ${TSP_BIN} train --preset tiny --seq-len 256 --steps 5 --eval-batches 1)
+tsp_cli_test(warmup_off_below_its_start ${TSP_CLI_DIR}/expect.sh 0 "step +2/2" "!sequence-length warm-up" -- ${TSP_BIN}
+             train --preset tiny --data ${PROJECT_SOURCE_DIR}/README.md --seq-len 64 --steps 2)
+tsp_cli_test(eval_seq_len_with_data ${TSP_CLI_DIR}/expect.sh 2 "error: --eval-seq-len sets the length of the held-out recall"
+             "!step +1/" -- ${TSP_BIN} train --preset tiny --data ${PROJECT_SOURCE_DIR}/README.md --seq-len 64
+             --eval-seq-len 128 --steps 2)
 tsp_cli_test(warmup_longer_than_run ${TSP_CLI_DIR}/expect.sh 2
              "\\[rank 1\\] error: --seq-len-warmup 700 is not below --steps 200: .*reaches --seq-len 2048"
              "!step +1/" -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} train --strategy tsp --steps 200 --seq-len-warmup 700)

@@ -4,13 +4,13 @@
 #include <array>
 #include <cctype>
 #include <cmath>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include <cblas.h>
 
 #include "core/check.h"
+#include "core/memory.h"
 #include "core/sgemm_rate.h"
 #include "core/threading.h"
 #include "plan/plan.h"
@@ -21,29 +21,6 @@ namespace {
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
-int64_t read_mem_total_bytes() {
-  std::ifstream f("/proc/meminfo");
-  std::string key;
-  int64_t kib = 0;
-  while (f >> key >> kib) {
-    if (key == "MemTotal:") return kib * 1024;
-    f.ignore(1 << 10, '\n');
-  }
-  return 0;
-}
-
-// A cgroup (v2) memory limit below MemTotal is what the process can really use.
-int64_t cgroup_memory_limit_bytes() {
-  std::ifstream f("/sys/fs/cgroup/memory.max");
-  std::string v;
-  if (!(f >> v) || v == "max") return 0;
-  try {
-    return std::stoll(v);
-  } catch (const std::exception&) {
-    return 0;
-  }
-}
-
 // This machine, read at run time: its cores (sched_getaffinity), its memory (MemTotal, or a smaller cgroup
 // limit) and the single-core cblas_sgemm rate measured now. Bandwidth and latency are not measured here
 // (tsp bench --write-device-profile does): they are machine.md's figures for ranks on one host.
@@ -51,9 +28,7 @@ DeviceProfile this_machine() {
   DeviceProfile d;
   d.name = "cpu-this-machine";
   d.host_cores = cpu_count(affinity_mask());
-  d.memory_bytes = read_mem_total_bytes();
-  const int64_t limit = cgroup_memory_limit_bytes();
-  if (limit > 0 && (d.memory_bytes == 0 || limit < d.memory_bytes)) d.memory_bytes = limit;
+  d.memory_bytes = host_memory_bytes();
   if (d.memory_bytes <= 0) d.memory_bytes = int64_t(kGiB);  // no /proc: a placeholder the header states
   const int saved = openblas_get_num_threads();
   openblas_set_num_threads(1);
@@ -70,9 +45,9 @@ DeviceProfile this_machine() {
                   d.host_cores, d.host_cores == 1 ? "" : "s", double(d.memory_bytes) / kGiB);
   d.source = fmt::format(
       "measured when tsp plan ran: cblas_sgemm {:.1f} GFLOP/s on one core (n = 384), sched_getaffinity, "
-      "{}; assumed: efficiency 0.75 (docs/performance.md), 3 GB/s and 5 us between ranks (shared/docs/"
-      "machine.md; tsp bench --write-device-profile measures them)",
-      d.matmul_flops_fp32 / 1e9, limit > 0 && limit == d.memory_bytes ? "cgroup memory.max" : "MemTotal");
+      "MemTotal (or the cgroup limit); assumed: efficiency 0.75 (docs/performance.md), 3 GB/s and 5 us "
+      "between ranks (shared/docs/machine.md; tsp bench --write-device-profile measures them)",
+      d.matmul_flops_fp32 / 1e9);
   return d;
 }
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -148,6 +149,45 @@ TEST(AttentionDecode, MergeOfPartsIsTheWhole) {
   attention_merge(out.data(), d, lse.data(), po.data(), H * d, pl.data(), H, parts, H, d);
   for (int64_t j = 0; j < H * d; ++j) EXPECT_NEAR(out[size_t(j)], whole[size_t(j)], 1e-13);
   for (int64_t j = 0; j < H; ++j) EXPECT_NEAR(lse[size_t(j)], whole_lse[size_t(j)], 1e-13);
+}
+
+}  // namespace
+}  // namespace tsp::kernels
+
+namespace tsp::kernels {
+namespace {
+
+// A NaN score must reach the output (and so the loss), never be skipped as if the key were masked: prefill
+// and decode kernels, float and double, and the merge of partials.
+template <class T>
+void expect_nan_propagates() {
+  const int64_t n = 8, H = 2, d = 4;
+  std::vector<T> q(size_t(n * H * d), T(0.1)), k(q.size(), T(0.2)), v(q.size(), T(1)), o(q.size()),
+      lse(size_t(n * H));
+  q[0] = std::numeric_limits<T>::quiet_NaN();  // token 0, head 0
+  std::vector<int64_t> pos(static_cast<size_t>(n));
+  std::iota(pos.begin(), pos.end(), int64_t(0));
+  const AttentionShape s{n, n, H, H, d};
+  attention_forward(o.data(), lse.data(), q.data(), k.data(), v.data(), pos.data(), pos.data(), s, 0.5);
+  EXPECT_TRUE(std::isnan(o[0]) && std::isnan(lse[0]));
+  EXPECT_TRUE(std::isfinite(o[size_t(d)]) && std::isfinite(lse[1]));  // token 0, head 1
+  std::vector<T> od(static_cast<size_t>(H * d)), ld(static_cast<size_t>(H));
+  const int64_t seq = 0, qp = n - 1, ns = n;
+  const DecodeAttentionShape ds{H, H, d, H * d, n * H * d};
+  attention_decode(od.data(), ld.data(), q.data(), k.data(), v.data(), 1, &seq, &qp, &ns, nullptr, 0, ds,
+                   0.5);
+  EXPECT_TRUE(std::isnan(od[0]) && std::isnan(ld[0]));
+  EXPECT_TRUE(std::isfinite(od[size_t(d)]) && std::isfinite(ld[1]));
+  // Merging a NaN part with a finite one gives NaN.
+  const T parts_out[2] = {T(1), T(2)}, parts_lse[2] = {std::numeric_limits<T>::quiet_NaN(), T(0)};
+  T mo = 0, ml = 0;
+  attention_merge(&mo, 1, &ml, parts_out, 1, parts_lse, 1, 2, 1, 1);
+  EXPECT_TRUE(std::isnan(mo) && std::isnan(ml));
+}
+
+TEST(AttentionKernels, NanScoresPropagate) {
+  expect_nan_propagates<float>();
+  expect_nan_propagates<double>();
 }
 
 }  // namespace

@@ -165,7 +165,10 @@ TEST(Checkpoint, RoundTripKeepsWeightsOptimizerAndState) {
   model.forward(b.tokens.data(), b.targets.data(), b.B, b.S);
   model.backward();
   opt.step(single, 1e-2, 1.0);
-  TrainState st{1, 17, 5};
+  TrainState st;
+  st.step = 1;
+  st.data_position = 17;
+  st.seed = 5;
   save_checkpoint((dir / "ck").string(), p, &opt, &st, nullptr);
   EXPECT_TRUE(fs::exists(dir / "ck" / "config.json"));
   EXPECT_TRUE(fs::exists(dir / "ck" / "model.safetensors"));

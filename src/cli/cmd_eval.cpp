@@ -1,4 +1,5 @@
-// tsp eval: mean next-token loss of a checkpoint on token sequences, optionally dumping the raw logits.
+// tsp eval: mean next-token loss of a checkpoint on token sequences (or lines of text, through the
+// checkpoint's tokenizer), optionally dumping the raw logits.
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -7,13 +8,15 @@
 #include "cli/common.h"
 #include "core/check.h"
 #include "infer/session.h"
+#include "model/checkpoint.h"
+#include "tokenizer/tokenizer.h"
 
 namespace tsp::cli {
 
 namespace {
 
 struct EvalOptions {
-  std::string checkpoint, tokens_file, logits_out, strategy = "single";
+  std::string checkpoint, tokens_file, text_file, logits_out, strategy = "single";
   StrategyOptions layout;
   bool json = false;
 };
@@ -41,9 +44,28 @@ std::vector<std::vector<int32_t>> read_token_file(const std::string& path) {
   return seqs;
 }
 
+// One sequence per non-empty line of a text file, tokenized with `tok` (its special tokens added).
+std::vector<std::vector<int32_t>> read_text_file(const std::string& path, const Tokenizer& tok) {
+  std::ifstream f(path);
+  TSP_REQUIRE(static_cast<bool>(f), "cannot open --text file {}", path);
+  std::vector<std::vector<int32_t>> seqs;
+  std::string line;
+  while (std::getline(f, line))
+    if (!line.empty()) seqs.push_back(tok.encode(line));
+  TSP_REQUIRE(!seqs.empty(), "--text file {} holds no line of text", path);
+  return seqs;
+}
+
 int run_eval(const EvalOptions& o, Communicator& world) {
   require_inference_layout(o.strategy, o.layout, world.size());
-  auto seqs = read_token_file(o.tokens_file);
+  TSP_REQUIRE(o.tokens_file.empty() != o.text_file.empty(),
+              "give exactly one of --tokens FILE or --text FILE");
+  std::unique_ptr<Tokenizer> tok;
+  if (!o.text_file.empty()) {
+    tok = load_tokenizer_for(resolve_checkpoint_dir(o.checkpoint));
+    if (world.rank() == 0 && !o.json) std::printf("tokenizer: %s\n", tok->describe().c_str());
+  }
+  auto seqs = tok ? read_text_file(o.text_file, *tok) : read_token_file(o.tokens_file);
   InferenceSession session(o.checkpoint, o.strategy, world, o.layout);
   const bool lead = world.rank() == 0;
   double loss_sum = 0;
@@ -81,6 +103,7 @@ int run_eval(const EvalOptions& o, Communicator& world) {
                           {"perplexity", std::exp(loss)},
                           {"strategy", o.strategy},
                           {"ranks", world.size()}};
+      if (tok) j["tokenizer"] = tok->describe();
       if (!o.logits_out.empty()) {
         j["logits_out"] = o.logits_out;
         j["logits_shape"] = {total_tokens, session.config().vocab_size};
@@ -104,8 +127,9 @@ void add_eval_command(CLI::App& root, std::vector<Command>& cmds) {
   auto o = std::make_shared<EvalOptions>();
   app->add_option("--checkpoint", o->checkpoint, "checkpoint directory (config.json + model.safetensors)")
       ->required();
-  app->add_option("--tokens", o->tokens_file, "one sequence per line, whitespace-separated token ids")
-      ->required();
+  app->add_option("--tokens", o->tokens_file, "one sequence per line, whitespace-separated token ids");
+  app->add_option("--text", o->text_file,
+                  "one sequence per line of text, through the checkpoint's tokenizer (else bytes)");
   app->add_option("--logits-out", o->logits_out, "write raw little-endian float32 logits [tokens x vocab]");
   add_layout_options(app, o->strategy, o->layout);
   app->add_flag("--json", o->json, "print one JSON document (fields loss, tokens)");

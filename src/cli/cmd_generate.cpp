@@ -1,12 +1,13 @@
-// tsp generate: continue prompts (text as bytes, or token ids) from a checkpoint, as one batch, with the KV
-// cache (docs/inference.md).
+// tsp generate: continue prompts (text through the checkpoint's tokenizer, else bytes; or token ids) from a
+// checkpoint, as one batch, with the KV cache (docs/inference.md).
 #include <cstdio>
 #include <fstream>
 
 #include "cli/common.h"
 #include "core/check.h"
 #include "infer/session.h"
-#include "train/data.h"
+#include "model/checkpoint.h"
+#include "tokenizer/tokenizer.h"
 
 namespace tsp::cli {
 
@@ -20,15 +21,15 @@ struct GenerateCliOptions {
   bool token_ids = false, no_kv_cache = false, json = false, kv_layout_given = false;
 };
 
-// One prompt per non-empty line: text (byte tokens), or whitespace-separated ids with --token-ids.
-std::vector<std::vector<int32_t>> read_prompts(const std::string& path, bool ids) {
+// One prompt per non-empty line: text (through `tok`), or whitespace-separated ids with --token-ids.
+std::vector<std::vector<int32_t>> read_prompts(const std::string& path, bool ids, const Tokenizer& tok) {
   std::ifstream f(path);
   TSP_REQUIRE(static_cast<bool>(f), "cannot open --prompts file {}", path);
   std::vector<std::vector<int32_t>> out;
   std::string line;
   for (int lineno = 1; std::getline(f, line); ++lineno) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    out.push_back(ids ? parse_token_ids(line, fmt::format("{} line {}", path, lineno)) : byte_tokenize(line));
+    out.push_back(ids ? parse_token_ids(line, fmt::format("{} line {}", path, lineno)) : tok.encode(line));
   }
   TSP_REQUIRE(!out.empty(), "--prompts file {} holds no prompt (one per line)", path);
   return out;
@@ -41,13 +42,6 @@ double mean(const std::vector<double>& v) {
 }
 
 int run_generate(GenerateCliOptions& o, Communicator& world) {
-  std::vector<std::vector<int32_t>> prompts;
-  if (!o.prompts_file.empty())
-    prompts = read_prompts(o.prompts_file, o.token_ids);
-  else
-    prompts.push_back(o.prompt_tokens.empty() ? byte_tokenize(o.prompt)
-                                              : parse_token_ids(o.prompt_tokens, "--prompt-tokens"));
-  TSP_REQUIRE(!prompts[0].empty(), "the prompt is empty: give --prompt TEXT or --prompt-tokens \"1 2 3\"");
   o.gen.sampling.validate();  // before anything is read
   DecodeOptions d;
   d.kv_layout = parse_kv_layout(o.kv_layout);
@@ -55,6 +49,16 @@ int run_generate(GenerateCliOptions& o, Communicator& world) {
   TSP_REQUIRE(!(o.no_kv_cache && o.kv_layout_given),
               "--kv-layout places the KV cache; --no-kv-cache has none");
   require_inference_layout(o.strategy, o.layout, world.size());
+  const auto tok = load_tokenizer_for(resolve_checkpoint_dir(o.checkpoint));
+  if (world.rank() == 0 && o.prompt_tokens.empty() && !o.token_ids)
+    std::fprintf(stderr, "tokenizer: %s\n", tok->describe().c_str());
+  std::vector<std::vector<int32_t>> prompts;
+  if (!o.prompts_file.empty())
+    prompts = read_prompts(o.prompts_file, o.token_ids, *tok);
+  else
+    prompts.push_back(o.prompt_tokens.empty() ? tok->encode(o.prompt)
+                                              : parse_token_ids(o.prompt_tokens, "--prompt-tokens"));
+  TSP_REQUIRE(!prompts[0].empty(), "the prompt is empty: give --prompt TEXT or --prompt-tokens \"1 2 3\"");
   InferenceSession session(o.checkpoint, o.strategy, world, o.layout, d);
   o.gen.stop_tokens = session.eos_tokens();
   o.gen.stop_tokens.insert(o.gen.stop_tokens.end(), o.stop_tokens.begin(), o.stop_tokens.end());
@@ -82,7 +86,7 @@ int run_generate(GenerateCliOptions& o, Communicator& world) {
     for (const GeneratedSequence& g : out)
       seqs.push_back({{"prompt_tokens", g.prompt},
                       {"tokens", g.tokens},
-                      {"text", byte_detokenize(g.tokens)},
+                      {"text", tok->decode(g.tokens, /*skip_special_tokens=*/true)},
                       {"finish_reason", g.finish_reason}});
     nlohmann::json j = {{"sequences", seqs},
                         {"prefill_seconds", st.prefill_seconds},
@@ -107,7 +111,8 @@ int run_generate(GenerateCliOptions& o, Communicator& world) {
   }
   for (const GeneratedSequence& g : out) {
     if (text) {
-      std::printf("%s%s\n", byte_detokenize(g.prompt).c_str(), byte_detokenize(g.tokens).c_str());
+      std::printf("%s%s\n", tok->decode(g.prompt, /*skip_special_tokens=*/true).c_str(),
+                  tok->decode(g.tokens, /*skip_special_tokens=*/true).c_str());
     } else {
       for (size_t i = 0; i < g.tokens.size(); ++i) std::printf("%s%d", i ? " " : "", g.tokens[i]);
       std::printf("\n");

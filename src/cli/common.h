@@ -44,6 +44,7 @@ void add_generate_command(CLI::App& root, std::vector<Command>& cmds);
 void add_check_command(CLI::App& root, std::vector<Command>& cmds);
 void add_plan_command(CLI::App& root, std::vector<Command>& cmds);
 void add_bench_command(CLI::App& root, std::vector<Command>& cmds);
+void add_tokenize_command(CLI::App& root, std::vector<Command>& cmds);
 
 // Refuses an input path that is missing or a directory, before any work: "{option} {path} is a directory:
 // give {what}". (A directory would otherwise fail deep inside a reader with a stream error.)

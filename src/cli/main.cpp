@@ -86,6 +86,7 @@ int main(int argc, char** argv) {
   tsp::cli::add_plan_command(app, cmds);
   tsp::cli::add_bench_command(app, cmds);
   tsp::cli::add_help_command(app, cmds);
+  tsp::cli::add_tokenize_command(app, cmds);
 
   try {
     app.parse(argc, argv);

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <utility>
 
+#include "comm/fault_injection.h"
+#include "comm/watchdog.h"
 #include "core/check.h"
 #include "core/trace.h"
 
@@ -17,6 +19,7 @@ namespace tsp {
 namespace {
 
 int64_t g_max_count = INT_MAX;
+int g_thread_level = MPI_THREAD_SINGLE;
 
 // Point-to-point messages match in posting order under one tag (MPI's non-overtaking rule), see the header.
 constexpr int kSendRecvTag = 7;
@@ -165,8 +168,15 @@ void Communicator::init(int* argc, char*** argv) {
   mallopt(M_MMAP_MAX, 0);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   int provided = 0;
+  // The main thread makes every call of the computation; the communication watchdog (comm/watchdog.h)
+  // talks to the other ranks' watchdogs from its own thread while the main thread may be blocked in a call,
+  // which needs MPI_THREAD_MULTIPLE. TSP_MPI_THREADS=funneled asks for the old level (for the benchmark
+  // that shows the watchdog costs nothing: bench/watchdog_overhead.sh).
+  const char* level = std::getenv("TSP_MPI_THREADS");
+  const bool funneled = level && std::string_view(level) == "funneled";
   // Errors in MPI_Init_thread itself are fatal under the default handler, which is what we want there.
-  MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+  MPI_Init_thread(argc, argv, funneled ? MPI_THREAD_FUNNELED : MPI_THREAD_MULTIPLE, &provided);
+  g_thread_level = provided;
   mpi_check(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
 }
 
@@ -176,6 +186,10 @@ void Communicator::finalize() {
 
 bool Communicator::initialized() {
   return mpi_usable();
+}
+
+bool Communicator::thread_multiple() {
+  return g_thread_level >= MPI_THREAD_MULTIPLE;
 }
 
 void Communicator::abort(const std::string& message, int code) {
@@ -246,6 +260,7 @@ CommCounter& Communicator::counter(std::string_view label, const char* op) {
 
 CommCounter& Communicator::account(std::string_view label, const char* op, int64_t payload_bytes,
                                    int64_t recv_bytes) {
+  fault_point(acct_->phase, label);
   CommCounter& c = counter(label, op);
   c.calls += 1;
   c.payload_bytes += payload_bytes;
@@ -260,6 +275,8 @@ void Communicator::charge(const std::string& phase, std::string_view label, cons
 }
 
 void Communicator::barrier() {
+  fault_point(acct_->phase, "barrier");
+  CommWatchScope watch("barrier", acct_->phase);
   mpi_check(MPI_Barrier(comm_), "MPI_Barrier");
 }
 
@@ -271,6 +288,7 @@ void Communicator::broadcast(std::string_view label, T* buf, int64_t n, int root
   const int64_t bytes = n * static_cast<int64_t>(sizeof(T));
   account(label, "broadcast", bytes, size_ > 1 && rank_ != root ? bytes : 0);
   const double t0 = trace_now_us();
+  CommWatchScope watch(label, acct_->phase);
   if (size_ > 1) {
     Contiguous c(mpi_type<T>(), n, sizeof(T));
     check_call(MPI_Bcast(buf, c.count, c.type, root, comm_), "MPI_Bcast", label);
@@ -284,6 +302,7 @@ void Communicator::all_gather(std::string_view label, const T* send, T* recv, in
   const int64_t bytes = n_per_rank * static_cast<int64_t>(sizeof(T));
   account(label, "all_gather", bytes, (size_ - 1) * bytes);
   const double t0 = trace_now_us();
+  CommWatchScope watch(label, acct_->phase);
   if (size_ == 1) {
     copy_elems(send, recv, n_per_rank);
   } else {
@@ -300,6 +319,7 @@ void Communicator::reduce_scatter(std::string_view label, const T* send, T* recv
   const int64_t bytes = n_per_rank * static_cast<int64_t>(sizeof(T));
   account(label, "reduce_scatter", bytes, (size_ - 1) * bytes);
   const double t0 = trace_now_us();
+  CommWatchScope watch(label, acct_->phase);
   if (size_ == 1) {
     copy_elems(send, recv, n_per_rank);
   } else if (n_per_rank <= g_max_count) {
@@ -326,6 +346,7 @@ void Communicator::reduce(std::string_view label, const T* send, T* recv, int64_
   const int64_t bytes = n * static_cast<int64_t>(sizeof(T));
   account(label, "reduce", bytes, size_ > 1 && rank_ == root ? (size_ - 1) * bytes : 0);
   const double t0 = trace_now_us();
+  CommWatchScope watch(label, acct_->phase);
   if (size_ == 1) {
     copy_elems(send, recv, n);
   } else {
@@ -346,6 +367,7 @@ void Communicator::all_reduce(std::string_view label, T* buf, int64_t n) {
   // Ring all-reduce: P-1 steps of n/P in the reduce-scatter, P-1 in the all-gather; floor to whole bytes.
   account(label, "all_reduce", bytes, 2 * (size_ - 1) * bytes / size_);
   const double t0 = trace_now_us();
+  CommWatchScope watch(label, acct_->phase);
   if (size_ > 1) {
     for_each_chunk(n, [&](int64_t off, int cnt) {
       check_call(MPI_Allreduce(MPI_IN_PLACE, buf + off, cnt, mpi_type<T>(), MPI_SUM, comm_), "MPI_Allreduce",
@@ -363,6 +385,7 @@ void Communicator::send_recv(std::string_view label, const T* send, int64_t n_se
   account(label, "send_recv", n_send * static_cast<int64_t>(sizeof(T)),
           n_recv * static_cast<int64_t>(sizeof(T)));
   const double t0 = trace_now_us();
+  CommWatchScope watch(label, acct_->phase);
   Contiguous cs(mpi_type<T>(), n_send, sizeof(T)), cr(mpi_type<T>(), n_recv, sizeof(T));
   check_call(
       MPI_Sendrecv(send, cs.count, cs.type, n_send > 0 ? dest : MPI_PROC_NULL, kSendRecvTag, recv, cr.count,
@@ -585,6 +608,7 @@ CommRequest Communicator::iall_reduce(std::string_view label, T* buf, int64_t n)
 void Communicator::wait(CommRequest& r) {
   if (!r.active()) return;
   const double t0 = trace_now_us();
+  CommWatchScope watch(r.label_, r.phase_);
   r.pending_ = false;
   if (!r.reqs_.empty()) {
     const int rc = MPI_Waitall(static_cast<int>(r.reqs_.size()), r.reqs_.data(), MPI_STATUSES_IGNORE);

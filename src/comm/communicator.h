@@ -80,11 +80,14 @@ class Communicator {
  public:
   // Call once at the top of main(): applies the malloc fix from machine.md (no mmap for large blocks, no
   // trim) before MPI_Init_thread, and makes MPI errors return codes that we turn into exceptions. MPI is
-  // initialised with MPI_THREAD_FUNNELED: only the main thread calls MPI. A second call does nothing.
+  // initialised with MPI_THREAD_MULTIPLE: the main thread makes every call of the computation, the
+  // watchdog thread (comm/watchdog.h) its own calls on its own communicator. A second call does nothing.
   static void init(int* argc, char*** argv);
   // MPI_Finalize, if initialised and not yet finalised.
   static void finalize();
   static bool initialized();
+  // Whether MPI provides MPI_THREAD_MULTIPLE (the communication watchdog needs it).
+  static bool thread_multiple();
   // Kills every rank of the job with "[rank r] error: <message>" printed by this rank (used for failures of
   // one rank). Before MPI_Init (or after MPI_Finalize) it only exits this process with `code`.
   [[noreturn]] static void abort(const std::string& message, int code = 1);

@@ -71,18 +71,17 @@ Generator<T>::Generator(ModelParams<T>& params, Strategy<T>& strategy, const Dec
 
 template <class T>
 void Generator<T>::pick(const DecodeBatch& batch, const T* u, const GenerateOptions& o,
-                        const std::vector<GeneratedSequence>& out, int32_t* next) {
+                        const std::vector<GeneratedSequence>& out, T* logits, int32_t* next) {
   const VocabShard shard = decoder_->vocab_shard();
   const int64_t n = batch.size();
-  Buffer<T> logits(n * shard.rows, Mem::workspace);
-  decoder_->decode_logits(u, logits.data());
-  if (on_logits) on_logits(batch, logits.data(), shard);
+  decoder_->decode_logits(u, logits);
+  if (on_logits) on_logits(batch, logits, shard);
   std::vector<Draw> draws(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     const int64_t b = batch.seq[size_t(i)];
     draws[size_t(i)] = {uint64_t(b), uint64_t(out[size_t(b)].tokens.size())};
   }
-  pick_tokens(logits.data(), n, shard, o.sampling, draws, next);
+  pick_tokens(logits, n, shard, o.sampling, draws, next);
 }
 
 template <class T>
@@ -110,7 +109,7 @@ std::vector<GeneratedSequence> Generator<T>::generate(const std::vector<std::vec
   stats_.context = decoder_->context();
   DecodeBatch batch;
   Buffer<T> x(B * h, Mem::workspace), u(B * h, Mem::workspace), y(B * h, Mem::workspace),
-      rstd(B, Mem::workspace);
+      rstd(B, Mem::workspace), logits(B * decoder_->vocab_shard().rows, Mem::workspace);
   std::vector<int32_t> next(static_cast<size_t>(B));
   {
     // Prefill: every prompt padded at the end to S; each rank runs the layout's forward on its tokens.
@@ -141,7 +140,7 @@ std::vector<GeneratedSequence> Generator<T>::generate(const std::vector<std::vec
       batch.pos.push_back(last[size_t(b)]);
     }
     decoder_->begin_step(batch);
-    pick(batch, u.data(), o, out, next.data());
+    pick(batch, u.data(), o, out, logits.data(), next.data());
   }
   std::vector<int64_t> active;
   for (int64_t b = 0; b < B; ++b) {
@@ -171,7 +170,7 @@ std::vector<GeneratedSequence> Generator<T>::generate(const std::vector<std::vec
         p_, x.data(), u.data(), y.data(), rstd.data(), n,
         [&](int l, const T* uu, T* yy) { decoder_->decode_attention(l, uu, yy); },
         [&](int l, const T* uu, T* yy) { decoder_->decode_mlp(l, uu, yy); });
-    pick(batch, u.data(), o, out, next.data());
+    pick(batch, u.data(), o, out, logits.data(), next.data());
     std::vector<int64_t> still;
     for (int64_t i = 0; i < n; ++i) {
       const int64_t b = active[size_t(i)];

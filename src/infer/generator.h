@@ -64,8 +64,9 @@ class Generator {
   std::function<void(const DecodeBatch& batch, const T* logits, const VocabShard& shard)> on_logits;
 
  private:
+  // logits: scratch [batch, vocabulary shard rows].
   void pick(const DecodeBatch& batch, const T* u, const GenerateOptions& o,
-            const std::vector<GeneratedSequence>& out, int32_t* next);
+            const std::vector<GeneratedSequence>& out, T* logits, int32_t* next);
 
   ModelParams<T>& p_;
   Strategy<T>& s_;

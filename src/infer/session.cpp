@@ -7,6 +7,7 @@
 #include "infer/generation_config.h"
 #include "kernels/cross_entropy.h"
 #include "model/checkpoint.h"
+#include "train/checkpoint_manager.h"
 
 namespace tsp {
 
@@ -18,6 +19,9 @@ InferenceSession::InferenceSession(const std::string& dir, const std::string& st
               "parallelism is for training)",
               layout.dp);
   dir_ = resolve_checkpoint_dir(dir);
+  // A checkpoint written by tsp train is verified against its manifest (an HF directory has none).
+  const std::string problem = checkpoint_problem(dir_, &world, /*require_manifest=*/false);
+  TSP_REQUIRE(problem.empty(), "--checkpoint {}: {}", dir, problem);
   ModelConfig c = checkpoint_config(dir_);
   eos_ = eos_token_ids(dir_);
   strategy_ = make_strategy<float>(strategy, world, layout);

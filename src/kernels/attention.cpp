@@ -143,12 +143,17 @@ void mask_row(T* row, const int64_t* k_pos, int64_t n, int64_t q_pos) {
   for (int64_t j = 0; j < n; ++j) row[j] = k_pos[j] <= q_pos ? row[j] : kNegInf<T>;
 }
 
+// NaN when the row holds one (a NaN score must make the output NaN, not be skipped by the comparisons).
 template <class T>
 T row_max(const T* row, int64_t n) {
   T m = kNegInf<T>;
-#pragma omp simd reduction(max : m)
-  for (int64_t j = 0; j < n; ++j) m = row[j] > m ? row[j] : m;
-  return m;
+  int nan = 0;
+#pragma omp simd reduction(max : m) reduction(| : nan)
+  for (int64_t j = 0; j < n; ++j) {
+    m = row[j] > m ? row[j] : m;
+    nan |= row[j] != row[j];
+  }
+  return nan ? std::numeric_limits<T>::quiet_NaN() : m;
 }
 
 // row[j] = exp(row[j] - shift); returns the sum of the new row.
@@ -222,7 +227,8 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const
           T* m = &row_m[static_cast<size_t>(r0 + i)];
           T* l = &row_l[static_cast<size_t>(r0 + i)];
           if (tile.masked) mask_row(row, k_pos + tile.j0, cols, q_pos[tile.i0 + i]);
-          const T m_new = std::max(*m, row_max(row, cols));
+          const T rm = row_max(row, cols);
+          const T m_new = rm != rm ? rm : std::max(*m, rm);  // a NaN stays: the output becomes NaN
           if (m_new == kNegInf<T>) {
             // Nothing visible to this query yet: its probabilities are zero, not exp(-inf - -inf).
             std::fill(row, row + cols, T(0));
@@ -419,7 +425,8 @@ void attention_forward_naive(T* out, T* lse, const T* q, const T* k, const T* v,
         double dot = 0.0;
         for (int64_t c = 0; c < d; ++c) dot += double(qi[c]) * double(kj[c]);
         prob[static_cast<size_t>(j)] = scale * dot;
-        m = std::max(m, scale * dot);
+        m = std::isnan(scale * dot) || std::isnan(m) ? std::numeric_limits<double>::quiet_NaN()
+                                                     : std::max(m, scale * dot);
       }
       T* out_row = out + i * ldq + h * d;
       if (m == -std::numeric_limits<double>::infinity()) {

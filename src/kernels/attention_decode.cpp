@@ -54,7 +54,7 @@ void decode_chunk(T* out, T* lse, const T* q, const T* k, const T* v, int64_t q_
   for (int64_t h = 0; h < H; ++h) {
     T* sc = scores.data() + h * n;
     T m = kNegInf<T>;
-    for (int64_t s = 0; s < n; ++s) m = std::max(m, sc[s]);
+    for (int64_t s = 0; s < n; ++s) m = nan_max(m, sc[s]);
     if (m == kNegInf<T>) {
       lse[h] = kNegInf<T>;
       continue;
@@ -103,8 +103,14 @@ void attention_decode(T* out, T* lse, const T* q, const T* k, const T* v, int64_
     work += double(n_slots[i]) * double(H) * double(d);
   }
   const int64_t tasks = first[size_t(n)];
-  // Partial outputs and log-sum-exps of every task; a row of one chunk writes its result directly.
-  std::vector<T> part_out(size_t(tasks * H * d)), part_lse(size_t(tasks * H));
+  // Partial outputs and log-sum-exps of every task, kept between calls (one decode step calls this once per
+  // layer) so that the loop does not allocate.
+  thread_local std::vector<T> part_out, part_lse;
+  part_out.resize(size_t(tasks * H * d));
+  part_lse.resize(size_t(tasks * H));
+  // The calling thread's buffers, by pointer: inside the parallel region the name would be each thread's own.
+  T* const po = part_out.data();
+  T* const pl = part_lse.data();
   // Below ~a million multiply-adds a parallel region costs more than it saves.
   const int threads = work < double(1 << 20) ? 1 : std::min<int>(omp_get_max_threads(), int(tasks));
 #pragma omp parallel num_threads(threads)
@@ -115,15 +121,13 @@ void attention_decode(T* out, T* lse, const T* q, const T* k, const T* v, int64_
       const int64_t i = std::upper_bound(first.begin(), first.end(), t) - first.begin() - 1;
       const int64_t c = t - first[size_t(i)], s0 = c * kChunk, s1 = std::min(n_slots[i], s0 + kChunk);
       const int64_t base = seq[i] * s.seq_stride;
-      decode_chunk(part_out.data() + t * H * d, part_lse.data() + t * H, q + i * H * d, k + base, v + base,
-                   q_pos[i], s0, std::max(s0, s1), slot_pos ? slot_pos + i * pos_stride : nullptr, s,
-                   T(scale), scores);
+      decode_chunk(po + t * H * d, pl + t * H, q + i * H * d, k + base, v + base, q_pos[i], s0,
+                   std::max(s0, s1), slot_pos ? slot_pos + i * pos_stride : nullptr, s, T(scale), scores);
     }
   }
   for (int64_t i = 0; i < n; ++i) {
     const int64_t t0 = first[size_t(i)], chunks = first[size_t(i + 1)] - t0;
-    attention_merge(out + i * H * d, d, lse + i * H, part_out.data() + t0 * H * d, H * d,
-                    part_lse.data() + t0 * H, H, chunks, H, d);
+    attention_merge(out + i * H * d, d, lse + i * H, po + t0 * H * d, H * d, pl + t0 * H, H, chunks, H, d);
   }
 }
 
@@ -132,7 +136,7 @@ void attention_merge(T* out, int64_t out_stride, T* lse, const T* part_out, int6
                      const T* part_lse, int64_t lse_stride_p, int64_t parts, int64_t rows, int64_t d) {
   for (int64_t r = 0; r < rows; ++r) {
     T m = kNegInf<T>;
-    for (int64_t p = 0; p < parts; ++p) m = std::max(m, part_lse[p * lse_stride_p + r]);
+    for (int64_t p = 0; p < parts; ++p) m = nan_max(m, part_lse[p * lse_stride_p + r]);
     T* o = out + r * out_stride;
     std::fill(o, o + d, T(0));
     if (m == kNegInf<T>) {

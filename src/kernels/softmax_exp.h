@@ -38,4 +38,10 @@ inline double exp_score(double x) {
   return std::exp(x);
 }
 
+// max that keeps a NaN (std::max drops a NaN second argument), so that a NaN score reaches the output.
+template <class T>
+inline T nan_max(T a, T b) {
+  return a != a || b != b ? (a != a ? a : b) : (a < b ? b : a);
+}
+
 }  // namespace tsp::kernels

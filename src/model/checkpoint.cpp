@@ -2,13 +2,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <memory>
 
+#include "core/atomic_file.h"
 #include "core/check.h"
-#include "model/safetensors.h"
+#include "model/checkpoint_io.h"
 
 namespace fs = std::filesystem;
 
@@ -16,8 +17,8 @@ namespace tsp {
 
 namespace {
 
-constexpr const char* kModelFile = "model.safetensors";
-constexpr const char* kOptimizerFile = "optimizer.safetensors";
+constexpr const char* kModelStem = "model";
+constexpr const char* kOptimizerStem = "optimizer";
 constexpr const char* kStateFile = "trainer_state.json";
 
 template <class T>
@@ -26,92 +27,71 @@ constexpr DType storage_dtype() {
   return sizeof(T) == 4 ? DType::F32 : DType::F64;
 }
 
-// Assembles the full HF tensor of view `v` on rank 0 from every rank's block (rank 0 returns it; others
-// send). Replicated tensors are taken from rank 0 alone.
-template <class T>
-std::vector<T> gather_tensor(const TensorView& v, Placement placement, const T* local, Communicator* comm) {
-  const int64_t full_rows = v.full_shape.size() == 1 ? 1 : v.full_shape[0];
-  const int64_t full_cols = v.full_shape.back();
-  const int rank = comm ? comm->rank() : 0, size = comm ? comm->size() : 1;
-  std::vector<T> full;
-  auto place = [&](const int64_t* meta, const T* data) {
-    // meta: row_begin, col_begin, valid_rows, cols
-    for (int64_t r = 0; r < meta[2]; ++r)
-      std::copy(data + r * meta[3], data + (r + 1) * meta[3],
-                full.data() + (meta[0] + r) * full_cols + meta[1]);
-  };
-  int64_t meta[4] = {v.row_begin, v.col_begin, v.valid_rows, v.cols};
-  if (rank == 0) {
-    full.assign(size_t(full_rows * full_cols), T(0));
-    place(meta, local);
-  }
-  if (placement == Placement::replicated || size == 1) return full;
-  std::vector<T> buf(size_t(v.valid_rows * v.cols));
-  for (int src = 1; src < size; ++src) {
-    if (rank == src) {
-      comm->send_recv("checkpoint.gather", meta, 4, 0, static_cast<int64_t*>(nullptr), 0, MPI_PROC_NULL);
-      comm->send_recv("checkpoint.gather", local, v.valid_rows * v.cols, 0, static_cast<T*>(nullptr), 0,
-                      MPI_PROC_NULL);
-    } else if (rank == 0) {
-      int64_t m[4];
-      comm->send_recv("checkpoint.gather", static_cast<const int64_t*>(nullptr), 0, MPI_PROC_NULL, m, 4, src);
-      buf.resize(size_t(m[2] * m[3]));
-      comm->send_recv("checkpoint.gather", static_cast<const T*>(nullptr), 0, MPI_PROC_NULL, buf.data(),
-                      m[2] * m[3], src);
-      place(m, buf.data());
-    }
-  }
-  return full;
+// Position of an HF tensor in transformers' state-dict order (embedding, layer by layer, final norm, LM
+// head), so that shards cut like save_pretrained's keep each layer together.
+int64_t state_dict_rank(const std::string& name) {
+  const std::string layers = "model.layers.";
+  if (name.rfind("model.embed_tokens.", 0) == 0) return 0;
+  if (name.rfind(layers, 0) == 0) return 1 + std::stoll(name.substr(layers.size()));
+  if (name.rfind("lm_head.", 0) == 0) return std::numeric_limits<int64_t>::max();
+  return std::numeric_limits<int64_t>::max() - 1;
 }
 
-// One group of tensors in a file: every view of every block, names prefixed, values from block(b).
-template <class T>
-struct TensorGroup {
-  std::string prefix;
-  std::function<T*(int)> block;
-};
-
-// Writes every group into one safetensors file; rank 0 writes, every rank contributes its shards.
-template <class T>
-void write_tensors(const std::string& path, ModelParams<T>& params, const std::vector<TensorGroup<T>>& groups,
-                   Communicator* comm) {
-  const bool writer = !comm || comm->rank() == 0;
-  std::unique_ptr<SafetensorsWriter> w;
-  if (writer) {
-    w = std::make_unique<SafetensorsWriter>(path);
-    w->set_metadata("format", "pt");
-    for (const auto& g : groups)
-      for (const auto& b : params.blocks())
-        for (const auto& v : b.views) w->declare(g.prefix + v.name, storage_dtype<T>(), v.full_shape);
-  }
-  for (const auto& g : groups)
-    for (int b = 0; b < params.num_blocks(); ++b) {
-      const ParamBlock& blk = params.blocks()[size_t(b)];
-      for (const auto& v : blk.views) {
-        std::vector<T> full = gather_tensor(v, blk.placement, g.block(b) + v.offset, comm);
-        if (writer) w->write(g.prefix + v.name, full.data(), int64_t(full.size()));
-      }
-    }
-  if (writer) w->finish();
-}
-
-template <class T, class Get>
-void read_tensors(const SafetensorsReader& r, const std::string& prefix, ModelParams<T>& params, Get get) {
+// Every view of every block as a held tensor named prefix + HF name, in state-dict order; block(b) is the
+// storage the views of block b index into.
+template <class T, class P>
+std::vector<HeldTensor<T>> held_tensors(P& params, const std::string& prefix,
+                                        const std::function<T*(int)>& block) {
+  std::vector<HeldTensor<T>> out;
   for (int b = 0; b < params.num_blocks(); ++b) {
-    for (const auto& v : params.blocks()[size_t(b)].views) {
-      T* dst = get(b) + v.offset;
-      r.read_block(prefix + v.name, v.full_shape, v.row_begin, v.valid_rows, v.col_begin, v.cols, dst);
-      // Vocabulary padding rows stay zero.
-      std::fill(dst + v.valid_rows * v.cols, dst + v.rows * v.cols, T(0));
+    for (const TensorView& v : params.blocks()[size_t(b)].views) {
+      HeldTensor<T> t{v, block(b) + v.offset};
+      t.view.name = prefix + v.name;
+      out.push_back(std::move(t));
     }
   }
+  std::stable_sort(out.begin(), out.end(), [&](const HeldTensor<T>& a, const HeldTensor<T>& b) {
+    return state_dict_rank(a.view.name.substr(prefix.size())) <
+           state_dict_rank(b.view.name.substr(prefix.size()));
+  });
+  return out;
+}
+
+// The AdamW moments, under the names optimizer.safetensors gives them.
+template <class U, class T>
+std::vector<HeldTensor<U>> moment_tensors(ModelParams<T>& params, AdamW<T>& opt) {
+  auto out = held_tensors<U>(params, "exp_avg.", [&](int b) { return opt.m(b).data(); });
+  for (auto& t : held_tensors<U>(params, "exp_avg_sq.", [&](int b) { return opt.v(b).data(); }))
+    out.push_back(std::move(t));
+  return out;
+}
+
+// config.json's declared weight dtype: "torch_dtype" (or "dtype", as newer transformers write it).
+std::optional<DType> config_weight_dtype(const fs::path& config_path) {
+  std::ifstream in(config_path, std::ios::binary);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;  // load_config has already reported an unreadable config
+  }
+  for (const char* key : {"torch_dtype", "dtype"}) {
+    if (!j.is_object() || !j.contains(key) || j.at(key).is_null()) continue;
+    const auto& v = j.at(key);
+    TSP_REQUIRE(v.is_string(), "{}: \"{}\" must be a string, got {}", config_path.string(), key, v.dump());
+    const auto t = parse_torch_dtype(v.get<std::string>());
+    TSP_REQUIRE(t.has_value(), "{}: \"{}\" is \"{}\"; supported: float32, bfloat16, float16, float64",
+                config_path.string(), key, v.get<std::string>());
+    return t;
+  }
+  return std::nullopt;
 }
 
 }  // namespace
 
 template <class T>
 void save_checkpoint(const std::string& dir, ModelParams<T>& params, AdamW<T>* optimizer,
-                     const TrainState* state, Communicator* comm) {
+                     const TrainState* state, Communicator* comm, const CheckpointWriteOptions& opts) {
   const bool writer = !comm || comm->rank() == 0;
   const fs::path final_dir(dir);
   const fs::path tmp_dir = final_dir.parent_path() / fmt::format(".{}.tmp", final_dir.filename().string());
@@ -120,68 +100,84 @@ void save_checkpoint(const std::string& dir, ModelParams<T>& params, AdamW<T>* o
     fs::remove_all(tmp_dir, ec);
     fs::create_directories(tmp_dir, ec);
     TSP_REQUIRE(!ec, "cannot create checkpoint directory {}: {}", tmp_dir.string(), ec.message());
-    save_config(params.config(), (tmp_dir / "config.json").string());
+    nlohmann::json config = params.config().to_json();
+    config["torch_dtype"] = torch_dtype_name(storage_dtype<T>());
+    write_file_atomic((tmp_dir / "config.json").string(), config.dump(2) + "\n");
   }
-  write_tensors<T>((tmp_dir / kModelFile).string(), params,
-                   {{"", [&](int b) { return params.value(b).data(); }}}, comm);
-  if (optimizer)
-    write_tensors<T>((tmp_dir / kOptimizerFile).string(), params,
-                     {{"exp_avg.", [&](int b) { return optimizer->m(b).data(); }},
-                      {"exp_avg_sq.", [&](int b) { return optimizer->v(b).data(); }}},
-                     comm);
+  // A save that fails part-way (on every rank alike, e.g. blocks that do not tile a tensor) leaves no
+  // temporary directory behind; a failure of one rank aborts the job (cli/main.cpp).
+  try {
+    TensorSetWriteOptions w;
+    w.dtype = storage_dtype<T>();
+    w.max_shard_bytes = opts.max_shard_bytes;
+    w.chunk_bytes = opts.chunk_bytes;
+    write_tensor_set<T>(tmp_dir.string(), kModelStem,
+                        held_tensors<const T>(params, "", [&](int b) { return params.value(b).data(); }), w,
+                        comm);
+    if (optimizer)
+      write_tensor_set<T>(tmp_dir.string(), kOptimizerStem, moment_tensors<const T>(params, *optimizer), w,
+                          comm);
+  } catch (...) {
+    if (writer) {
+      std::error_code ec;
+      fs::remove_all(tmp_dir, ec);
+    }
+    throw;
+  }
   if (writer) {
     if (state) {
-      nlohmann::json j = {{"step", state->step},
-                          {"data_position", state->data_position},
-                          {"seed", state->seed},
-                          {"optimizer_step", optimizer ? optimizer->t() : 0}};
-      std::ofstream f(tmp_dir / kStateFile);
-      f << j.dump(2) << "\n";
-      TSP_CHECK(static_cast<bool>(f), "cannot write {}", (tmp_dir / kStateFile).string());
+      TrainState s = *state;
+      s.optimizer_step = optimizer ? optimizer->t() : 0;
+      write_file_atomic((tmp_dir / kStateFile).string(), train_state_json(s));
     }
     std::error_code ec;
     fs::remove_all(final_dir, ec);
     fs::rename(tmp_dir, final_dir, ec);
     TSP_CHECK(!ec, "cannot rename {} to {}: {}", tmp_dir.string(), final_dir.string(), ec.message());
+    sync_directory(final_dir.parent_path().string());
   }
   if (comm) comm->barrier();
 }
 
 template <class T>
-void load_checkpoint(const std::string& dir_in, ModelParams<T>& params, AdamW<T>* optimizer,
-                     TrainState* state) {
+CheckpointReadStats load_checkpoint(const std::string& dir_in, ModelParams<T>& params, AdamW<T>* optimizer,
+                                    TrainState* state) {
   const fs::path dir(resolve_checkpoint_dir(dir_in));
   ModelConfig c = load_config((dir / "config.json").string());
   const ModelConfig& m = params.config();
   TSP_REQUIRE(c.to_json() == m.to_json(), "checkpoint {} has config {} but the model is {}", dir.string(),
               c.to_json().dump(), m.to_json().dump());
-  {
-    SafetensorsReader r((dir / kModelFile).string());
-    read_tensors(r, "", params, [&](int b) { return params.value(b).data(); });
-  }
+  const std::optional<DType> weight_dtype = config_weight_dtype(dir / "config.json");
+
+  // Open and check everything before reading anything.
+  const SafetensorsSetReader model(dir.string(), kModelStem);
+  const auto weights = held_tensors<T>(params, "", [&](int b) { return params.value(b).data(); });
+  check_tensor_set(model, weights, weight_dtype, (dir / "config.json").string() + " torch_dtype");
+  std::unique_ptr<SafetensorsSetReader> opt_set;
+  std::vector<HeldTensor<T>> moments;
   if (optimizer) {
-    TSP_REQUIRE(fs::exists(dir / kOptimizerFile),
+    TSP_REQUIRE(SafetensorsSetReader::exists(dir.string(), kOptimizerStem),
                 "checkpoint {} has no {}: it holds weights only and cannot resume training", dir.string(),
-                kOptimizerFile);
-    SafetensorsReader r((dir / kOptimizerFile).string());
-    read_tensors(r, "exp_avg.", params, [&](int b) { return optimizer->m(b).data(); });
-    read_tensors(r, "exp_avg_sq.", params, [&](int b) { return optimizer->v(b).data(); });
+                single_file_name(kOptimizerStem));
+    opt_set = std::make_unique<SafetensorsSetReader>(dir.string(), kOptimizerStem);
+    moments = moment_tensors<T>(params, *optimizer);
+    check_tensor_set(*opt_set, moments, std::nullopt, "");
   }
   if (state) {
-    std::ifstream f(dir / kStateFile);
-    TSP_REQUIRE(static_cast<bool>(f), "checkpoint {} has no {}: cannot resume training", dir.string(),
+    TSP_REQUIRE(fs::exists(dir / kStateFile), "checkpoint {} has no {}: cannot resume training", dir.string(),
                 kStateFile);
-    nlohmann::json j;
-    try {
-      f >> j;
-      state->step = j.at("step").get<int64_t>();
-      state->data_position = j.at("data_position").get<int64_t>();
-      state->seed = j.at("seed").get<uint64_t>();
-      if (optimizer) optimizer->set_t(j.at("optimizer_step").get<int64_t>());
-    } catch (const nlohmann::json::exception& e) {
-      throw UsageError(fmt::format("{}: {}", (dir / kStateFile).string(), e.what()));
-    }
+    *state = read_train_state((dir / kStateFile).string());
+    if (optimizer) optimizer->set_t(state->optimizer_step);
   }
+
+  CheckpointReadStats stats;
+  stats.model = read_tensor_set(model, weights);
+  stats.model_file_bytes = model.total_file_bytes();
+  if (opt_set) {
+    stats.optimizer = read_tensor_set(*opt_set, moments);
+    stats.optimizer_file_bytes = opt_set->total_file_bytes();
+  }
+  return stats;
 }
 
 ModelConfig checkpoint_config(const std::string& dir) {
@@ -199,10 +195,12 @@ std::string resolve_checkpoint_dir(const std::string& dir) {
 }
 
 template void save_checkpoint<float>(const std::string&, ModelParams<float>&, AdamW<float>*,
-                                     const TrainState*, Communicator*);
+                                     const TrainState*, Communicator*, const CheckpointWriteOptions&);
 template void save_checkpoint<double>(const std::string&, ModelParams<double>&, AdamW<double>*,
-                                      const TrainState*, Communicator*);
-template void load_checkpoint<float>(const std::string&, ModelParams<float>&, AdamW<float>*, TrainState*);
-template void load_checkpoint<double>(const std::string&, ModelParams<double>&, AdamW<double>*, TrainState*);
+                                      const TrainState*, Communicator*, const CheckpointWriteOptions&);
+template CheckpointReadStats load_checkpoint<float>(const std::string&, ModelParams<float>&, AdamW<float>*,
+                                                    TrainState*);
+template CheckpointReadStats load_checkpoint<double>(const std::string&, ModelParams<double>&, AdamW<double>*,
+                                                     TrainState*);
 
 }  // namespace tsp

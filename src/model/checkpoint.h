@@ -1,10 +1,14 @@
-// Checkpoints in the Hugging Face layout: a directory with config.json and model.safetensors (HF tensor
-// names), loadable by transformers' LlamaForCausalLM. Training checkpoints add optimizer.safetensors (AdamW
-// moments under "exp_avg.<name>" / "exp_avg_sq.<name>", full-size like the weights) and trainer_state.json
-// (step, data position, seed), so a run resumes exactly. Tensors are always stored whole (unsharded), so a
-// checkpoint written by any layout at any rank count loads into any other.
+// Checkpoints in the Hugging Face layout: a directory with config.json and the weights under HF tensor names,
+// loadable by transformers' LlamaForCausalLM: model.safetensors, or model-0000k-of-0000n.safetensors shards
+// with model.safetensors.index.json above the maximum shard size (5GB by default, as save_pretrained).
+// Training checkpoints add optimizer.safetensors (AdamW moments under "exp_avg.<name>" / "exp_avg_sq.<name>",
+// full-size like the weights, sharded the same way) and trainer_state.json (train/train_state.h), so a
+// run resumes exactly. Tensors are stored whole, so a checkpoint written by any layout at any rank count
+// loads into any other.
 //
-// Saving is collective over the strategy's communicator: every rank sends its shards to rank 0, which writes.
+// Loading reads in place (model/checkpoint_io.h): every rank maps the files and copies only its own blocks,
+// converting BF16/F16/F32/F64 to the run's type. Saving is collective over the strategy's communicator and
+// streams block by block to rank 0, which never holds more than two chunk buffers besides its own shard.
 // The directory is written under a temporary name and renamed into place, so a checkpoint directory either
 // exists complete or not at all.
 #pragma once
@@ -14,24 +18,34 @@
 
 #include "comm/communicator.h"
 #include "model/params.h"
+#include "model/safetensors_index.h"
 #include "train/optimizer.h"
+#include "train/train_state.h"
 
 namespace tsp {
 
-struct TrainState {
-  int64_t step = 0;           // optimizer steps taken
-  int64_t data_position = 0;  // batches drawn from the data source
-  uint64_t seed = 0;
+struct CheckpointWriteOptions {
+  int64_t max_shard_bytes = kDefaultMaxShardBytes;  // per safetensors file (--max-shard-size)
+  int64_t chunk_bytes = 16 << 20;                   // rank 0's two receive buffers while saving
 };
 
 template <class T>
 void save_checkpoint(const std::string& dir, ModelParams<T>& params, AdamW<T>* optimizer,
-                     const TrainState* state, Communicator* comm);
+                     const TrainState* state, Communicator* comm, const CheckpointWriteOptions& opts = {});
+
+// What this rank read while loading.
+struct CheckpointReadStats {
+  ReadStats model, optimizer;
+  uint64_t model_file_bytes = 0, optimizer_file_bytes = 0;  // sizes of the sets' files
+};
 
 // Loads the weights (and, when optimizer/state are given, the training state: a checkpoint without them is
-// an error naming the missing file). Errors name the file, the tensor and the problem.
+// an error naming the missing file). Every file is validated before anything is read: headers, shapes, and
+// the dtype of every weight against config.json's torch_dtype. Errors name the file, the tensor and the
+// problem. Not collective.
 template <class T>
-void load_checkpoint(const std::string& dir, ModelParams<T>& params, AdamW<T>* optimizer, TrainState* state);
+CheckpointReadStats load_checkpoint(const std::string& dir, ModelParams<T>& params, AdamW<T>* optimizer,
+                                    TrainState* state);
 
 // config.json of a checkpoint directory.
 ModelConfig checkpoint_config(const std::string& dir);

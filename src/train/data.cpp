@@ -12,40 +12,16 @@
 #include <random>
 
 #include "core/check.h"
+#include "data/seeded.h"
 #include "kernels/cross_entropy.h"
 
 namespace tsp {
 
 namespace {
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-// Seeds are derived by hashing (seed, domain, index), so every batch (and every sequence in it) has its own
-// generator: the stream resumes exactly from a batch count, and sequence b of a batch does not depend on the
-// batch size.
-uint64_t derive_seed(uint64_t seed, uint64_t domain, uint64_t index) {
-  return splitmix64(splitmix64(splitmix64(seed) ^ domain) ^ index);
-}
-
 constexpr uint64_t kTrainDomain = 0x7472'6169'6eull;         // "train"
 constexpr uint64_t kHeldOutDomain = 0x6865'6c64'6f75'74ull;  // "heldout"
 constexpr uint64_t kSequenceDomain = 0x7365'7175'656eull;    // "sequen"
-
-// Uniform integer in [0, n) by rejection; std::uniform_int_distribution's algorithm differs between standard
-// libraries, and a checkpoint must resume to the same data anywhere.
-int64_t uniform_below(std::mt19937_64& rng, int64_t n) {
-  const uint64_t un = uint64_t(n);
-  const uint64_t limit = std::numeric_limits<uint64_t>::max() - std::numeric_limits<uint64_t>::max() % un;
-  uint64_t x;
-  do x = rng();
-  while (x >= limit);
-  return int64_t(x % un);
-}
 
 // The first k entries of a uniformly shuffled 0..n-1 (partial Fisher-Yates).
 std::vector<int64_t> sample_distinct(std::mt19937_64& rng, int64_t n, int64_t k) {
@@ -58,38 +34,35 @@ std::vector<int64_t> sample_distinct(std::mt19937_64& rng, int64_t n, int64_t k)
 
 }  // namespace
 
-std::vector<int32_t> byte_tokenize(const std::string& text) {
-  std::vector<int32_t> out(text.size());
-  for (size_t i = 0; i < text.size(); ++i) out[i] = int32_t(static_cast<unsigned char>(text[i]));
-  return out;
-}
-
-std::string byte_detokenize(const std::vector<int32_t>& tokens) {
-  std::string out;
-  out.reserve(tokens.size());
-  for (int32_t t : tokens) {
-    if (t >= 0 && t < 256) out.push_back(char(static_cast<unsigned char>(t)));
-  }
-  return out;
-}
-
 // ---- TextData ---------------------------------------------------------------------------------------------
 
-TextData::TextData(const std::string& path, uint64_t seed) : path_(path), seed_(seed) {
+Batch DataSource::validation_batch(int64_t, int64_t, int64_t) const {
+  throw UsageError(fmt::format("the data ({}) has no validation split", describe()));
+}
+
+TextData::TextData(const std::string& path, uint64_t seed, const Tokenizer* tokenizer)
+    : path_(path), seed_(seed) {
   std::ifstream in(path, std::ios::binary);
   TSP_REQUIRE(in.good(), "cannot open text data file '{}': {}", path, std::strerror(errno));
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   TSP_REQUIRE(!in.bad(), "cannot read text data file '{}'", path);
-  tokens_ = byte_tokenize(bytes);
+  bytes_ = int64_t(bytes.size());
+  const ByteTokenizer bytes_only;
+  const Tokenizer& tok = tokenizer ? *tokenizer : bytes_only;
+  tokens_ = tok.encode(bytes);
+  vocab_ = tok.vocab_size();
+  tokenizer_ = tok.describe();
 }
 
 Batch TextData::next(int64_t batch, int64_t seq_len) {
   TSP_REQUIRE(batch > 0 && seq_len > 0, "text data: batch ({}) and seq_len ({}) must be positive", batch,
               seq_len);
   const int64_t n = int64_t(tokens_.size());
-  TSP_REQUIRE(n >= seq_len + 1,
-              "text data file '{}' has {} bytes; seq_len {} needs at least {} (a window plus its next byte)",
-              path_, n, seq_len, seq_len + 1);
+  TSP_REQUIRE(
+      n >= seq_len + 1,
+      "text data file '{}' has {} bytes, {} tokens; seq_len {} needs at least {} tokens (a window plus its "
+      "next token)",
+      path_, bytes_, n, seq_len, seq_len + 1);
   Batch out;
   out.batch = batch;
   out.seq_len = seq_len;
@@ -107,7 +80,8 @@ Batch TextData::next(int64_t batch, int64_t seq_len) {
 }
 
 std::string TextData::describe() const {
-  return fmt::format("text file '{}' ({} bytes, byte tokens, seed {})", path_, tokens_.size(), seed_);
+  return fmt::format("text file '{}' ({} bytes, {} tokens, {}, seed {})", path_, bytes_, tokens_.size(),
+                     tokenizer_, seed_);
 }
 
 // ---- RecallTask -------------------------------------------------------------------------------------------

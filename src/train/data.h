@@ -1,11 +1,14 @@
-// Training data: a byte-level tokenizer for any text file, and the built-in long-context associative recall
-// task. A Batch holds B sequences of S tokens and their next-token targets; positions with nothing to predict
-// carry kIgnoreIndex.
+// Training data: any text file (through a tokenizer, bytes by default), and the built-in long-context
+// associative recall task; tokenized datasets (data/packed_dataset.h) implement the same interface. A Batch
+// holds B sequences of S tokens and their next-token targets; positions with nothing to predict carry
+// kIgnoreIndex.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "tokenizer/byte_tokenizer.h"
 
 namespace tsp {
 
@@ -15,34 +18,37 @@ struct Batch {
   std::vector<int32_t> targets;  // [batch * seq_len]; kernels::kIgnoreIndex where nothing is predicted
 };
 
-// Bytes are tokens 0..255.
-std::vector<int32_t> byte_tokenize(const std::string& text);
-std::string byte_detokenize(const std::vector<int32_t>& tokens);  // tokens >= 256 are dropped
-
 class DataSource {
  public:
   virtual ~DataSource() = default;
   // The next training batch; deterministic given the source's seed and how many batches came before.
   virtual Batch next(int64_t batch, int64_t seq_len) = 0;
-  // Batches drawn so far (saved in checkpoints; set on resume so the stream continues exactly).
+  // Where the stream is (batches drawn, or tokens consumed for a packed dataset): saved in checkpoints and
+  // set on resume so the stream continues exactly.
   virtual int64_t position() const = 0;
-  virtual void seek(int64_t batches_drawn) = 0;
+  virtual void seek(int64_t position) = 0;
   virtual int64_t vocab_needed() const = 0;  // smallest vocab_size that covers every token
   virtual std::string describe() const = 0;
+
+  // A held-out validation split, for sources that have one: how many batches of this shape it holds, and
+  // batch `index` of them (always the same sequences).
+  virtual int64_t validation_batches(int64_t /*batch*/, int64_t /*seq_len*/) const { return 0; }
+  virtual Batch validation_batch(int64_t index, int64_t batch, int64_t seq_len) const;
 };
 
-// Random windows of a byte-tokenized text file; target = next byte.
+// Random windows of a tokenized text file (bytes unless a tokenizer is given); target = next token.
 class TextData : public DataSource {
  public:
-  TextData(const std::string& path, uint64_t seed);
+  TextData(const std::string& path, uint64_t seed, const Tokenizer* tokenizer = nullptr);
   Batch next(int64_t batch, int64_t seq_len) override;
   int64_t position() const override { return drawn_; }
   void seek(int64_t batches_drawn) override { drawn_ = batches_drawn; }
-  int64_t vocab_needed() const override { return 256; }
+  int64_t vocab_needed() const override { return vocab_; }
   std::string describe() const override;
 
  private:
-  std::string path_;
+  std::string path_, tokenizer_;
+  int64_t bytes_ = 0, vocab_ = 256;
   std::vector<int32_t> tokens_;
   uint64_t seed_;
   int64_t drawn_ = 0;

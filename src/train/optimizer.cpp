@@ -40,9 +40,15 @@ double AdamW<T>::grad_norm(Strategy<T>& s) {
 
 template <class T>
 double AdamW<T>::step(Strategy<T>& s, double lr, double max_grad_norm) {
+  const double norm = grad_norm(s);
+  update(s, lr, max_grad_norm, norm);
+  return norm;
+}
+
+template <class T>
+void AdamW<T>::update(Strategy<T>& s, double lr, double max_grad_norm, double norm) {
   TraceSpan span("optimizer", "compute");
   TSP_CHECK(!whole_, "AdamW::step between unpartition() and repartition()");
-  const double norm = grad_norm(s);
   const double clip = kernels::clip_coefficient(norm, max_grad_norm);
   ++t_;
   for (int b = 0; b < p_.num_blocks(); ++b) {
@@ -55,7 +61,6 @@ double AdamW<T>::step(Strategy<T>& s, double lr, double max_grad_norm) {
   }
   for (int b = 0; b < p_.num_blocks(); ++b)
     s.gather_partitions(p_.value(b).data(), p_.value(b).size(), "dp.param_allgather");
-  return norm;
 }
 
 template <class T>

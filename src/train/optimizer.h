@@ -25,6 +25,9 @@ class AdamW {
   // Weight decay applies to the matrices (sharded blocks), not to the norm weights. Returns the pre-clip
   // norm.
   double step(Strategy<T>& s, double lr, double max_grad_norm);
+  // The same update with the norm already computed by grad_norm() (the trainer looks at it first, to skip a
+  // non-finite step without touching the optimizer state).
+  void update(Strategy<T>& s, double lr, double max_grad_norm, double norm);
 
   int64_t t() const { return t_; }
   void set_t(int64_t t) { t_ = t; }

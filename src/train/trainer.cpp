@@ -9,7 +9,10 @@
 #include <numeric>
 
 #include "comm/comm_report.h"
+#include "comm/fault_injection.h"
+#include "comm/watchdog.h"
 #include "core/check.h"
+#include "core/exit_status.h"
 #include "core/memory.h"
 #include "core/threading.h"
 #include "core/trace.h"
@@ -17,9 +20,15 @@
 #include "model/params.h"
 #include "model/transformer.h"
 #include "parallel/registry.h"
+#include "train/checkpoint_manager.h"
 #include "train/data.h"
+#include "train/nonfinite.h"
 #include "train/optimizer.h"
 #include "train/progress.h"
+#include "train/resume.h"
+#include "train/stop_signals.h"
+#include "train/train_data.h"
+#include "train/validation.h"
 
 namespace tsp {
 
@@ -27,17 +36,6 @@ namespace {
 
 double mib(int64_t bytes) {
   return double(bytes) / (1024.0 * 1024.0);
-}
-
-// Writes `name` into dir/latest atomically, so a reader never sees a partial name.
-void write_latest(const std::string& dir, const std::string& name) {
-  std::string tmp = dir + "/.latest.tmp";
-  {
-    std::ofstream f(tmp);
-    f << name << "\n";
-    TSP_CHECK(static_cast<bool>(f), "cannot write {}", tmp);
-  }
-  std::filesystem::rename(tmp, dir + "/latest");
 }
 
 nlohmann::json memory_json(const MemStats& m) {
@@ -78,7 +76,23 @@ void validate_eval_seq_len(const TrainOptions& o, const ModelConfig& c, const St
 template <class T>
 nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   const bool lead = world.rank() == 0;
+  // Before any step: the checkpoint directory, where the run starts, the data it trains on
+  // (docs/reliability.md).
+  fault_init();
+  Watchdog watchdog(world, o.comm_timeout);
+  std::unique_ptr<CheckpointManager> ckpt;
+  if (!o.checkpoint_dir.empty())
+    ckpt = std::make_unique<CheckpointManager>(o.checkpoint_dir, o.keep_checkpoints, o.overwrite, world);
+  TSP_REQUIRE(
+      o.resume.empty() || o.init_from.empty(),
+      "--resume continues a run and --init-from starts a new one from a checkpoint's weights: give one");
+  const ResumePoint from = find_resume_point(o.resume, ckpt.get(), world);
+  if (ckpt) ckpt->admit(from.dir.empty() ? -1 : from.state.step);
+  const std::string init_dir = o.init_from.empty() ? "" : resolve_checkpoint_dir(o.init_from);
   ModelConfig c = o.model;
+  if (o.model_from_checkpoint && !(from.dir.empty() && init_dir.empty()))
+    c = checkpoint_config(from.dir.empty() ? init_dir : from.dir);  // the checkpoint says what the model is
+  const std::string data_path = from.dir.empty() ? o.data : data_for_resume(o, from.state, from.dir, lead);
   c.validate();
   TSP_REQUIRE(o.steps > 0, "--steps must be positive, got {}", o.steps);
   TSP_REQUIRE(o.eval_batches >= 0, "--eval-batches must be >= 0, got {}", o.eval_batches);
@@ -87,10 +101,10 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   TSP_REQUIRE(o.log_every >= 1, "--log-every must be >= 1 (a step line every N steps), got {}", o.log_every);
   TSP_REQUIRE(o.eval_seq_len >= 0, "--eval-seq-len must be >= 0 (0: --seq-len), got {}", o.eval_seq_len);
   TSP_REQUIRE(
-      o.eval_seq_len == 0 || o.data.empty(),
-      "--eval-seq-len sets the length of the held-out recall batches, and training on --data {} has none "
-      "(the built-in recall task only)",
-      o.data);
+      o.eval_seq_len == 0 || (o.data.empty() && o.dataset.empty()),
+      "--eval-seq-len sets the length of the held-out recall batches, and training on --data/--dataset {} "
+      "has none (the built-in recall task only; the dataset's validation batches are --seq-len long)",
+      o.data.empty() ? o.dataset : o.data);
   TSP_REQUIRE(o.seq_len_warmup >= -1, "--seq-len-warmup must be >= 0 (0: off), got {}", o.seq_len_warmup);
   // A warm-up as long as the run never trains at --seq-len, yet the held-out recall is measured there.
   TSP_REQUIRE(
@@ -100,21 +114,27 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
       "to 70% of the run ({} steps)",
       o.seq_len_warmup, o.steps, o.seq_len, o.steps, auto_seq_len_warmup(o.steps));
   const int64_t seq_len_warmup = effective_seq_len_warmup(o);
+  CheckpointWriteOptions ckpt_format;
+  ckpt_format.max_shard_bytes = parse_shard_size(o.max_shard_size);
   if (!o.trace.empty()) trace_enable(world.rank());
 
-  std::unique_ptr<DataSource> data;
-  RecallTask* recall = nullptr;
-  if (o.data.empty()) {
+  if (data_path.empty() && o.dataset.empty())
     TSP_REQUIRE(
         o.seq_len >= RecallTask::min_seq_len(o.recall),
         "--seq-len {} is too short for the recall task with {} pairs and {} queries: the minimum is {}",
         o.seq_len, o.recall.pairs, o.recall.queries, RecallTask::min_seq_len(o.recall));
-    auto r = std::make_unique<RecallTask>(o.seed + 1, o.recall);
-    recall = r.get();
-    data = std::move(r);
-  } else {
-    data = std::make_unique<TextData>(o.data, o.seed + 1);
-  }
+  // The data source: what the resumed checkpoint trained on (data_for_resume) unless given, through its
+  // tokenizer.
+  TrainOptions data_opts = o;
+  data_opts.data = data_path;
+  data_opts.resume = from.dir;
+  TrainData train_data = make_train_data(data_opts);
+  std::unique_ptr<DataSource>& data = train_data.source;
+  RecallTask* recall = train_data.recall;
+  const bool validate = data->validation_batches(o.batch, o.seq_len) > 0 && o.eval_batches > 0;
+  TSP_REQUIRE(o.val_fraction == 0 || validate,
+              "--val-fraction {} holds out too few tokens for one validation batch of {} x {} tokens ({})",
+              o.val_fraction, o.batch, o.seq_len + 1, data->describe());
   TSP_REQUIRE(c.vocab_size >= data->vocab_needed(),
               "the data ({}) needs vocab_size >= {}, but the model has {}", data->describe(),
               data->vocab_needed(), c.vocab_size);
@@ -132,15 +152,21 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   Transformer<T> model(params, *strategy);
   TrainState state;
   state.seed = o.seed;
-  if (!o.resume.empty()) {
+  if (!from.dir.empty()) {
     // Checkpoints hold whole moments; under ZeRO-1 every rank reads them whole and keeps its partition.
     opt.unpartition(*strategy, /*gather=*/false);
-    load_checkpoint(o.resume, params, &opt, &state);
+    load_checkpoint(from.dir, params, &opt, &state);
     opt.repartition();
     data->seek(state.data_position);
     TSP_REQUIRE(state.step < o.steps, "the checkpoint {} is at step {}, which is not before --steps {}",
-                o.resume, state.step, o.steps);
+                from.dir, state.step, o.steps);
+  } else if (!init_dir.empty()) {
+    // Fine-tuning: the weights of any checkpoint (an HF directory has no optimizer or trainer state).
+    const std::string problem = checkpoint_problem(init_dir, &world, /*require_manifest=*/false);
+    TSP_REQUIRE(problem.empty(), "--init-from {}: {}", o.init_from, problem);
+    load_checkpoint<T>(init_dir, params, nullptr, nullptr);
   }
+  state.data = data_source_json(data_path, o.recall);
 
   // The step's shape under the sequence-length warm-up: lengths are multiples of `unit` so that only a few
   // distinct shapes (and buffer sizes) occur, and tokens per step stay batch * seq_len.
@@ -183,7 +209,7 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
                  "batch %lld x seq %lld = %lld tokens/step | steps %lld | lr %.2e -> %.2e (warm-up %lld)%s\n",
                  (long long)o.batch, (long long)o.seq_len, (long long)(o.batch * o.seq_len),
                  (long long)o.steps, o.lr, o.min_lr, (long long)o.warmup,
-                 o.resume.empty() ? "" : fmt::format(" | resumed at step {}", state.step).c_str());
+                 from.dir.empty() ? "" : fmt::format(" | resumed at step {}", state.step).c_str());
     if (seq_len_warmup > 0)
       std::fprintf(
           log, "sequence-length warm-up: %lld -> %lld tokens over %lld steps%s (tokens per step constant)\n",
@@ -198,34 +224,76 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   double time_sum = 0, tokens_sum = 0, last_loss = 0;
   std::string last_ckpt;
   auto save = [&](int64_t step) {
-    if (o.checkpoint_dir.empty()) return;
-    std::string name = fmt::format("step_{:06d}", step);
-    if (lead) std::filesystem::create_directories(o.checkpoint_dir);
-    world.barrier();
+    if (!ckpt) return;
     state.step = step;
     state.data_position = data->position();
-    // Replicas hold the same model: replica 0 writes (its ranks gather their shards over the model axis),
-    // after every rank has gathered the ZeRO-1 moment partitions.
-    opt.unpartition(*strategy, /*gather=*/true);
-    if (strategy->replica() == 0)
-      save_checkpoint(o.checkpoint_dir + "/" + name, params, &opt, &state, strategy->model_comm());
-    opt.repartition();
-    if (lead) write_latest(o.checkpoint_dir, name);
-    world.barrier();
-    last_ckpt = o.checkpoint_dir + "/" + name;
+    last_ckpt = ckpt->save(step, [&](const std::string& dir) {
+      // Replicas hold the same model: replica 0 writes (its ranks gather their shards over the model axis),
+      // after every rank has gathered the ZeRO-1 moment partitions.
+      opt.unpartition(*strategy, /*gather=*/true);
+      if (strategy->replica() == 0)
+        save_checkpoint(dir, params, &opt, &state, strategy->model_comm(), ckpt_format);
+      opt.repartition();
+      if (lead) save_tokenizer_with_checkpoint(train_data, dir);
+    });
   };
+  StopSignals signals(lead);
+  int exit_status = 0, stop_signal = 0;
+  int64_t last_step = state.step;
+  nlohmann::json stopped;
 
+  double last_val = -1;
   for (int64_t step = state.step + 1; step <= o.steps; ++step) {
+    fault_set_step(step);
+    watchdog_set_step(step);
     const auto [B, S] = shape_at(step);
+    const auto td = std::chrono::steady_clock::now();
     Batch b = data->next(B, S);
     if (comm && step == o.steps) comm_before_last = comm->stats();
     auto t0 = std::chrono::steady_clock::now();
+    const double data_ms = std::chrono::duration<double, std::milli>(t0 - td).count();
     params.zero_grads();
+    if (detail::g_fault_armed) inject_nan_fault(params, opt, /*gradient=*/false);
     StepResult r = model.forward(b.tokens.data(), b.targets.data(), B, S);
     model.backward();
     strategy->set_phase("optimizer");
+    if (detail::g_fault_armed) inject_nan_fault(params, opt, /*gradient=*/true);
     const double lr = kernels::cosine_lr(step, o.warmup, o.steps, o.lr, o.min_lr);
-    const double gnorm = opt.step(*strategy, lr, o.grad_clip);
+    const double gnorm = opt.grad_norm(*strategy);
+    // The loss and the norm are all-reduced: every rank sees the same values and decides alike.
+    bool skipped = false;
+    if (!std::isfinite(r.loss) || !std::isfinite(gnorm)) {
+      const std::string first = first_nonfinite_grad(params, opt, world);
+      const std::string what = fmt::format(
+          "non-finite {} at step {} (phase {}: loss {}, grad norm {}); first parameter with a non-finite "
+          "gradient: {}",
+          std::isfinite(r.loss) ? "gradient" : "loss", step, std::isfinite(r.loss) ? "backward" : "forward",
+          r.loss, gnorm, first);
+      if (state.skipped_nonfinite < o.skip_nonfinite) {
+        skipped = true;
+        ++state.skipped_nonfinite;
+        if (lead)
+          std::fprintf(
+              log,
+              "warning: %s: step skipped, weights and optimizer unchanged (%lld of --skip-nonfinite %lld)\n",
+              what.c_str(), (long long)state.skipped_nonfinite, (long long)o.skip_nonfinite);
+      } else {
+        if (lead) {
+          bar.clear();
+          std::fprintf(stderr, "error: %s; training stopped without writing a checkpoint (%s)\n",
+                       what.c_str(),
+                       o.skip_nonfinite > 0 ? fmt::format("--skip-nonfinite {} already skipped {}",
+                                                          o.skip_nonfinite, state.skipped_nonfinite)
+                                                  .c_str()
+                                            : "--skip-nonfinite N skips up to N such steps");
+        }
+        exit_status = kExitNonFinite;
+        stopped = {{"reason", "nonfinite"}, {"step", step}, {"message", what}, {"parameter", first}};
+        break;
+      }
+    }
+    if (!skipped) opt.update(*strategy, lr, o.grad_clip, gnorm);
+    last_step = step;
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (comm && step == o.steps) comm_last = comm_stats_minus(comm->stats(), comm_before_last);
     const double tps = double(B * S) / sec;
@@ -243,35 +311,73 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
                      {"lr", lr},
                      {"ms", sec * 1e3},
                      {"tokens_per_s", tps},
-                     {"peak_bytes", m.peak_total}});
+                     {"data_ms", data_ms},
+                     {"peak_bytes", m.peak_total},
+                     {"skipped", skipped}});
     if (lead && (step == state.step + 1 || step == o.steps || step % o.log_every == 0)) {
       bar.clear();
       std::fprintf(log,
                    "step %5lld/%lld | %s loss %.4f | grad norm %.3f | lr %.2e | %7.1f ms | %8.0f tok/s | "
-                   "peak %.1f MiB\n",
+                   "peak %.1f MiB%s\n",
                    (long long)step, (long long)o.steps,
-                   seq_len_warmup > 0 ? fmt::format("seq {:5d} x {:3d} |", S, B).c_str() : "", r.loss, gnorm,
-                   lr, sec * 1e3, tps, mib(m.peak_total));
+                   seq_len_warmup > 0 ? fmt::format("seq {:5d} x {:3d} |", S, B).c_str() : "", r.loss,
+                   gnorm, lr, sec * 1e3, tps, mib(m.peak_total),
+                   skipped ? fmt::format(" | skipped (non-finite, {} of {})", state.skipped_nonfinite,
+                                         o.skip_nonfinite)
+                                 .c_str()
+                           : "");
       std::fflush(log);
     }
     if (lead) {
       bar.clear();
       bar.draw(step, sec);
     }
+    if (validate && ((o.eval_every > 0 && step % o.eval_every == 0) || step == o.steps)) {
+      const ValidationLoss v = validation_loss(model, *data, o.batch, o.seq_len, o.eval_batches);
+      last_val = v.loss;
+      steps.back()["val_loss"] = v.loss;
+      steps.back()["val_tokens"] = v.tokens;
+      if (lead) {
+        bar.clear();
+        std::fprintf(log, "step %5lld/%lld | validation loss %.4f over %lld tokens\n", (long long)step,
+                     (long long)o.steps, v.loss, (long long)v.tokens);
+        std::fflush(log);
+      }
+    }
+    // Preemption: every rank stops after the same step (docs/reliability.md).
+    if ((stop_signal = signals.agreed(world)) != 0) break;
     if (o.save_every > 0 && step % o.save_every == 0 && step != o.steps) save(step);
   }
   bar.clear();
-  if (!o.checkpoint_dir.empty()) save(o.steps);
+  if (stop_signal) {
+    save(last_step);
+    exit_status = kExitSignalBase + stop_signal;
+    stopped = {{"reason", signal_name(stop_signal)}, {"step", last_step}};
+    if (lead)
+      std::fprintf(stderr, "%s: stopped after step %lld of %lld; %s\n", signal_name(stop_signal),
+                   (long long)last_step, (long long)o.steps,
+                   ckpt ? fmt::format("checkpoint written to {} (continue with --resume auto or --resume {})",
+                                      last_ckpt, last_ckpt)
+                              .c_str()
+                        : "nothing saved (no --checkpoint-dir)");
+  } else if (exit_status == 0) {
+    save(o.steps);
+  }
 
   nlohmann::json summary = {{"strategy", o.strategy},
                             {"ranks", world.size()},
                             {"dtype", o.dtype},
                             {"steps", o.steps},
+                            {"exit_status", exit_status},
+                            {"skipped_nonfinite", state.skipped_nonfinite},
                             {"final_loss", last_loss},
                             {"tokens_per_s", time_sum > 0 ? tokens_sum / time_sum : 0.0},
                             {"memory_peak_bytes", memory_json(mem_stats())}};
   if (!last_ckpt.empty()) summary["checkpoint"] = last_ckpt;
-  if (recall && o.eval_batches > 0) {
+  if (!stopped.is_null()) summary["stopped"] = stopped;
+  if (last_val >= 0) summary["val_loss"] = last_val;
+  if (train_data.tokenizer) summary["tokenizer"] = train_data.tokenizer->describe();
+  if (recall && o.eval_batches > 0 && exit_status == 0) {
     // Held-out recall accuracy: argmax at every query's answer position, over sequences never trained on.
     int64_t correct = 0, total = 0;
     const int64_t es = o.eval_seq_len > 0 ? o.eval_seq_len : o.seq_len;
@@ -307,7 +413,7 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
     std::fprintf(log,
                  "final loss %.4f after %lld steps | %.0f tokens/s | peak tracked memory (rank 0) %.1f MiB, "
                  "VmHWM %.1f MiB\n",
-                 last_loss, (long long)o.steps, summary["tokens_per_s"].get<double>(),
+                 last_loss, (long long)last_step, summary["tokens_per_s"].get<double>(),
                  mib(mem_stats().peak_total), mib(vm_hwm_bytes()));
     if (summary.contains("recall_accuracy"))
       std::fprintf(log, "held-out recall accuracy %.1f%% over %lld queries at seq-len %lld (chance %.1f%%)\n",
@@ -317,6 +423,7 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
     if (comm)
       std::fprintf(log, "communication (rank 0): %.3f MiB received in the last step, %.3f MiB over the run\n",
                    mib(comm_recv_bytes(comm_last)), mib(comm_recv_bytes(comm->stats())));
+    if (last_val >= 0) std::fprintf(log, "validation loss %.4f\n", last_val);
     if (!last_ckpt.empty()) std::fprintf(log, "checkpoint: %s\n", last_ckpt.c_str());
     if (o.json) {
       nlohmann::json doc = summary;

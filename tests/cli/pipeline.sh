@@ -13,7 +13,7 @@ run() { "$mpiexec" --oversubscribe -np "$@"; }
 
 run "$np" "$tsp" train "${layout[@]}" --preset tiny --seq-len 256 --batch 2 --steps 3 --no-progress \
   --seq-len-warmup 0 --eval-batches 1 --checkpoint-dir "$work/ck" --trace "$work/trace.json" >"$work/train.log"
-test -f "$work/ck/latest" && test -f "$work/ck/step_000003/model.safetensors" && test -f "$work/ck/step_000003/config.json"
+test -f "$work/ck/latest" && test -f "$work/ck/step-000003/model.safetensors" && test -f "$work/ck/step-000003/config.json"
 
 printf '1 2 3 4 5 6 7 8 9 10 11\n200 100 50 25 12 6 3\n' >"$work/tokens.txt"
 "$tsp" eval --checkpoint "$work/ck" --tokens "$work/tokens.txt" --json --logits-out "$work/single.bin" >"$work/single.json"

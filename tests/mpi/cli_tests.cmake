@@ -139,3 +139,11 @@ tsp_cli_test(bench_decode_compare_np2 ${TSP_CLI_DIR}/expect.sh 0 "ratios against
              --new-tokens 4)
 tsp_cli_test(bench_decode_bad ${TSP_CLI_DIR}/expect.sh nonzero "error: --prompt-len, --new-tokens and --kv-layout describe --decode"
              -- ${TSP_BIN} bench --strategy single --preset tiny --prompt-len 40)
+
+# --- tokenizers and datasets ---
+tsp_cli_test(dataset_roundtrip_np2 ${TSP_CLI_DIR}/dataset_roundtrip.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2
+             ${TSP_CLI_DIR}/tiny.json ${PROJECT_SOURCE_DIR}/README.md ${PROJECT_SOURCE_DIR}/docs/recall-task.md)
+tsp_cli_test(tokenize_bad_dir ${TSP_CLI_DIR}/expect.sh nonzero "error: .* holds no tokenizer.json or tokenizer.model" --
+             ${TSP_BIN} tokenize --tokenizer ${TSP_CLI_DIR} --text hello)
+tsp_cli_test(train_dataset_missing ${TSP_CLI_DIR}/expect.sh nonzero "\\[rank 1\\] error: --dataset .*no manifest.json" --
+             ${TSP_MPIEXEC} -np 2 ${TSP_BIN} train --strategy tsp --preset tiny --dataset ${TSP_CLI_DIR} --steps 1)

@@ -122,7 +122,7 @@ TEST_P(LayoutTraining, CheckpointResumesUnderAnotherLayout) {
   TrainOptions b = base_options();
   b.strategy = second.strategy;
   b.layout = second.opts;
-  b.resume = (dir / "a" / "step_000002").string();
+  b.resume = (dir / "a" / "step-000002").string();
   b.eval_batches = 0;
   nlohmann::json resumed = run_training(b, world);
 

@@ -11,6 +11,7 @@
 #include <iterator>
 
 #include "model/checkpoint.h"
+#include "scratch_helpers.h"
 #include "train/trainer.h"
 
 namespace tsp {
@@ -19,18 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path scratch_dir(Communicator& world, const std::string& name) {
-  // One directory for the job (rank 0 creates it; the path must be the same on every rank).
-  int64_t id = int64_t(::getpid());
-  world.broadcast("test.dir", &id, 1, 0);
-  fs::path d = fs::temp_directory_path() / fmt::format("tsp_train_{}_{}", name, id);
-  if (world.rank() == 0) fs::create_directories(d);
-  world.barrier();
-  return d;
-}
-
-std::string file_bytes(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
+  return tsp::scratch_dir(world, "tsp_train", name);
 }
 
 TrainOptions tiny_options(Communicator& world) {
@@ -83,13 +73,13 @@ TEST(Train, ResumeIsBitExact) {
   run_training(first, world);
   TrainOptions second = straight;
   second.checkpoint_dir = (dir / "resumed").string();
-  second.resume = (dir / "split" / "step_000003").string();
+  second.resume = (dir / "split" / "step-000003").string();
   run_training(second, world);
 
   if (world.rank() == 0) {
     for (const char* f : {"model.safetensors", "optimizer.safetensors"}) {
-      EXPECT_EQ(file_bytes(dir / "straight" / "step_000006" / f),
-                file_bytes(dir / "resumed" / "step_000006" / f))
+      EXPECT_EQ(file_bytes(dir / "straight" / "step-000006" / f),
+                file_bytes(dir / "resumed" / "step-000006" / f))
           << f << " differs between 6 straight steps and 3 + resume + 3";
     }
     fs::remove_all(dir);

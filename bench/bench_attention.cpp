@@ -14,6 +14,7 @@
 #include <random>
 #include <vector>
 
+#include "core/threading.h"
 #include "kernels/attention.h"
 
 namespace {
@@ -84,6 +85,8 @@ void bench_head_dim(int64_t seq, int64_t head_dim, const AttentionBlocks& blocks
 }  // namespace
 
 int main(int argc, char** argv) {
+  tsp::use_passive_openmp_wait(argv);  // as tsp does (core/threading.h)
+  tsp::apply_single_process_threads();
   // Keep freed workspace in the heap: fresh pages cost ~14 us each on this VM (see docs/machine.md).
   mallopt(M_MMAP_MAX, 0);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);

@@ -15,6 +15,7 @@
 #include "bench/bench_run.h"
 #include "core/memory.h"
 #include "core/sgemm_rate.h"
+#include "core/threading.h"
 #include "kernels/cross_entropy.h"
 #include "model/config.h"
 #include "model/params.h"
@@ -33,6 +34,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  tsp::use_passive_openmp_wait(argv);  // as tsp does (core/threading.h)
+  const tsp::ThreadPlan threads = tsp::apply_single_process_threads();
   std::string preset = "small", config;
   int64_t S = 4096, B = 1, steps = 3;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -84,6 +87,7 @@ int main(int argc, char** argv) {
   const double model_gflops = flops / sec / 1e9;
   std::printf("bench_step | preset %s | batch %lld x seq %lld | %lld timed steps\n", preset.c_str(),
               (long long)B, (long long)S, (long long)steps);
+  std::printf("threads: %s\n", tsp::thread_summary(threads).c_str());
   std::printf("step time            %10.3f s\n", sec);
   std::printf("tokens/s             %10.0f\n", double(B * S) / sec);
   std::printf("model GFLOP/s        %10.1f   (%.1f GFLOP per step)\n", model_gflops, flops / 1e9);

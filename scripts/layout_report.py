@@ -76,10 +76,19 @@ def main():
     ap.add_argument("--max-seq-len", type=int, default=16384)
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--no-budget", action="store_true", help="skip the longest-sequence search")
+    ap.add_argument("--no-table", action="store_true", help="only the longest-sequence search")
     args = ap.parse_args()
     ranks_list = [int(x) for x in args.ranks.split(",")]
     seq_lens = [int(x) for x in args.seq_lens.split(",")]
 
+    if not args.no_table:
+        table(args, ranks_list, seq_lens)
+    if args.no_budget:
+        return
+    budget(args, ranks_list)
+
+
+def table(args, ranks_list, seq_lens):
     head = ("| layout | D | S | recv fwd | recv bwd | recv optim | params | grads | optimizer | activations | "
             "comm buffers | workspace | total | tokens/s | command |")
     print(f"Per rank, MiB (communication: bytes received per step by the rank that receives most; memory: peaks "
@@ -95,8 +104,9 @@ def main():
                 else:
                     print(f"| {label} | {D} | {S} | " + " | ".join(row(doc, shown)) + " |")
                 sys.stdout.flush()
-    if args.no_budget:
-        return
+
+
+def budget(args, ranks_list):
     D = max(ranks_list)
     print(f"\nLongest sequence (powers of two from 1024) that trains within {args.budget_mib:.0f} MiB of tracked "
           f"memory per rank, D = {D}, batch 1, one measured step each:\n")

@@ -75,5 +75,22 @@ TEST(CommReport, SumAddsCountersAndKeepsDisjointOnes) {
   EXPECT_THROW(comm_stats_sum(example(), b), Error);
 }
 
+// train --json reports the last step's communication as the difference of two snapshots of the counters.
+TEST(CommReport, MinusLeavesTheCallsInBetween) {
+  CommStats later = example();
+  later["forward"]["attn.kv_allgather"].calls += 2;
+  later["forward"]["attn.kv_allgather"].recv_bytes += 600;
+  later["optimizer"]["params.broadcast"] = {"broadcast", 1, 8, 8, 0.5};
+  const CommStats d = comm_stats_minus(later, example());
+  EXPECT_EQ(d.at("forward").at("attn.kv_allgather").calls, 2);
+  EXPECT_EQ(d.at("forward").at("attn.kv_allgather").recv_bytes, 600);
+  EXPECT_EQ(d.at("optimizer").at("params.broadcast").calls, 1);
+  EXPECT_EQ(d.count("backward"), 0u);  // no calls in between
+  EXPECT_FALSE(d.at("forward").count("mlp.out_reduce_scatter"));
+  EXPECT_EQ(comm_recv_bytes(d), 608);
+  EXPECT_EQ(comm_recv_bytes(example()), (12 << 20) + (9 << 19) + 1500);
+  EXPECT_THROW(comm_stats_minus(example(), later), Error);  // not an earlier snapshot
+}
+
 }  // namespace
 }  // namespace tsp

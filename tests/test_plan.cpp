@@ -276,6 +276,98 @@ TEST(Plan, JsonHasTheFields) {
   EXPECT_LT(tsp_total, min_other);
 }
 
+// Planning a context extension (issue 10): a --seq-len beyond max_position_embeddings is planned, and
+// flagged.
+TEST(Plan, ContextBeyondMaxPositionsIsPlannedAndFlagged) {
+  Request r;
+  r.model = preset_config("llama7b");
+  r.model_name = "llama7b";
+  r.shape = {1, 2 * r.model.max_position_embeddings};
+  r.ranks = 8;
+  r.dtype = "bf16";
+  r.device = "h100";
+  const Result res = run(r);
+  for (const Row& row : res.rows)
+    EXPECT_TRUE(row.pred.applicable) << row.pred.layout.name() << ": " << row.pred.reason;
+  EXPECT_GE(res.recommended, 0);
+  const nlohmann::json j = to_json(r, res);
+  EXPECT_TRUE(j["context_exceeds_max_position_embeddings"].get<bool>());
+  EXPECT_NE(to_table(r, res).find(
+                fmt::format("warning: --seq-len {} exceeds the model's context {} (max_position_embeddings {}",
+                            r.shape.seq_len, r.model.max_position_embeddings, r.model.max_position_embeddings)),
+            std::string::npos);
+  r.shape.seq_len = r.model.max_position_embeddings;
+  EXPECT_FALSE(to_json(r, run(r))["context_exceeds_max_position_embeddings"].get<bool>());
+}
+
+// "none" says whether nothing applies or nothing fits; a --tp / --sp naming no factorisation is refused.
+TEST(Plan, NoRecommendationSaysWhy) {
+  Request r;
+  r.model = preset_config("tiny");  // 4 heads, 2 KV heads
+  r.model_name = "tiny";
+  r.shape = {1, 31};  // odd: no zigzag layout cuts it; heads 4 do not split over 3: nothing applies
+  r.ranks = 3;
+  Result res = run(r);
+  EXPECT_LT(res.recommended, 0);
+  EXPECT_NE(no_recommendation_reason(res).find("no layout applies"), std::string::npos);
+  EXPECT_NE(to_table(r, res).find("recommendation: none: no layout applies"), std::string::npos);
+  EXPECT_NE(to_json(r, res)["no_recommendation_reason"].get<std::string>().find("no layout applies"),
+            std::string::npos);
+  r.shape = {1, 64};
+  r.ranks = 2;
+  r.budget = 1000;  // bytes
+  res = run(r);
+  EXPECT_LT(res.recommended, 0);
+  EXPECT_NE(no_recommendation_reason(res).find("no applicable layout fits the memory budget of 1000 B"),
+            std::string::npos)
+      << no_recommendation_reason(res);
+  Request m;
+  m.model = preset_config("tiny");
+  m.shape = {1, 64};
+  m.ranks = 4;
+  for (int bad : {3, 4, 1}) {
+    m.only_tp = bad;
+    try {
+      run(m);
+      ADD_FAILURE() << "--tp " << bad << " with --ranks 4 was accepted";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("those of --ranks 4: 2x2"), std::string::npos) << e.what();
+    }
+  }
+  m.only_tp = 2;
+  EXPECT_NO_THROW(run(m));
+  m.only_tp = 0;
+  m.only_sp = 3;
+  EXPECT_THROW(run(m), UsageError);
+  m.ranks = 5;
+  m.only_sp = 5;
+  try {
+    run(m);
+    ADD_FAILURE() << "--sp 5 with --ranks 5 was accepted";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("--ranks 5 has none"), std::string::npos) << e.what();
+  }
+}
+
+// The GPU profiles hold the capacity the devices really expose; cpu-this-machine is read from this machine.
+TEST(Plan, DeviceMemoryIsTheDevicesOwn) {
+  EXPECT_EQ(device_profile("h100").memory_bytes, int64_t(81559) << 20);  // nvidia-smi: 81559MiB
+  EXPECT_GT(double(device_profile("h100").memory_bytes) / double(int64_t(1) << 30), 79.6);
+  EXPECT_EQ(device_profile("mi300x").memory_bytes, int64_t(206141652992));
+  const DeviceProfile& here = device_profile("cpu-this-machine");
+  EXPECT_GT(here.host_cores, 0);
+  EXPECT_GT(here.memory_bytes, int64_t(64) << 20);
+  EXPECT_GT(here.matmul_flops_fp32, 1e8);  // measured: anything above 0.1 GFLOP/s is a CPU
+  const DeviceProfile one = device_for_ranks(here, 1);
+  EXPECT_DOUBLE_EQ(one.matmul_flops_fp32, here.matmul_flops_fp32 * here.host_cores);
+  EXPECT_EQ(one.memory_bytes, here.memory_bytes);
+  const int many = 2 * here.host_cores;  // more ranks than cores: each gets half a core
+  const DeviceProfile half = device_for_ranks(here, many);
+  EXPECT_DOUBLE_EQ(half.matmul_flops_fp32, here.matmul_flops_fp32 * 0.5);
+  EXPECT_EQ(half.memory_bytes, here.memory_bytes / many);
+  EXPECT_EQ(device_for_ranks(device_profile("h100"), 8).memory_bytes, device_profile("h100").memory_bytes);
+}
+
 // A device the built-in profiles do not describe, from a JSON file: read, defaulted, validated.
 TEST(Plan, DeviceProfileFromFile) {
   const std::string dir = ::testing::TempDir();

@@ -180,12 +180,6 @@ std::vector<std::string> all_gather_strings(Communicator& comm, const std::strin
   return out;
 }
 
-std::string trace_path_for_rank(const std::string& path, int rank, int ranks) {
-  if (ranks == 1) return path;
-  const std::string stem = path.ends_with(".json") ? path.substr(0, path.size() - 5) : path;
-  return fmt::format("{}.rank{}.json", stem, rank);
-}
-
 double model_flops_per_step(const ModelConfig& c, int64_t batch, int64_t seq_len, bool forward_only) {
   const double h = double(c.hidden_size), L = double(c.num_hidden_layers);
   const double matrix_params = L * (2.0 * h * double(c.q_dim()) + 2.0 * h * double(c.kv_dim()) +
@@ -258,6 +252,7 @@ nlohmann::json run_bench(const BenchOptions& o, Communicator& world) {
   if (!o.trace.empty()) {
     trace_write(trace_path_for_rank(o.trace, world.rank(), world.size()));
     doc["trace"] = o.trace;
+    doc["trace_files"] = trace_paths(o.trace, world.size());
   }
   return doc;
 }

@@ -43,9 +43,6 @@ struct BenchOptions {
 // parameters incl. the LM head (counted once even when tied, since the head's product is performed).
 double model_flops_per_step(const ModelConfig& c, int64_t batch, int64_t seq_len, bool forward_only);
 
-// FILE on one rank, FILE.rankR.json (".json" stripped from FILE first) on several, as `tsp train --trace`.
-std::string trace_path_for_rank(const std::string& path, int rank, int ranks);
-
 // The layout options as the reports print them.
 nlohmann::json layout_json(const StrategyOptions& l);
 

@@ -146,6 +146,7 @@ nlohmann::json run_compare(const BenchOptions& o, const std::vector<BenchLayout>
   if (!o.trace.empty()) {
     trace_write(trace_path_for_rank(o.trace, world.rank(), world.size()));
     doc["trace"] = o.trace;
+    doc["trace_files"] = trace_paths(o.trace, world.size());
   }
   return doc;
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/memory.h"
 
 namespace tsp {
 
@@ -16,17 +17,6 @@ namespace {
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-int64_t mem_total_bytes() {
-  std::ifstream f("/proc/meminfo");
-  std::string key;
-  int64_t kib = 0;
-  while (f >> key >> kib) {
-    if (key == "MemTotal:") return kib * 1024;
-    f.ignore(1 << 10, '\n');
-  }
-  return 0;
 }
 
 // Seconds per call of `op` (mean over ranks) over `reps` calls after one untimed call.
@@ -66,7 +56,7 @@ nlohmann::json measure_device_profile(const nlohmann::json& bench, Communicator&
   int local = 1;
   mpi_check(MPI_Comm_size(node, &local), "MPI_Comm_size");
   MPI_Comm_free(&node);
-  const int64_t memory = mem_total_bytes() / local;
+  const int64_t memory = host_memory_bytes() / local;
 
   double sgemm = 0;
   for (const auto& e : bench.at("per_rank")) sgemm += e.at("sgemm_flops_per_s").get<double>();

@@ -9,6 +9,7 @@
 #include "comm/comm_report.h"
 #include "core/check.h"
 #include "core/memory.h"
+#include "core/threading.h"
 
 namespace tsp::cli {
 
@@ -57,6 +58,7 @@ void print_report(const nlohmann::json& d) {
       d["mode"].get<std::string>().c_str(), d["dtype"].get<std::string>().c_str(),
       (long long)d["batch"].get<int64_t>(), (long long)d["seq_len"].get<int64_t>(),
       (long long)d["steps"].get<int64_t>(), (long long)d["warmup"].get<int64_t>());
+  std::printf("threads: %s\n", thread_summary(thread_plan()).c_str());
   std::printf(
       "step %.3f s | %.0f tokens/s | model %.2f GFLOP/s = %.1f %% of cblas_sgemm %.1f GFLOP/s (all ranks)\n",
       d["step_seconds"].get<double>(), d["tokens_per_s"].get<double>(),
@@ -110,7 +112,9 @@ void add_bench_command(CLI::App& root, std::vector<Command>& cmds) {
                  ->capture_default_str();
   app->add_option("--dtype", o->dtype, "float32 or float64")->capture_default_str();
   app->add_option("--seed", o->seed, "seed of the model and the random tokens")->capture_default_str();
-  app->add_option("--trace", o->trace, "Chrome trace per rank (FILE, or FILE.rankR.json on several ranks)");
+  app->add_option("--trace", o->trace,
+                  "Chrome trace: FILE on one rank; on several, one per rank with .rank<r> before .json "
+                  "(out.json -> out.rank0.json, ...)");
   app->add_option("--sgemm-n", o->sgemm_n, "size n of the n^3 cblas_sgemm measured as the GEMM ceiling")
       ->capture_default_str();
   app->add_option("--compare", *compare,
@@ -162,6 +166,7 @@ void add_bench_command(CLI::App& root, std::vector<Command>& cmds) {
                         doc["device_profile_file"] = *profile_out;
                       }
                     }
+                    doc["threads"] = thread_json(thread_plan());
                     if (world.rank() == 0) {
                       if (*json) {
                         std::printf("%s\n", doc.dump(2).c_str());

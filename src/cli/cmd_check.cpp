@@ -3,6 +3,7 @@
 
 #include "cli/common.h"
 #include "comm/comm_report.h"
+#include "core/threading.h"
 #include "parallel/equivalence.h"
 
 namespace tsp::cli {
@@ -25,6 +26,7 @@ void add_check_command(CLI::App& root, std::vector<Command>& cmds) {
                     CheckOptions opts = *o;
                     opts.model = src->load();
                     nlohmann::json r = run_check(opts, world);
+                    r["threads"] = thread_json(thread_plan());
                     if (world.rank() == 0) {
                       if (*json) {
                         std::printf("%s\n", r.dump(2).c_str());

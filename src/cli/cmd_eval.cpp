@@ -22,6 +22,7 @@ struct EvalOptions {
 };
 
 std::vector<std::vector<int32_t>> read_token_file(const std::string& path) {
+  require_input_file("--tokens", path, "a text file with one sequence of token ids per line");
   std::ifstream f(path);
   TSP_REQUIRE(static_cast<bool>(f), "cannot open --tokens file {}", path);
   std::vector<std::vector<int32_t>> seqs;
@@ -32,6 +33,14 @@ std::vector<std::vector<int32_t>> read_token_file(const std::string& path) {
   }
   TSP_REQUIRE(!seqs.empty(), "--tokens file {} holds no sequence (one per line, whitespace-separated ids)",
               path);
+  // The loss predicts each token from the ones before it: a 1-token sequence has nothing to predict.
+  int64_t predicted = 0;
+  for (const auto& s : seqs) predicted += int64_t(s.size()) - 1;
+  TSP_REQUIRE(
+      predicted > 0,
+      "--tokens file {}: nothing to evaluate: every sequence has a single token, and the loss needs at "
+      "least 2 tokens per sequence (each token after the first is predicted from those before it)",
+      path);
   return seqs;
 }
 
@@ -48,6 +57,7 @@ std::vector<std::vector<int32_t>> read_text_file(const std::string& path, const 
 }
 
 int run_eval(const EvalOptions& o, Communicator& world) {
+  require_inference_layout(o.strategy, o.layout, world.size());
   TSP_REQUIRE(o.tokens_file.empty() != o.text_file.empty(),
               "give exactly one of --tokens FILE or --text FILE");
   std::unique_ptr<Tokenizer> tok;

@@ -48,6 +48,7 @@ int run_generate(GenerateCliOptions& o, Communicator& world) {
   d.kv_layout_given = o.kv_layout_given;
   TSP_REQUIRE(!(o.no_kv_cache && o.kv_layout_given),
               "--kv-layout places the KV cache; --no-kv-cache has none");
+  require_inference_layout(o.strategy, o.layout, world.size());
   const auto tok = load_tokenizer_for(resolve_checkpoint_dir(o.checkpoint));
   if (world.rank() == 0 && o.prompt_tokens.empty() && !o.token_ids)
     std::fprintf(stderr, "tokenizer: %s\n", tok->describe().c_str());

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include "cli/common.h"
 #include "core/check.h"
@@ -25,21 +26,32 @@ struct PlanOptions {
   bool json = false;
 };
 
-// scripts/plot_plan.py next to the source tree the binary was built from ($TSP_PLOT_SCRIPT overrides).
+// The chart script: $TSP_PLOT_SCRIPT, else where CMake put it relative to the binary: PREFIX/share/tsp for an
+// installed tsp (PREFIX/bin/tsp), BUILD/share/tsp in a build tree (BUILD/tsp). Resolved before anything is
+// written.
 std::string find_plot_script() {
-  if (const char* env = std::getenv("TSP_PLOT_SCRIPT")) return env;
-  std::error_code ec;
-  std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  for (std::filesystem::path dir = exe.parent_path(); !ec && !dir.empty() && dir != dir.root_path();
-       dir = dir.parent_path()) {
-    std::filesystem::path s = dir / "scripts" / "plot_plan.py";
-    if (std::filesystem::exists(s)) return s.string();
+  if (const char* env = std::getenv("TSP_PLOT_SCRIPT")) {
+    TSP_REQUIRE(std::filesystem::is_regular_file(env), "--plot: TSP_PLOT_SCRIPT={} is not a file", env);
+    return env;
   }
-  if (std::filesystem::exists("scripts/plot_plan.py")) return "scripts/plot_plan.py";
-  throw UsageError("--plot needs scripts/plot_plan.py: not found next to the binary; set TSP_PLOT_SCRIPT");
+  std::error_code ec;
+  const std::filesystem::path exe_dir = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
+  std::vector<std::string> tried;
+  for (const std::filesystem::path& dir :
+       {exe_dir.parent_path() / "share" / "tsp", exe_dir / "share" / "tsp"}) {
+    const std::filesystem::path s = dir / "plot_plan.py";
+    if (!ec && std::filesystem::is_regular_file(s)) return s.string();
+    tried.push_back(s.string());
+  }
+  throw UsageError(
+      fmt::format("--plot needs plot_plan.py, which is installed with tsp (cmake --install BUILD --prefix "
+                  "PREFIX puts it in "
+                  "PREFIX/share/tsp); not found at {}; set TSP_PLOT_SCRIPT to its path",
+                  fmt::join(tried, " or ")));
 }
 
 void write_plots(const plan::Request& req, const std::string& dir) {
+  const std::string script = find_plot_script();
   std::filesystem::create_directories(dir);
   const std::string data = dir + "/plan_sweep.json";
   {
@@ -50,7 +62,7 @@ void write_plots(const plan::Request& req, const std::string& dir) {
   // Debian's interpreter first: python3-matplotlib (scripts/deps) is installed for it, not for a python3
   // that a version manager may have put first on PATH.
   const std::string python = std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
-  const std::string cmd = fmt::format("{} '{}' '{}' '{}'", python, find_plot_script(), data, dir);
+  const std::string cmd = fmt::format("{} '{}' '{}' '{}'", python, script, data, dir);
   const int rc = std::system(cmd.c_str());
   TSP_REQUIRE(rc == 0,
               "--plot: '{}' failed (exit status {}); is python3-matplotlib installed (scripts/deps)?", cmd,
@@ -140,11 +152,13 @@ void add_plan_command(CLI::App& root, std::vector<Command>& cmds) {
          plan::device_profile(req.device);  // a bad name fails before any output
          const plan::Result res = plan::run(req);
          if (world.rank() != 0) return 0;
-         if (!o->plot_dir.empty()) write_plots(req, o->plot_dir);
+         // The answer first: the charts come after it, and a chart failure cannot hide it.
          if (o->json)
            std::printf("%s\n", plan::to_json(req, res).dump(2).c_str());
          else
            std::printf("%s", plan::to_table(req, res).c_str());
+         std::fflush(stdout);
+         if (!o->plot_dir.empty()) write_plots(req, o->plot_dir);
          return 0;
        }});
 }

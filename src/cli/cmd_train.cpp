@@ -1,5 +1,7 @@
 // tsp train: the training job (see train/trainer.h).
 #include "cli/common.h"
+#include "model/checkpoint.h"
+#include "train/progress.h"
 #include "train/trainer.h"
 
 namespace tsp::cli {
@@ -15,8 +17,8 @@ void add_train_command(CLI::App& root, std::vector<Command>& cmds) {
   app->add_option("--batch", o->batch, "sequences per step")->capture_default_str();
   app->add_option("--steps", o->steps, "optimizer steps")->capture_default_str();
   app->add_option("--seq-len-warmup", o->seq_len_warmup,
-                  "grow the sequence length from --seq-len-start to --seq-len over this many steps (0: off)")
-      ->capture_default_str();
+                  "grow the sequence length from --seq-len-start to --seq-len over this many steps, below "
+                  "--steps (0: off; default: 70% of --steps)");
   app->add_option("--seq-len-start", o->seq_len_start, "first sequence length of the warm-up")
       ->capture_default_str();
   app->add_option("--lr", o->lr, "peak learning rate")->capture_default_str();
@@ -76,13 +78,23 @@ void add_train_command(CLI::App& root, std::vector<Command>& cmds) {
   app->add_option("--eval-seq-len", o->eval_seq_len,
                   "sequence length of the held-out recall batches (0: --seq-len)")
       ->capture_default_str();
-  app->add_option("--trace", o->trace, "write a Chrome-trace timeline (per rank: NAME.rank<r>.json)");
+  app->add_option("--trace", o->trace,
+                  "write a Chrome-trace timeline: FILE on one rank; on several, one per rank with .rank<r> "
+                  "before .json (out.json -> out.rank0.json, out.rank1.json, ...)");
   app->add_flag("--json", o->json, "print one JSON document on stdout (the step log goes to stderr)");
+  app->add_option("--log-every", o->log_every, "a step line every N steps (the first and last always)")
+      ->capture_default_str();
+  auto progress = std::make_shared<std::string>("auto");
+  app->add_option(
+         "--progress", *progress,
+         "progress bar: auto (only on an interactive terminal, never under mpirun/srun or TERM=dumb), "
+         "always, never")
+      ->capture_default_str();
   auto no_progress = std::make_shared<bool>(false);
-  app->add_flag("--no-progress", *no_progress, "no progress bar even on a terminal");
-  cmds.push_back({app, [src, o, no_progress](Communicator& world) {
+  app->add_flag("--no-progress", *no_progress, "no progress bar (= --progress never)");
+  cmds.push_back({app, [src, o, progress, no_progress](Communicator& world) {
                     TrainOptions opts = *o;
-                    opts.progress = !*no_progress;
+                    opts.progress = progress_bar_wanted(*no_progress ? "never" : *progress);
                     opts.model = src->load();
                     // Without --preset/--config, the checkpoint resumed or started from says what the model
                     // is.

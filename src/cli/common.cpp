@@ -1,13 +1,31 @@
 #include "cli/common.h"
 
+#include <filesystem>
 #include <sstream>
 
 #include "core/check.h"
 
 namespace tsp::cli {
 
+namespace {
+
+// A Hugging Face model directory stands for its config.json.
+std::string resolve_config_path(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(path, ec)) return path;
+  const std::filesystem::path inside = std::filesystem::path(path) / "config.json";
+  TSP_REQUIRE(std::filesystem::is_regular_file(inside, ec),
+              "--config {} is a directory without a config.json: give a Hugging Face model directory or "
+              "the config.json file itself",
+              path);
+  return inside.string();
+}
+
+}  // namespace
+
 ModelConfig ModelSource::load() const {
-  ModelConfig c = (config_opt && config_opt->count()) ? load_config(config_path) : preset_config(preset);
+  ModelConfig c = (config_opt && config_opt->count()) ? load_config(resolve_config_path(config_path))
+                                                      : preset_config(preset);
   c.validate();
   return c;
 }
@@ -17,7 +35,8 @@ void add_model_options(CLI::App* app, ModelSource& src) {
                                    "built-in model: " + fmt::format("{}", fmt::join(preset_names(), ", ")))
                        ->capture_default_str();
   src.config_opt =
-      app->add_option("--config", src.config_path, "model config.json (Hugging Face LlamaConfig)");
+      app->add_option("--config", src.config_path,
+                      "model config.json (Hugging Face LlamaConfig), or a model directory holding it");
   src.preset_opt->excludes(src.config_opt);
 }
 
@@ -35,6 +54,28 @@ void add_layout_options(CLI::App* app, std::string& strategy, StrategyOptions& o
   app->add_flag("--zero1", o.zero1, "with --dp > 1: shard the AdamW state across replicas (ZeRO-1)");
   app->add_flag("--keep-gathered-kv", o.keep_gathered_kv,
                 "tsp: keep the all-gathered K/V for the backward instead of re-gathering (costs memory)");
+  app->add_option("--threads", threads_option(),
+                  "OpenMP and OpenBLAS threads per rank (default: the rank's cores / ranks sharing them)");
+}
+
+int& threads_option() {
+  static int n = 0;
+  return n;
+}
+
+void require_input_file(const std::string& option, const std::string& path, const std::string& what) {
+  std::error_code ec;
+  TSP_REQUIRE(!std::filesystem::is_directory(path, ec), "{} {} is a directory: give {}", option, path, what);
+  TSP_REQUIRE(std::filesystem::exists(path, ec), "{} {}: no such file (give {})", option, path, what);
+}
+
+void require_inference_layout(const std::string& strategy, const StrategyOptions& layout, int ranks) {
+  TSP_REQUIRE(
+      strategy != "single" || ranks == 1 || layout.dp != 1,
+      "--strategy single runs on exactly 1 rank, but this job has {} ranks; eval and generate run one "
+      "sequence on one model replica, so spread the model over the {} ranks with --strategy tsp, tp, "
+      "sp or tpsp (e.g. mpirun -np {} tsp ... --strategy tsp), or run on one rank",
+      ranks, ranks, ranks);
 }
 
 }  // namespace tsp::cli

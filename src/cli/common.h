@@ -19,7 +19,8 @@ struct Command {
   std::function<int(Communicator&)> run;
 };
 
-// --preset NAME | --config FILE (config.json in HF format).
+// --preset NAME | --config FILE (config.json in HF format) | --config DIR (a HF model directory holding
+// config.json).
 struct ModelSource {
   std::string preset = "small";
   std::string config_path;
@@ -30,8 +31,12 @@ struct ModelSource {
 };
 void add_model_options(CLI::App* app, ModelSource& src);
 
-// --strategy and the mesh: --tp, --sp, --sequence-parallel, --dp, --zero1, --keep-gathered-kv.
+// --strategy and the mesh: --tp, --sp, --sequence-parallel, --dp, --zero1, --keep-gathered-kv; and --threads
+// (every command that computes has a layout).
 void add_layout_options(CLI::App* app, std::string& strategy, StrategyOptions& layout);
+
+// --threads N of whichever command was chosen (0: not given); main() applies it (core/threading.h).
+int& threads_option();
 
 void add_train_command(CLI::App& root, std::vector<Command>& cmds);
 void add_eval_command(CLI::App& root, std::vector<Command>& cmds);
@@ -40,6 +45,14 @@ void add_check_command(CLI::App& root, std::vector<Command>& cmds);
 void add_plan_command(CLI::App& root, std::vector<Command>& cmds);
 void add_bench_command(CLI::App& root, std::vector<Command>& cmds);
 void add_tokenize_command(CLI::App& root, std::vector<Command>& cmds);
+
+// Refuses an input path that is missing or a directory, before any work: "{option} {path} is a directory:
+// give {what}". (A directory would otherwise fail deep inside a reader with a stream error.)
+void require_input_file(const std::string& option, const std::string& path, const std::string& what);
+
+// eval and generate run one sequence on one model replica: --strategy single on several ranks is refused
+// with the layouts that would spread the model over them (not --dp, which inference does not take).
+void require_inference_layout(const std::string& strategy, const StrategyOptions& layout, int ranks);
 
 // Parses whitespace-separated integer token ids; errors name `what` and the offending text.
 std::vector<int32_t> parse_token_ids(const std::string& text, const std::string& what);

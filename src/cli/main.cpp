@@ -8,10 +8,14 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include "cli/common.h"
+#include "cli/usage.h"
+#include "comm/node.h"
 #include "core/check.h"
+#include "core/threading.h"
 
 namespace {
 
@@ -39,15 +43,41 @@ int finish_after_usage_error(const std::string& msg) {
   return 2;
 }
 
+std::string env_or_empty(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+// OpenMP and OpenBLAS threads for this rank (core/threading.h), before any computation.
+void configure_threads(tsp::Communicator& world) {
+  const tsp::NodeCpuShare share = tsp::node_cpu_share(world);
+  tsp::ThreadInputs in;
+  in.cores = share.cores;
+  in.ranks_sharing = share.ranks_sharing;
+  in.local_ranks = share.local_ranks;
+  in.cli_threads = tsp::cli::threads_option();
+  in.omp_env = env_or_empty("OMP_NUM_THREADS");
+  in.blas_env = env_or_empty("OPENBLAS_NUM_THREADS");
+  const tsp::ThreadPlan plan = tsp::choose_threads(in);
+  tsp::apply_threads(plan);
+  if (world.rank() == 0 && plan.oversubscribed())
+    std::fprintf(stderr,
+                 "warning: %d threads per rank x %d rank(s) on %d cores oversubscribes them (%s); leave out "
+                 "--threads / OMP_NUM_THREADS to let tsp choose\n",
+                 plan.threads, plan.ranks_sharing, plan.cores, plan.source.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  tsp::use_passive_openmp_wait(argv);  // may re-execute the program once; before anything else happens
   tsp::Communicator::init(&argc, &argv);
   tsp::Communicator world = tsp::Communicator::world();
 
-  CLI::App app{
-      "tsp: folded tensor and sequence parallel (TSP) training and inference for Llama-style models"};
+  CLI::App app{"tsp: folded tensor and sequence parallel (TSP) training and inference for Llama-style models",
+               "tsp"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", tsp::cli::version_string(), "print the version and exit");
   std::vector<tsp::cli::Command> cmds;
   tsp::cli::add_train_command(app, cmds);
   tsp::cli::add_eval_command(app, cmds);
@@ -55,20 +85,22 @@ int main(int argc, char** argv) {
   tsp::cli::add_check_command(app, cmds);
   tsp::cli::add_plan_command(app, cmds);
   tsp::cli::add_bench_command(app, cmds);
+  tsp::cli::add_help_command(app, cmds);
   tsp::cli::add_tokenize_command(app, cmds);
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    int rc = e.get_exit_code();
-    if (world.rank() == 0) {
-      rc = app.exit(e);
+    if (e.get_exit_code() == 0) {  // --help, --version
+      if (world.rank() == 0) app.exit(e);
+      tsp::Communicator::finalize();
+      return 0;
     }
-    tsp::Communicator::finalize();
-    return rc == 0 ? 0 : 2;
+    return finish_after_usage_error(tsp::cli::explain_parse_error(app, argc, argv, e));
   }
 
   try {
+    configure_threads(world);
     for (auto& c : cmds)
       if (c.app->parsed()) {
         int rc = c.run(world);

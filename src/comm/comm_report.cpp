@@ -64,4 +64,35 @@ CommStats comm_stats_sum(const CommStats& a, const CommStats& b) {
   return sum;
 }
 
+CommStats comm_stats_minus(const CommStats& a, const CommStats& b) {
+  CommStats out;
+  for (const auto& [phase, labels] : a)
+    for (const auto& [label, c] : labels) {
+      CommCounter d = c;
+      auto p = b.find(phase);
+      if (p != b.end()) {
+        auto l = p->second.find(label);
+        if (l != p->second.end()) {
+          TSP_CHECK(l->second.op == c.op, "comm counters of label '{}' in phase '{}': ops {} and {} differ",
+                    label, phase, c.op, l->second.op);
+          d.calls -= l->second.calls;
+          d.payload_bytes -= l->second.payload_bytes;
+          d.recv_bytes -= l->second.recv_bytes;
+          d.seconds -= l->second.seconds;
+        }
+      }
+      TSP_CHECK(d.calls >= 0 && d.recv_bytes >= 0,
+                "comm_stats_minus: '{}' in phase '{}' is not an earlier snapshot", label, phase);
+      if (d.calls > 0) out[phase][label] = d;
+    }
+  return out;
+}
+
+int64_t comm_recv_bytes(const CommStats& stats) {
+  int64_t sum = 0;
+  for (const auto& [phase, labels] : stats)
+    for (const auto& [label, c] : labels) sum += c.recv_bytes;
+  return sum;
+}
+
 }  // namespace tsp

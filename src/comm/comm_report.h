@@ -20,4 +20,11 @@ std::string comm_stats_table(const CommStats& stats);
 // different ops in `a` and `b` is a programming error and throws tsp::Error.
 CommStats comm_stats_sum(const CommStats& a, const CommStats& b);
 
+// Counter-wise a - b, for b a snapshot of a taken earlier (the calls in between); labels without calls in
+// between are left out.
+CommStats comm_stats_minus(const CommStats& a, const CommStats& b);
+
+// Bytes received, summed over every phase and label.
+int64_t comm_recv_bytes(const CommStats& stats);
+
 }  // namespace tsp

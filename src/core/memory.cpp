@@ -67,6 +67,32 @@ void mem_reset_peaks() {
   g_stats.peak_total = g_stats.current_total;
 }
 
+int64_t host_memory_bytes() {
+  int64_t total = 0;
+  {
+    std::ifstream f("/proc/meminfo");
+    std::string key;
+    int64_t kib = 0;
+    while (f >> key >> kib) {
+      if (key == "MemTotal:") {
+        total = kib * 1024;
+        break;
+      }
+      f.ignore(1 << 10, '\n');
+    }
+  }
+  std::ifstream cg("/sys/fs/cgroup/memory.max");
+  std::string v;
+  if (cg >> v && v != "max") {
+    try {
+      const int64_t limit = std::stoll(v);
+      if (limit > 0 && (total == 0 || limit < total)) total = limit;
+    } catch (const std::exception&) {
+    }
+  }
+  return total;
+}
+
 int64_t vm_hwm_bytes() {
   std::ifstream f("/proc/self/status");
   std::string line;

@@ -33,6 +33,9 @@ void mem_reset_peaks();
 
 // The process high-water resident set (VmHWM from /proc/self/status), in bytes; -1 if unavailable.
 int64_t vm_hwm_bytes();
+// The memory this process' machine offers: MemTotal (/proc/meminfo), or the cgroup v2 limit (memory.max) when
+// that is smaller; 0 when neither can be read.
+int64_t host_memory_bytes();
 // Restarts VmHWM from the current RSS (writes 5 to /proc/self/clear_refs); false if not permitted.
 bool reset_vm_hwm();
 

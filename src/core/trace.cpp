@@ -73,4 +73,16 @@ void trace_write(const std::string& path) {
   TSP_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename {} to {}", tmp, path);
 }
 
+std::string trace_path_for_rank(const std::string& path, int rank, int ranks) {
+  if (ranks == 1) return path;
+  const std::string stem = path.ends_with(".json") ? path.substr(0, path.size() - 5) : path;
+  return fmt::format("{}.rank{}.json", stem, rank);
+}
+
+std::vector<std::string> trace_paths(const std::string& path, int ranks) {
+  std::vector<std::string> out;
+  for (int r = 0; r < ranks; ++r) out.push_back(trace_path_for_rank(path, r, ranks));
+  return out;
+}
+
 }  // namespace tsp

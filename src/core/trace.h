@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace tsp {
 
@@ -17,6 +18,13 @@ double trace_now_us();
 void trace_record(std::string_view name, std::string_view category, double start_us, double dur_us);
 // Writes the recorded events as one JSON document (atomically: temp file + rename).
 void trace_write(const std::string& path);
+
+// The file rank r writes for --trace PATH: PATH itself on one rank; on several, ".rank<r>" inserted before a
+// final ".json" (appended otherwise): out.json -> out.rank0.json, out.rank1.json, ...; trace ->
+// trace.rank0.json.
+std::string trace_path_for_rank(const std::string& path, int rank, int ranks);
+// Every rank's file, in rank order.
+std::vector<std::string> trace_paths(const std::string& path, int ranks);
 
 class TraceSpan {
  public:

@@ -156,11 +156,11 @@ InferencePrediction predict_inference(const ModelConfig& c, const ServeLayout& l
   const int64_t kvs = kv_shard_width(c, x.Tw);  // K (or V) channels of one head shard
   // The runtime's cache: the prompt padded to the layout's multiple, room for every fed position.
   p.prompt_padded = (r.prompt + x.multiple - 1) / x.multiple * x.multiple;
-  // The runtime stops a sequence at max_position_embeddings; planning beyond it (a context extension) is
-  // allowed and flagged.
-  p.exceeds_max_positions = r.context > c.max_position_embeddings;
-  const int64_t needed =
-      p.exceeds_max_positions ? r.context - 1 : std::min(r.context - 1, c.max_position_embeddings);
+  // The runtime stops a sequence at max_sequence_length() (max_position_embeddings, extended by a
+  // context-extending rope_scaling); planning beyond it (a context extension) is allowed and flagged.
+  const int64_t max_len = c.max_sequence_length();
+  p.exceeds_max_positions = r.context > max_len;
+  const int64_t needed = p.exceeds_max_positions ? r.context - 1 : std::min(r.context - 1, max_len);
   p.kv_context = kv_context(p.prompt_padded, needed, int(x.Pctx));
   const int64_t slots = p.kv_context / x.P;
   p.kv_cache = 2 * L * B * slots * x.width * beta;

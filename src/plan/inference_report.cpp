@@ -94,7 +94,7 @@ nlohmann::json inference_json(const Request& r, const ServeRequestShape& s, cons
           {"batch", s.batch},
           {"context", s.context},
           {"prompt", s.prompt},
-          {"context_exceeds_max_position_embeddings", s.context > r.model.max_position_embeddings},
+          {"context_exceeds_max_position_embeddings", s.context > r.model.max_sequence_length()},
           {"dtype", r.dtype},
           {"device", r.device},
           {"memory_budget_bytes", res.budget},
@@ -111,11 +111,12 @@ std::string inference_table(const Request& r, const ServeRequestShape& s, const 
       "{}, budget {}\n",
       r.model_name, s.batch, s.prompt, s.context - s.prompt, s.context, r.ranks, r.ranks == 1 ? "" : "s",
       r.dtype, r.device, human_bytes(double(res.budget)));
-  if (s.context > r.model.max_position_embeddings)
+  if (s.context > r.model.max_sequence_length())
     out += fmt::format(
-        "warning: context {} exceeds the model's max_position_embeddings {}: a what-if for a context "
-        "extension (tsp generate stops at max_position_embeddings)\n",
-        s.context, r.model.max_position_embeddings);
+        "warning: context {} exceeds the model's context {} (max_position_embeddings {}, rope_scaling {}): "
+        "a what-if for a context extension (tsp generate stops there)\n",
+        s.context, r.model.max_sequence_length(), r.model.max_position_embeddings,
+        r.model.rope_scaling.type_name());
   out += fmt::format(
       "{:<13} {:>3} {:>3} {:<14} | {:>10} {:>10} {:>10} {:>10} | {:>12} {:>10} | {:>9} {:>9} | {}\n",
       "layout", "T", "Σ", "kv cache", "weights", "kv cache", "transient", "total", "comm/token", "calls/step",

@@ -77,13 +77,8 @@ std::string not_applicable(const ModelConfig& c, const LayoutSpec& lay, const Ru
                              seqpar ? "" : ")")
                : " (",
         seqpar ? fmt::format("{}× T = {} sequence-parallel parts)", Sg > 1 ? ", " : "", T) : "");
-  if (s.seq_len > c.max_sequence_length()) {
-    try {
-      c.require_sequence_length(s.seq_len, fmt::format("seq_len {}", s.seq_len));
-    } catch (const UsageError& e) {
-      return e.what();
-    }
-  }
+  // seq_len > max_position_embeddings is planned anyway (a context extension); the report flags it and the
+  // runtime refuses to run it (plan/report.cpp).
   return "";
 }
 

@@ -120,6 +120,9 @@ struct DeviceProfile {
   int64_t memory_bytes = 0;       // device memory (the default budget)
   double memory_bytes_per_s = 0;  // memory bandwidth (decode reads every weight and the KV cache per token);
                                   // 0: not modelled
+  // A CPU host whose cores and memory the ranks share (cpu-this-machine): matmul rates are per core and
+  // memory_bytes is the whole host's; device_for_ranks() turns them into one rank's share.
+  int host_cores = 0;  // 0: a device per rank (GPU-like profiles)
 };
 // A built-in profile by name, or a JSON profile file (a path ending in .json or naming a file:
 // profile_file.cpp); UsageError naming the allowed profiles, or the file and field at fault.
@@ -128,6 +131,10 @@ bool is_profile_file(const std::string& device);
 DeviceProfile load_device_profile(const std::string& path);
 const DeviceProfile& device_profile_from_file(const std::string& path);
 std::vector<std::string> device_profile_names();
+// The profile as one of `ranks` ranks sees it: a shared host (host_cores > 0) gives each rank
+// max(1, cores / ranks) cores' matmul rate (a fraction of one when ranks outnumber cores; tsp runs that many
+// threads per rank, core/threading.h) and 1/ranks of the memory; any other profile is returned unchanged.
+DeviceProfile device_for_ranks(const DeviceProfile& dev, int ranks);
 // "80GB", "192GiB", "512MiB", "1e9" (bytes); UsageError otherwise.
 int64_t parse_bytes(const std::string& text);
 

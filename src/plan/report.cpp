@@ -51,17 +51,64 @@ Policy policy_of(const Request& r) {
   return p;
 }
 
+namespace {
+
+// --tp / --sp pick one T x Σ factorisation of the tpsp mesh (T, Σ >= 2, T·Σ = --ranks); a value that names
+// none would silently drop every tpsp row, so it is refused with the factorisations there are.
+void require_mesh_restriction(const Request& r) {
+  std::vector<std::string> shapes;
+  for (int T = 2; T <= r.ranks / 2; ++T)
+    if (r.ranks % T == 0) shapes.push_back(fmt::format("{}x{}", T, r.ranks / T));
+  const std::string have = shapes.empty()
+                               ? fmt::format("--ranks {} has none", r.ranks)
+                               : fmt::format("those of --ranks {}: {}", r.ranks, fmt::join(shapes, ", "));
+  auto fits = [&](int deg) { return deg >= 2 && r.ranks % deg == 0 && r.ranks / deg >= 2; };
+  TSP_REQUIRE(
+      !r.only_tp || fits(r.only_tp),
+      "--tp {} does not restrict the tpsp mesh of --ranks {} to a T x Σ factorisation with T, Σ >= 2 ({}); "
+      "leave out --tp to plan them all",
+      r.only_tp, r.ranks, have);
+  TSP_REQUIRE(
+      !r.only_sp || fits(r.only_sp),
+      "--sp {} does not restrict the tpsp mesh of --ranks {} to a T x Σ factorisation with T, Σ >= 2 ({}); "
+      "leave out --sp to plan them all",
+      r.only_sp, r.ranks, have);
+  if (r.only_tp && r.only_sp)
+    TSP_REQUIRE(r.only_tp * r.only_sp == r.ranks, "--tp {} x --sp {} must equal --ranks {}", r.only_tp,
+                r.only_sp, r.ranks);
+}
+
+}  // namespace
+
+DeviceProfile device_of(const Request& r) {
+  return device_for_ranks(device_profile(r.device), r.ranks * r.dp);
+}
+
+bool context_exceeds_max_position_embeddings(const Request& r) {
+  return r.shape.seq_len > r.model.max_sequence_length();
+}
+
+std::string no_recommendation_reason(const Result& res) {
+  const Row* smallest = nullptr;
+  for (const Row& row : res.rows)
+    if (row.pred.applicable && (!smallest || row.pred.memory.total() < smallest->pred.memory.total()))
+      smallest = &row;
+  if (!smallest) return "no layout applies to this model and shape (each row says why)";
+  return fmt::format(
+      "no applicable layout fits the memory budget of {} per device (the smallest, {}, needs {})",
+      human_bytes(double(res.budget)), smallest->pred.layout.name(),
+      human_bytes(double(smallest->pred.memory.total())));
+}
+
 Result run(const Request& r) {
   TSP_REQUIRE(r.shape.seq_len > 0, "--seq-len must be positive, got {}", r.shape.seq_len);
   TSP_REQUIRE(r.shape.micro_batch > 0, "--batch must be positive, got {}", r.shape.micro_batch);
   TSP_REQUIRE(r.ranks > 0, "--ranks must be positive, got {}", r.ranks);
   TSP_REQUIRE(r.dp > 0, "--dp must be positive, got {}", r.dp);
   TSP_REQUIRE(r.only_tp >= 0 && r.only_sp >= 0, "--tp and --sp must be positive when given");
-  if (r.only_tp && r.only_sp)
-    TSP_REQUIRE(r.only_tp * r.only_sp == r.ranks, "--tp {} x --sp {} must equal --ranks {}", r.only_tp,
-                r.only_sp, r.ranks);
+  require_mesh_restriction(r);
   const Policy pol = policy_of(r);
-  const DeviceProfile& dev = device_profile(r.device);
+  const DeviceProfile dev = device_of(r);
   Result res;
   res.budget = r.budget > 0 ? r.budget : dev.memory_bytes;
   for (LayoutSpec lay : layouts_for(r.ranks, r.dp, r.zero1, r.only_tp, r.only_sp)) {
@@ -152,7 +199,7 @@ std::string human_rate(double v) {
 
 nlohmann::json to_json(const Request& r, const Result& res) {
   const Policy pol = policy_of(r);
-  const DeviceProfile& dev = device_profile(r.device);
+  const DeviceProfile dev = device_of(r);
   const ModelConfig& c = r.model;
   nlohmann::json strategies = nlohmann::json::array();
   for (const Row& row : res.rows) strategies.push_back(row_json(row));
@@ -167,7 +214,9 @@ nlohmann::json to_json(const Request& r, const Result& res) {
         {"num_key_value_heads", c.num_key_value_heads},
         {"head_dim", c.head_dim},
         {"vocab_size", c.vocab_size},
+        {"max_position_embeddings", c.max_position_embeddings},
         {"tie_word_embeddings", c.tie_word_embeddings}}},
+      {"context_exceeds_max_position_embeddings", context_exceeds_max_position_embeddings(r)},
       {"seq_len", r.shape.seq_len},
       {"micro_batch", r.shape.micro_batch},
       {"global_batch", r.shape.micro_batch * r.dp},
@@ -190,7 +239,8 @@ nlohmann::json to_json(const Request& r, const Result& res) {
         {"link_bytes_per_s", dev.link_bytes_per_s},
         {"dp_bytes_per_s", dev.dp_bytes_per_s},
         {"latency_s", dev.latency_s},
-        {"memory_bytes", dev.memory_bytes}}},
+        {"memory_bytes", dev.memory_bytes},
+        {"host_cores", dev.host_cores}}},
       {"memory_budget_bytes", res.budget},
       {"strategies", strategies},
   };
@@ -201,6 +251,7 @@ nlohmann::json to_json(const Request& r, const Result& res) {
                            {"projected_tokens_per_s", best.proj.tokens_per_s}};
   } else {
     j["recommendation"] = nullptr;
+    j["no_recommendation_reason"] = no_recommendation_reason(res);
   }
   return j;
 }
@@ -210,11 +261,20 @@ std::string to_table(const Request& r, const Result& res) {
   std::string out = fmt::format(
       "tsp plan | model {} ({} parameters) | batch {} x seq {} per replica | {} rank{} per replica x dp "
       "{}{} | "
-      "{}, optimizer {}{} | recompute {} | device {}, budget {}\n",
+      "{}, optimizer {}{} | recompute {} | device {}, budget {} ({})\n",
       r.model_name, human_rate(double(r.model.parameter_count())), r.shape.micro_batch, r.shape.seq_len,
       r.ranks, r.ranks == 1 ? "" : "s", r.dp, r.zero1 && r.dp > 1 ? " (ZeRO-1)" : "", r.dtype,
       r.optimizer_dtype, pol.master_weights ? " + master weights" : "", r.recompute, r.device,
-      human_bytes(double(res.budget)));
+      human_bytes(double(res.budget)), r.budget > 0 ? "--memory-budget" : "the device's memory");
+  const DeviceProfile dev = device_of(r);
+  if (dev.host_cores > 0) out += fmt::format("device: {}\n", dev.description);
+  if (context_exceeds_max_position_embeddings(r))
+    out += fmt::format(
+        "warning: --seq-len {} exceeds the model's context {} (max_position_embeddings {}, rope_scaling "
+        "{}): planned anyway, as for a context extension; tsp train and bench refuse it until the config "
+        "covers it\n",
+        r.shape.seq_len, r.model.max_sequence_length(), r.model.max_position_embeddings,
+        r.model.rope_scaling.type_name());
   out += fmt::format(
       "{:<9} {:>3} {:>3} | {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} | {:>10} {:>10} | {:>9} | {:>9} {:>9} | "
       "{}\n",
@@ -250,14 +310,15 @@ std::string to_table(const Request& r, const Result& res) {
     out += fmt::format("recommendation: {} ({}), {} tokens/s projected\n", best.pred.layout.name(),
                        best.pred.layout.runtime_flags(), human_rate(best.proj.tokens_per_s));
   } else {
-    out += "recommendation: none: no applicable layout fits the memory budget\n";
+    out += "recommendation: none: " + no_recommendation_reason(res) + "\n";
   }
   return out;
 }
 
 nlohmann::json sweep_json(const Request& r) {
   const Policy pol = policy_of(r);
-  const DeviceProfile& dev = device_profile(r.device);
+  const DeviceProfile base = device_profile(r.device);
+  const DeviceProfile dev = device_of(r);
   const int64_t budget = r.budget > 0 ? r.budget : dev.memory_bytes;
   nlohmann::json j = {{"model", r.model_name},
                       {"hidden_size", r.model.hidden_size},
@@ -267,19 +328,23 @@ nlohmann::json sweep_json(const Request& r) {
                       {"seq_len", r.shape.seq_len},
                       {"dtype", r.dtype},
                       {"device", r.device},
+                      {"max_position_embeddings", r.model.max_position_embeddings},
                       {"memory_budget_bytes", budget}};
-  auto point = [&](const LayoutSpec& lay, const RunShape& s) {
+  auto point = [&](const LayoutSpec& lay, const RunShape& s, const DeviceProfile& d, int64_t bud) {
     const Prediction p = predict(r.model, lay, s, pol);
     nlohmann::json pt = {
         {"seq_len", s.seq_len}, {"tokens", s.micro_batch * s.seq_len}, {"applicable", p.applicable}};
-    if (!p.applicable) return pt;
-    const Projection pr = project(p, s, pol, dev);
+    if (!p.applicable) {
+      pt["reason"] = p.reason;
+      return pt;
+    }
+    const Projection pr = project(p, s, pol, d);
     pt["memory_total"] = p.memory.total();
     pt["activations"] = p.memory.activations;
     pt["comm_forward"] = p.comm_bytes("forward");
     pt["comm_backward"] = p.comm_bytes("backward");
     pt["tokens_per_s"] = pr.tokens_per_s;
-    pt["fits"] = p.memory.total() <= budget;
+    pt["fits"] = p.memory.total() <= bud;
     return pt;
   };
   // Sequence lengths: powers of two from 512 to the larger of the request and the model's context.
@@ -291,24 +356,27 @@ nlohmann::json sweep_json(const Request& r) {
   for (const LayoutSpec& lay : layouts_for(r.ranks, r.dp, r.zero1, r.only_tp, r.only_sp)) {
     const std::string key =
         lay.name() + (lay.kind == Kind::tpsp ? fmt::format(" {}x{}", lay.tp, lay.sp) : "");
-    for (int64_t s : seqs) mem[key].push_back(point(lay, {r.shape.micro_batch, s}));
+    for (int64_t s : seqs) mem[key].push_back(point(lay, {r.shape.micro_batch, s}, dev, budget));
   }
   j["memory_vs_seq"] = mem;
   nlohmann::json comm = nlohmann::json::object();
   for (const LayoutSpec& lay : layouts_for(r.ranks, 1, false, r.only_tp, r.only_sp)) {
     const std::string key =
         lay.name() + (lay.kind == Kind::tpsp ? fmt::format(" {}x{}", lay.tp, lay.sp) : "");
-    for (int64_t s : seqs) comm[key].push_back(point(lay, {1, s}));
+    for (int64_t s : seqs) comm[key].push_back(point(lay, {1, s}, dev, budget));
   }
   j["comm_vs_tokens"] = comm;
   j["crossover_tokens"] = 8 * r.model.hidden_size;
   // Devices: D = 1, 2, 4, ... 64 on the model axis, times dp replicas; the best factorisation per kind.
   nlohmann::json thr = nlohmann::json::object();
   for (int D = 1; D <= 64; D *= 2) {
+    // A shared host's ranks split its cores and memory, so each device count has its own per-rank profile.
+    const DeviceProfile dD = device_for_ranks(base, D * r.dp);
+    const int64_t budget_D = r.budget > 0 ? r.budget : dD.memory_bytes;
     std::map<std::string, std::pair<double, nlohmann::json>> best;  // kind -> (tokens/s if it fits, point)
     for (const LayoutSpec& lay : layouts_for(D, r.dp, r.zero1)) {
       const std::string key = lay.kind == Kind::tpsp ? "tpsp (best T x Σ)" : lay.name();
-      nlohmann::json pt = point(lay, r.shape);
+      nlohmann::json pt = point(lay, r.shape, dD, budget_D);
       pt["devices"] = D * r.dp;
       pt["ranks"] = D;
       const double score =

@@ -1,7 +1,5 @@
 #include "train/trainer.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -16,6 +14,7 @@
 #include "core/check.h"
 #include "core/exit_status.h"
 #include "core/memory.h"
+#include "core/threading.h"
 #include "core/trace.h"
 #include "model/checkpoint.h"
 #include "model/params.h"
@@ -25,6 +24,7 @@
 #include "train/data.h"
 #include "train/nonfinite.h"
 #include "train/optimizer.h"
+#include "train/progress.h"
 #include "train/resume.h"
 #include "train/stop_signals.h"
 #include "train/train_data.h"
@@ -46,28 +46,32 @@ nlohmann::json memory_json(const MemStats& m) {
   return j;
 }
 
-class ProgressBar {
- public:
-  ProgressBar(bool on, int64_t first, int64_t last) : on_(on), first_(first), last_(last) {}
-  void clear() {
-    if (on_) std::fputs("\r\033[K", stdout);
-  }
-  void draw(int64_t step, double sec_per_step) {
-    if (!on_) return;
-    const int width = 30;
-    double frac = double(step - first_ + 1) / double(std::max<int64_t>(1, last_ - first_ + 1));
-    int fill = int(frac * width);
-    std::string bar(size_t(fill), '=');
-    bar.resize(size_t(width), ' ');
-    std::printf("[%s] %lld/%lld  eta %.0fs", bar.c_str(), (long long)step, (long long)last_,
-                sec_per_step * double(last_ - step));
-    std::fflush(stdout);
-  }
+// The default warm-up keeps the demo's proportion (700 of 1000 steps) whatever the run's length.
+int64_t auto_seq_len_warmup(int64_t steps) {
+  return steps * 7 / 10;
+}
 
- private:
-  bool on_;
-  int64_t first_, last_;
-};
+// The held-out recall batches run at --eval-seq-len: refused before training, under that option's name.
+template <class T>
+void validate_eval_seq_len(const TrainOptions& o, const ModelConfig& c, const Strategy<T>& strategy,
+                           int ranks) {
+  const int64_t es = o.eval_seq_len, m = strategy.seq_len_multiple();
+  const int64_t below = es / m * m, above = below + m;
+  TSP_REQUIRE(
+      es % m == 0,
+      "--eval-seq-len {} does not work with --strategy {} on {} rank{}: held-out sequences, like training "
+      "ones, must be a multiple of {}; {}",
+      es, o.strategy, ranks, ranks == 1 ? "" : "s", m,
+      below > 0 ? fmt::format("nearest valid lengths: {} or {}", below, above)
+                : fmt::format("the smallest valid length is {}", m));
+  TSP_REQUIRE(es <= c.max_position_embeddings, "--eval-seq-len {} exceeds max_position_embeddings {}", es,
+              c.max_position_embeddings);
+  TSP_REQUIRE(
+      es >= RecallTask::min_seq_len(o.recall),
+      "--eval-seq-len {} is too short for the recall task with {} pairs and {} queries: the minimum is {}",
+      es, o.recall.pairs, o.recall.queries, RecallTask::min_seq_len(o.recall));
+  strategy.validate(c, o.batch, es);
+}
 
 template <class T>
 nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
@@ -94,6 +98,22 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   TSP_REQUIRE(o.eval_batches >= 0, "--eval-batches must be >= 0, got {}", o.eval_batches);
   TSP_REQUIRE(o.lr > 0 && o.min_lr >= 0 && o.min_lr <= o.lr,
               "need 0 <= --min-lr <= --lr and --lr > 0 (got {} and {})", o.min_lr, o.lr);
+  TSP_REQUIRE(o.log_every >= 1, "--log-every must be >= 1 (a step line every N steps), got {}", o.log_every);
+  TSP_REQUIRE(o.eval_seq_len >= 0, "--eval-seq-len must be >= 0 (0: --seq-len), got {}", o.eval_seq_len);
+  TSP_REQUIRE(
+      o.eval_seq_len == 0 || (o.data.empty() && o.dataset.empty()),
+      "--eval-seq-len sets the length of the held-out recall batches, and training on --data/--dataset {} "
+      "has none (the built-in recall task only; the dataset's validation batches are --seq-len long)",
+      o.data.empty() ? o.dataset : o.data);
+  TSP_REQUIRE(o.seq_len_warmup >= -1, "--seq-len-warmup must be >= 0 (0: off), got {}", o.seq_len_warmup);
+  // A warm-up as long as the run never trains at --seq-len, yet the held-out recall is measured there.
+  TSP_REQUIRE(
+      o.seq_len_warmup < o.steps || o.seq_len_warmup == 0,
+      "--seq-len-warmup {} is not below --steps {}: the run would end before the sequence length "
+      "reaches --seq-len {}; give a warm-up below {} steps, or leave --seq-len-warmup out to scale it "
+      "to 70% of the run ({} steps)",
+      o.seq_len_warmup, o.steps, o.seq_len, o.steps, auto_seq_len_warmup(o.steps));
+  const int64_t seq_len_warmup = effective_seq_len_warmup(o);
   CheckpointWriteOptions ckpt_format;
   ckpt_format.max_shard_bytes = parse_shard_size(o.max_shard_size);
   if (!o.trace.empty()) trace_enable(world.rank());
@@ -121,6 +141,8 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
 
   auto strategy = make_strategy<T>(o.strategy, world, o.layout);
   strategy->validate(c, o.batch, o.seq_len);
+  if (recall && o.eval_batches > 0 && o.eval_seq_len > 0)
+    validate_eval_seq_len(o, c, *strategy, world.size());
 
   ModelParams<T> params(c, strategy->shard_spec(c));
   params.init(o.seed);
@@ -149,7 +171,7 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   // The step's shape under the sequence-length warm-up: lengths are multiples of `unit` so that only a few
   // distinct shapes (and buffer sizes) occur, and tokens per step stay batch * seq_len.
   const int64_t unit = std::lcm<int64_t>(64, strategy->seq_len_multiple());
-  if (o.seq_len_warmup > 0) {
+  if (seq_len_warmup > 0) {
     TSP_REQUIRE(o.seq_len_start > 0 && o.seq_len_start <= o.seq_len && o.seq_len_start % unit == 0,
                 "--seq-len-start {} must be a multiple of {} in [{}, --seq-len {}]", o.seq_len_start, unit,
                 unit, o.seq_len);
@@ -160,8 +182,8 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
     strategy->validate(c, 1, o.seq_len_start);
   }
   auto shape_at = [&](int64_t step) -> std::pair<int64_t, int64_t> {
-    if (o.seq_len_warmup <= 0 || step > o.seq_len_warmup) return {o.batch, o.seq_len};
-    const double f = double(step - 1) / double(o.seq_len_warmup);
+    if (seq_len_warmup <= 0 || step > seq_len_warmup) return {o.batch, o.seq_len};
+    const double f = double(step - 1) / double(seq_len_warmup);
     int64_t S = int64_t(double(o.seq_len_start) * std::pow(double(o.seq_len) / double(o.seq_len_start), f));
     S = std::clamp<int64_t>(S / unit * unit, o.seq_len_start, o.seq_len);
     // Data parallelism needs whole sequences per replica: the batch stays a multiple of the replicas.
@@ -170,7 +192,7 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   };
 
   std::FILE* log = o.json ? stderr : stdout;
-  const bool bar_on = lead && o.progress && !o.json && isatty(fileno(stdout));
+  const bool bar_on = lead && o.progress && !o.json;
   if (lead) {
     std::fprintf(
         log,
@@ -188,12 +210,16 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
                  (long long)o.batch, (long long)o.seq_len, (long long)(o.batch * o.seq_len),
                  (long long)o.steps, o.lr, o.min_lr, (long long)o.warmup,
                  from.dir.empty() ? "" : fmt::format(" | resumed at step {}", state.step).c_str());
-    if (o.seq_len_warmup > 0)
+    if (seq_len_warmup > 0)
       std::fprintf(
-          log, "sequence-length warm-up: %lld -> %lld tokens over %lld steps (tokens per step constant)\n",
-          (long long)o.seq_len_start, (long long)o.seq_len, (long long)o.seq_len_warmup);
+          log, "sequence-length warm-up: %lld -> %lld tokens over %lld steps%s (tokens per step constant)\n",
+          (long long)o.seq_len_start, (long long)o.seq_len, (long long)seq_len_warmup,
+          o.seq_len_warmup < 0 ? " (70% of --steps; --seq-len-warmup sets it)" : "");
+    std::fprintf(log, "threads: %s\n", thread_summary(thread_plan()).c_str());
   }
-  ProgressBar bar(bar_on, state.step + 1, o.steps);
+  ProgressBar bar(bar_on, stdout, state.step + 1, o.steps);
+  Communicator* comm = strategy->comm();
+  CommStats comm_before_last, comm_last;  // the last step's communication: the shape bench and plan report
   nlohmann::json steps = nlohmann::json::array();
   double time_sum = 0, tokens_sum = 0, last_loss = 0;
   std::string last_ckpt;
@@ -223,6 +249,7 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
     const auto [B, S] = shape_at(step);
     const auto td = std::chrono::steady_clock::now();
     Batch b = data->next(B, S);
+    if (comm && step == o.steps) comm_before_last = comm->stats();
     auto t0 = std::chrono::steady_clock::now();
     const double data_ms = std::chrono::duration<double, std::milli>(t0 - td).count();
     params.zero_grads();
@@ -268,6 +295,7 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
     if (!skipped) opt.update(*strategy, lr, o.grad_clip, gnorm);
     last_step = step;
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (comm && step == o.steps) comm_last = comm_stats_minus(comm->stats(), comm_before_last);
     const double tps = double(B * S) / sec;
     if (step > state.step + 1 || o.steps - state.step == 1) {  // the first step pays one-time costs
       time_sum += sec;
@@ -286,19 +314,22 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
                      {"data_ms", data_ms},
                      {"peak_bytes", m.peak_total},
                      {"skipped", skipped}});
-    if (lead) {
+    if (lead && (step == state.step + 1 || step == o.steps || step % o.log_every == 0)) {
       bar.clear();
       std::fprintf(log,
                    "step %5lld/%lld | %s loss %.4f | grad norm %.3f | lr %.2e | %7.1f ms | %8.0f tok/s | "
                    "peak %.1f MiB%s\n",
                    (long long)step, (long long)o.steps,
-                   o.seq_len_warmup > 0 ? fmt::format("seq {:5d} x {:3d} |", S, B).c_str() : "", r.loss,
+                   seq_len_warmup > 0 ? fmt::format("seq {:5d} x {:3d} |", S, B).c_str() : "", r.loss,
                    gnorm, lr, sec * 1e3, tps, mib(m.peak_total),
                    skipped ? fmt::format(" | skipped (non-finite, {} of {})", state.skipped_nonfinite,
                                          o.skip_nonfinite)
                                  .c_str()
                            : "");
       std::fflush(log);
+    }
+    if (lead) {
+      bar.clear();
       bar.draw(step, sec);
     }
     if (validate && ((o.eval_every > 0 && step % o.eval_every == 0) || step == o.steps)) {
@@ -362,15 +393,20 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
     summary["recall_seq_len"] = es;
     summary["chance_accuracy"] = recall->chance_accuracy();
   }
-  if (strategy->comm()) summary["comm"] = comm_stats_json(strategy->comm()->stats());
+  summary["threads"] = thread_json(thread_plan());
+  if (comm) {
+    // Per step, like tsp bench and tsp plan: the last training step, at batch x --seq-len. The total also
+    // holds the warm-up's shorter steps, the held-out evaluation and the checkpoint gathers.
+    summary["comm_per_step"] = comm_stats_json(comm_last);
+    summary["comm_per_step_shape"] = {{"batch", o.batch}, {"seq_len", o.seq_len}, {"step", o.steps}};
+    summary["comm_total"] = comm_stats_json(comm->stats());
+  }
   if (!o.trace.empty()) {
-    std::string path = o.trace;
-    if (world.size() > 1) {
-      std::string stem = path.size() > 5 && path.ends_with(".json") ? path.substr(0, path.size() - 5) : path;
-      path = fmt::format("{}.rank{}.json", stem, world.rank());
+    trace_write(trace_path_for_rank(o.trace, world.rank(), world.size()));
+    if (lead) {
+      summary["trace"] = o.trace;
+      summary["trace_files"] = trace_paths(o.trace, world.size());
     }
-    trace_write(path);
-    if (lead) summary["trace"] = o.trace;
   }
   if (lead) {
     std::fprintf(log, "\n== summary ==\n");
@@ -384,6 +420,9 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
                    100.0 * summary["recall_accuracy"].get<double>(),
                    (long long)summary["recall_queries"].get<int64_t>(),
                    (long long)summary["recall_seq_len"].get<int64_t>(), 100.0 * recall->chance_accuracy());
+    if (comm)
+      std::fprintf(log, "communication (rank 0): %.3f MiB received in the last step, %.3f MiB over the run\n",
+                   mib(comm_recv_bytes(comm_last)), mib(comm_recv_bytes(comm->stats())));
     if (last_val >= 0) std::fprintf(log, "validation loss %.4f\n", last_val);
     if (!last_ckpt.empty()) std::fprintf(log, "checkpoint: %s\n", last_ckpt.c_str());
     if (o.json) {
@@ -396,6 +435,12 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
 }
 
 }  // namespace
+
+int64_t effective_seq_len_warmup(const TrainOptions& o) {
+  if (o.seq_len_warmup >= 0) return o.seq_len_warmup;
+  // Nothing to grow when --seq-len is not above where the warm-up would start.
+  return o.seq_len > o.seq_len_start ? auto_seq_len_warmup(o.steps) : 0;
+}
 
 nlohmann::json run_training(const TrainOptions& o, Communicator& world) {
   if (o.dtype == "float32") return train_impl<float>(o, world);

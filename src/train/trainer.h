@@ -23,8 +23,10 @@ struct TrainOptions {
   int64_t batch = 1;
   int64_t steps = 1000;
   // Sequence-length warm-up: over the first seq_len_warmup steps the length grows geometrically from
-  // seq_len_start to seq_len, with the batch scaled so that tokens per step stay batch * seq_len.
-  int64_t seq_len_warmup = 700;
+  // seq_len_start to seq_len, with the batch scaled so that tokens per step stay batch * seq_len. -1 (the
+  // default): 70 % of --steps (700 of the default 1000), so that a shorter run still reaches seq_len, and off
+  // when seq_len <= seq_len_start; an explicit value must be below --steps.
+  int64_t seq_len_warmup = -1;
   int64_t seq_len_start = 128;
   double lr = 3e-3;
   double min_lr = 3e-4;
@@ -46,7 +48,8 @@ struct TrainOptions {
   StrategyOptions layout;     // mesh shape, data parallelism, tsp options
   std::string trace;          // Chrome-trace output path (per rank: suffix .rank<N>.json)
   bool json = false;          // step lines to stderr, one JSON document on stdout
-  bool progress = true;       // progress bar when stdout is a terminal
+  bool progress = false;      // draw the progress bar on rank 0 (the CLI decides: train/progress.h)
+  int64_t log_every = 1;      // a step line every N steps (and always the first and the last)
   // Checkpoint files above this size are split into HF shards with an index (HF size strings: "5GB").
   std::string max_shard_size = "5GB";
 
@@ -59,6 +62,10 @@ struct TrainOptions {
   double comm_timeout = 600;   // seconds a communication call may block before the job is aborted (0: off)
   int64_t skip_nonfinite = 0;  // non-finite steps to skip before stopping
 };
+
+// The warm-up length a run uses: seq_len_warmup, or when it is -1 70 % of the steps (0 for a 1-step run, or
+// when seq_len is not above seq_len_start).
+int64_t effective_seq_len_warmup(const TrainOptions& o);
 
 // Runs the whole job on `world`'s ranks; returns the summary (also printed by rank 0). Its "exit_status" is
 // the status the job should exit with (0; 3 after a non-finite step; 128 + N after signal N).

@@ -95,6 +95,7 @@ void add_train_command(CLI::App& root, std::vector<Command>& cmds) {
   cmds.push_back({app, [src, o, progress, no_progress](Communicator& world) {
                     TrainOptions opts = *o;
                     opts.progress = progress_bar_wanted(*no_progress ? "never" : *progress);
+                    if (!opts.data.empty()) require_input_file("--data", opts.data, "a text file");
                     opts.model = src->load();
                     // Without --preset/--config, the checkpoint resumed or started from says what the model
                     // is.

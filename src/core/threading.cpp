@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstdlib>
+#include <filesystem>
 
 #include "core/check.h"
 
@@ -149,7 +150,11 @@ nlohmann::json thread_json(const ThreadPlan& p) {
 void use_passive_openmp_wait(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY")) return;  // the user's choice, or this process was re-executed already
   if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
-  execv("/proc/self/exe", argv);
+  // The binary's real path, not /proc/self/exe: the process name (ps, top, pkill, a scheduler's view) is the
+  // file name exec'd, and must stay "tsp" rather than become "exe".
+  std::error_code ec;
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+  execv(ec || self.empty() ? "/proc/self/exe" : self.c_str(), argv);
   // Only reached when the exec failed: libgomp keeps its default, and the run header says so.
   unsetenv("OMP_WAIT_POLICY");
 }

@@ -29,8 +29,8 @@ def sweep_of(ranks):
     return json.load(open(os.path.join(out, "plan_sweep.json")))
 
 
-# tiny (4 heads, 2 KV heads) on 2 ranks: every layout applies; on 4, tp, tp-sp and tsp do not.
-sweep, sweep4 = sweep_of(2), sweep_of(4)
+# tiny (4 heads, 2 KV heads) on 2 ranks: every layout applies; on 8, tp, tp-sp and tsp do not (4 heads over 8).
+sweep, sweep8 = sweep_of(2), sweep_of(8)
 spec = importlib.util.spec_from_file_location("plot_plan", script)
 plot = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(plot)
@@ -63,10 +63,10 @@ def check(fig, name):
 fig = plot.memory_figure(sweep)
 check(fig, "memory_vs_seq")
 labels = [l.get_label() for l in fig.axes[0].lines]
-notes = check(plot.memory_figure(sweep4), "memory_vs_seq (4 ranks)")
+notes = check(plot.memory_figure(sweep8), "memory_vs_seq (8 ranks)")
 assert any(l.startswith("budget 79.6 GiB") for l in labels), labels
-assert "tp: num_key_value_heads 2 is not divisible by T = 4" in notes, notes
-assert "tsp: num_key_value_heads 2 is not divisible by D = 4" in notes, notes
+assert "tp: num_attention_heads 4 is not divisible by T = 8" in notes, notes
+assert "tsp: num_attention_heads 4 is not divisible by D = 8" in notes, notes
 
 fig = plot.comm_figure(sweep)
 check(fig, "comm_vs_tokens")
@@ -74,7 +74,7 @@ titles = [a.get_title() for a in fig.axes]
 assert "forward pass" in titles and "backward pass" in titles, titles
 backward = [a for a in fig.axes if a.get_title() == "backward pass"][0]
 assert any("tsp" in l.get_label() for l in backward.lines), [l.get_label() for l in backward.lines]
-assert "tp-sp: num_key_value_heads 2" in check(plot.comm_figure(sweep4), "comm_vs_tokens (4 ranks)")
+assert "tp-sp: num_attention_heads 4" in check(plot.comm_figure(sweep8), "comm_vs_tokens (8 ranks)")
 
 notes = check(plot.throughput_figure(sweep), "throughput_vs_devices")
 assert "missing at devices" in notes, notes

@@ -75,7 +75,7 @@ tsp_cli_test(no_command ${TSP_CLI_DIR}/expect.sh 2 "error: a command is required
 # 15-17. The planner: a context beyond max_position_embeddings is planned with a warning; "none" says why;
 #        --tp that names no factorisation is refused; the devices' real memory.
 tsp_cli_test(plan_context_extension ${TSP_CLI_DIR}/expect.sh 0
-             "warning: --seq-len 262144 exceeds the model's context 131072 (max_position_embeddings 131072" "tsp +8 +8 \\|" "!not applicable"
+             "warning: --seq-len 262144 exceeds the model's context 131072 .max_position_embeddings 131072" "tsp +8 +8 \\|" "!not applicable"
              -- ${TSP_BIN} plan --preset llama7b --seq-len 262144 --ranks 8 --dtype bf16 --device h100)
 tsp_cli_test(plan_context_extension_json ${TSP_CLI_DIR}/expect.sh 0
              "\"context_exceeds_max_position_embeddings\": true" -- ${TSP_BIN} plan --preset tiny --seq-len 16384

@@ -7,14 +7,15 @@
 # preempt.sh TSP MPIEXEC NP SIGNAL MODE LAYOUT...: MODE "resume" or "resume+second" (also the second signal).
 tsp_arg=$1; mpi_arg=$2; np_arg=$3; sig=$4; mode=$5; shift 5
 source "$(dirname "$0")/lib.sh" "$tsp_arg" "$mpi_arg" "$np_arg" "$@"
-steps=24
+# Enough steps that the run is still going when the signal arrives (a step of this model takes a few ms).
+steps=200
 common=(train "${layout[@]}" --preset tiny --seq-len 128 --batch 2 --steps $steps --seq-len-warmup 0 --warmup 5
   --eval-batches 0 --no-progress --json --checkpoint-dir)
 want_rc=$((128 + $(kill -l "$sig")))
 
 run "$tsp" "${common[@]}" "$work/ref" >"$work/ref.json" 2>"$work/ref.err"
 
-run "$tsp" "${common[@]}" "$work/ck" --save-every 12 >"$work/a.json" 2>"$work/a.err" &
+run "$tsp" "${common[@]}" "$work/ck" --save-every 100 >"$work/a.json" 2>"$work/a.err" &
 mp=$!
 wait_for "$work/a.err" "^step +6/" 60
 kill -"$sig" $(ranks_of $mp)

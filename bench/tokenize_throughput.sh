@@ -30,8 +30,9 @@ PY
 bytes=$(stat -c %s "$work/corpus.jsonl")
 dirs=("$@")
 if command -v spm_train >/dev/null; then
-  python3 -c "import json,sys; [print(json.loads(l)['text']) for l in open(sys.argv[1])]" "$work/corpus.jsonl" |
-    head -c 4000000 >"$work/spm.txt"
+  # The first 4 MB of the corpus' text: spm_train's training input.
+  python3 -c "import json,sys; t=''.join(json.loads(l)['text'] + '\n' for l in open(sys.argv[1])); open(sys.argv[2], 'w').write(t[:4000000])" \
+    "$work/corpus.jsonl" "$work/spm.txt"
   mkdir -p "$work/spm"
   spm_train --input="$work/spm.txt" --model_prefix="$work/spm/tokenizer" --vocab_size=600 --model_type=bpe \
     --minloglevel=2 >/dev/null 2>&1

@@ -99,28 +99,30 @@ def layouts(args):
         prof = f"{w}/profile.json"
         run([args.tsp, "bench", "--strategy", "tsp", "--preset", "small", "--seq-len", "2048", "--steps", "2",
              "--write-device-profile", prof], ranks=2)
-        print("| D | batch | layout | TPOT mean (ms) | TPOT p50 (ms) | received per step (KiB) | planned (KiB) | projected TPOT (ms) |")
+        print("| D | batch | layout | TPOT mean (ms) | TPOT p50 (ms) | received per step, mean over ranks (max) (KiB) | planned (KiB) | projected TPOT (ms) |")
         print("|---|---|---|---|---|---|---|---|")
         cmds = []
         for ranks in (2, 4):
             for batch in (1, 8):
                 cmd = [args.tsp, "bench", "--decode", "--compare", "tp,tsp,tsp+seq,sp", "--preset", "small",
-                       "--prompt-len", "2048", "--new-tokens", "33", "--batch", str(batch), "--json"]
+                       "--prompt-len", "2048", "--new-tokens", "129", "--batch", str(batch), "--json"]
                 doc = json.loads(run(cmd, ranks))
                 cmds.append(shown(cmd, ranks))
                 plan = json.loads(run([args.tsp, "plan", "--inference", "--preset", "small", "--context",
-                                       str(2048 + 33), "--new-tokens", "33", "--batch", str(batch), "--ranks",
+                                       str(2048 + 129), "--new-tokens", "129", "--batch", str(batch), "--ranks",
                                        str(ranks), "--device", prof, "--json"]))
                 planned = {s["name"]: s for s in plan["strategies"] if s.get("applicable")}
                 names = {"tp": "tp", "tsp": "tsp-heads", "tsp+seq": "tsp-sequence", "sp": "sp"}
                 for d in doc["layouts"]:
                     p = planned[names[d["label"]]]
+                    per_rank = [e["decode_comm_recv_bytes_per_step"] for e in d["per_rank"]]
+                    mean = sum(per_rank) / len(per_rank)
                     print(f"| {ranks} | {batch} | {d['label']} | {1e3 * d['tpot_s']['mean']:.3f} | "
-                          f"{1e3 * d['tpot_s']['p50']:.3f} | {d['decode_comm_recv_bytes_per_step_max'] / 1024:.2f} | "
+                          f"{1e3 * d['tpot_s']['p50']:.3f} | {mean / 1024:.2f} ({max(per_rank) / 1024:.2f}) | "
                           f"{p['decode_comm_bytes_per_step'] / 1024:.2f} | "
                           f"{1e3 * p['projected_time_per_output_token_s']:.3f} |")
         print("\nCommands: " + "; ".join(f"`{c}`" for c in cmds) + " (planner: `tsp plan --inference --preset small "
-              "--context 2081 --new-tokens 33 --batch B --ranks D --device profile.json`, profile from `mpirun -np 2 "
+              "--context 2177 --new-tokens 129 --batch B --ranks D --device profile.json`, profile from `mpirun -np 2 "
               "tsp bench --strategy tsp --preset small --seq-len 2048 --write-device-profile profile.json`).\n")
 
 

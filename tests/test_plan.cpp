@@ -292,9 +292,9 @@ TEST(Plan, ContextBeyondMaxPositionsIsPlannedAndFlagged) {
   EXPECT_GE(res.recommended, 0);
   const nlohmann::json j = to_json(r, res);
   EXPECT_TRUE(j["context_exceeds_max_position_embeddings"].get<bool>());
-  EXPECT_NE(to_table(r, res).find(
-                fmt::format("warning: --seq-len {} exceeds the model's context {} (max_position_embeddings {}",
-                            r.shape.seq_len, r.model.max_position_embeddings, r.model.max_position_embeddings)),
+  EXPECT_NE(to_table(r, res).find(fmt::format(
+                "warning: --seq-len {} exceeds the model's context {} (max_position_embeddings {}",
+                r.shape.seq_len, r.model.max_position_embeddings, r.model.max_position_embeddings)),
             std::string::npos);
   r.shape.seq_len = r.model.max_position_embeddings;
   EXPECT_FALSE(to_json(r, run(r))["context_exceeds_max_position_embeddings"].get<bool>());

@@ -93,9 +93,9 @@ void validate_decode_bench_options(const BenchOptions& o) {
   TSP_REQUIRE(o.prompt_len >= 1, "--prompt-len must be >= 1, got {}", o.prompt_len);
   TSP_REQUIRE(o.new_tokens >= 2, "--new-tokens must be >= 2 (the first comes from the prefill), got {}",
               o.new_tokens);
-  TSP_REQUIRE(o.prompt_len + o.new_tokens <= o.model.max_position_embeddings,
-              "--prompt-len {} + --new-tokens {} exceeds max_position_embeddings {}", o.prompt_len,
-              o.new_tokens, o.model.max_position_embeddings);
+  o.model.require_sequence_length(
+      o.prompt_len + o.new_tokens,
+      fmt::format("--prompt-len {} + --new-tokens {}", o.prompt_len, o.new_tokens));
   TSP_REQUIRE(o.dtype == "float32" || o.dtype == "float64",
               "--dtype {} is not supported (allowed: float32, float64)", o.dtype);
 }

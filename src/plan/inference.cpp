@@ -184,10 +184,12 @@ InferencePrediction predict_inference(const ModelConfig& c, const ServeLayout& l
   if (seq_tsp) {
     const int64_t qs = qd / D, ks = kvs, hs = nh / D;
     add(p.comm, "decode.q_allgather", "all_gather", L, n * qs * beta, (D - 1) * n * qs * beta);
-    // Each token's key and value, 2·kv_dim/D per head group, go to the one rank caching it: exact per rank
-    // when n is a multiple of D and the new positions lie past the padded prompt (round-robin owners).
-    add(p.comm, "decode.kv_to_owner", "all_to_all_v", L, (n - n / D) * 2 * ks * beta,
-        n / D * (D - 1) * 2 * ks * beta);
+    // Each token's key and value, 2·kv_dim/D per head group, go to the one rank caching it: n/D rows per
+    // rank on average over the ranks (round-robin owners), so n·(D−1)/D head-group parts sent and received.
+    // Exact per rank when n is a multiple of D and the new positions lie past the padded prompt; for n < D
+    // the rows' owners take turns, and this is their mean (rounded down to whole bytes).
+    const int64_t kv_moved = n * (D - 1) * 2 * ks * beta / D;
+    add(p.comm, "decode.kv_to_owner", "all_to_all_v", L, kv_moved, kv_moved);
     add(p.comm, "decode.attn_partial_alltoall", "all_to_all_v", L, (D - 1) * n * (qs + hs) * beta,
         (D - 1) * n * (qs + hs) * beta);
     // The sequence layout posts its exchanges even at D = 1 (local copies, counted as calls).

@@ -320,8 +320,8 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
                    "step %5lld/%lld | %s loss %.4f | grad norm %.3f | lr %.2e | %7.1f ms | %8.0f tok/s | "
                    "peak %.1f MiB%s\n",
                    (long long)step, (long long)o.steps,
-                   seq_len_warmup > 0 ? fmt::format("seq {:5d} x {:3d} |", S, B).c_str() : "", r.loss,
-                   gnorm, lr, sec * 1e3, tps, mib(m.peak_total),
+                   seq_len_warmup > 0 ? fmt::format("seq {:5d} x {:3d} |", S, B).c_str() : "", r.loss, gnorm,
+                   lr, sec * 1e3, tps, mib(m.peak_total),
                    skipped ? fmt::format(" | skipped (non-finite, {} of {})", state.skipped_nonfinite,
                                          o.skip_nonfinite)
                                  .c_str()

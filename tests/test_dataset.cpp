@@ -107,6 +107,19 @@ TEST(TokenDataset, CorruptFilesAreRefused) {
             std::string::npos);
   EXPECT_NE(usage_error([&] { TokenDataset x((t / "none").string()); }).find("no manifest.json"),
             std::string::npos);
+  // Counts that are not integers of their range are refused by name (not cast: undefined for 1e30).
+  write_random_dataset(t / "m", 5, 10, 1);
+  for (const nlohmann::json& bad : {nlohmann::json(1e30), nlohmann::json(-3), nlohmann::json(2.5)}) {
+    std::ifstream in(t / "m" / "manifest.json");
+    nlohmann::json m = nlohmann::json::parse(in);
+    in.close();
+    m["documents"] = bad;
+    std::ofstream(t / "m" / "manifest.json") << m.dump();
+    EXPECT_NE(
+        usage_error([&] { TokenDataset x((t / "m").string()); }).find("\"documents\" must be an integer"),
+        std::string::npos)
+        << bad.dump();
+  }
 }
 
 TEST(TokenizeCorpus, DocumentsEosJsonlAndSeparator) {

@@ -260,6 +260,14 @@ TEST(Decoders, EachType) {
               make_decoder({{"type", "CTC"}});
             }).find("'CTC' is not supported"),
             std::string::npos);
+  // Counts outside their integer type are refused, not cast (fuzz/regressions/fuzz_tokenizer: start 1.4e31
+  // was undefined behaviour in nlohmann's get<size_t>()).
+  for (const json& start : {json(1.4e31), json(-1), json(1.5), json("1")})
+    EXPECT_NE(usage_error([&] {
+                make_decoder({{"type", "Strip"}, {"content", " "}, {"start", start}, {"stop", 0}});
+              }).find("field \"start\" must be an integer"),
+              std::string::npos)
+        << start.dump();
 }
 
 TEST(HfTokenizer, WholePipelineAndConfig) {
@@ -314,6 +322,17 @@ TEST(HfTokenizer, WholePipelineAndConfig) {
   // Invalid UTF-8 in the input is repaired (U+FFFD, three bytes through byte fallback).
   EXPECT_EQ(tok.encode("\xFF", false), (V{259, 3 + 0xEF, 3 + 0xBF, 3 + 0xBD}));
   EXPECT_EQ(clean_up_tokenization("a , b . c 's"), "a, b. c's");
+  // A tokenizer_config.json field of the wrong JSON type is a message naming it, not a json exception.
+  std::ofstream(dir / "tokenizer_config.json") << json({{"clean_up_tokenization_spaces", "yes"}}).dump();
+  EXPECT_NE(usage_error([&] {
+              HfTokenizer t((dir / "tokenizer.json").string(), (dir / "tokenizer_config.json").string());
+            }).find("clean_up_tokenization_spaces must be true or false"),
+            std::string::npos);
+  std::ofstream(dir / "tokenizer_config.json") << "[1, 2]";
+  EXPECT_NE(usage_error([&] {
+              HfTokenizer t((dir / "tokenizer.json").string(), (dir / "tokenizer_config.json").string());
+            }).find("expected a JSON object"),
+            std::string::npos);
   std::filesystem::remove_all(dir);
 }
 

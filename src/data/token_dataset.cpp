@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "core/check.h"
 
@@ -134,10 +135,18 @@ TokenDataset::TokenDataset(const std::string& dir) : dir_(dir) {
     TSP_REQUIRE(manifest_.value("version", 0) == kDatasetVersion,
                 "{}: dataset version {} (this tsp reads {})", mpath.string(), manifest_.value("version", 0),
                 kDatasetVersion);
-    documents_ = manifest_.at("documents").get<int64_t>();
-    tokens_ = manifest_.at("tokens").get<int64_t>();
-    vocab_size_ = manifest_.at("vocab_size").get<int64_t>();
-    eos_id_ = manifest_.at("eos_id").get<int32_t>();
+    // Counts as JSON integers (get<int64_t>() would cast a fractional or huge number: undefined behaviour).
+    auto count = [&](const char* key, int64_t max) {
+      const nlohmann::json& v = manifest_.at(key);
+      TSP_REQUIRE(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= max,
+                  "{}: \"{}\" must be an integer in 0..{}, got {}", mpath.string(), key, max,
+                  v.dump().substr(0, 100));
+      return v.get<int64_t>();
+    };
+    documents_ = count("documents", std::numeric_limits<int64_t>::max());
+    tokens_ = count("tokens", std::numeric_limits<int64_t>::max());
+    vocab_size_ = count("vocab_size", std::numeric_limits<int32_t>::max());
+    eos_id_ = int32_t(count("eos_id", std::numeric_limits<int32_t>::max()));
     const std::string dtype = manifest_.at("dtype").get<std::string>();
     TSP_REQUIRE(dtype == "uint16" || dtype == "uint32", "{}: dtype '{}' (allowed: uint16, uint32)",
                 mpath.string(), dtype);

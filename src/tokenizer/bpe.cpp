@@ -42,9 +42,10 @@ BpeModel::BpeModel(const json& m) : cache_id_(next_cache_id++) {
               tokjson::type_of(m, "model"));
   TSP_REQUIRE(m.contains("vocab") && m["vocab"].is_object(),
               "tokenizer.json: the BPE model has no \"vocab\" object");
-  TSP_REQUIRE(m.value("dropout", json()).is_null() || m["dropout"].get<double>() == 0.0,
-              "tokenizer.json: BPE dropout {} is not supported for inference tokenization (use null)",
-              m["dropout"].dump());
+  TSP_REQUIRE(
+      m.value("dropout", json()).is_null() || (m["dropout"].is_number() && m["dropout"].get<double>() == 0.0),
+      "tokenizer.json: BPE dropout {} is not supported for inference tokenization (use null)",
+      m["dropout"].dump());
   for (const auto& [tok, id] : m["vocab"].items()) {
     TSP_REQUIRE(id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<int64_t>() < (int64_t(1) << 31),
                 "tokenizer.json: vocab entry '{}' has id {}, which is not a non-negative 32-bit integer", tok,

@@ -67,13 +67,21 @@ HfTokenizer::HfTokenizer(const std::string& path, const std::string& config_path
     added_ = AddedVocabulary(j.value("added_tokens", json::array()), normalizer_.get());
   } catch (const UsageError& e) {
     throw UsageError(fmt::format("{}: {}", path, e.what()));
+  } catch (const json::exception& e) {
+    // A field of the wrong JSON type that a component reads without checking it first.
+    throw UsageError(fmt::format("{}: a field has the wrong type: {}", path, e.what()));
   }
   vocab_size_ = std::max(model_->max_id(), added_.max_id()) + 1;
 
   if (!config_path.empty()) {
     files_.push_back(config_path);
     const json c = read_json(config_path);
-    clean_up_spaces_ = c.value("clean_up_tokenization_spaces", false);
+    TSP_REQUIRE(c.is_object(), "{}: expected a JSON object, got {}", config_path, c.type_name());
+    const json clean = c.value("clean_up_tokenization_spaces", json(false));
+    TSP_REQUIRE(clean.is_boolean() || clean.is_null(),
+                "{}: clean_up_tokenization_spaces must be true or false, got {}", config_path,
+                clean.dump().substr(0, 100));
+    clean_up_spaces_ = clean.is_boolean() && clean.get<bool>();
     if (c.contains("eos_token")) {
       const std::string eos = token_text(c["eos_token"]);
       if (!eos.empty()) {

@@ -1,8 +1,11 @@
 // Reading tokenizer.json fields: a missing or mistyped field is a usage error naming the component and field.
 #pragma once
 
+#include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <type_traits>
 
 #include "core/check.h"
 
@@ -16,9 +19,25 @@ inline std::string type_of(const json& j, const char* kind) {
   return j["type"].get<std::string>();
 }
 
+// `v` as the integer type T: a JSON integer within T's range. (nlohmann's get<T>() converts a fractional or
+// out-of-range number with a cast, which is undefined behaviour for values T cannot hold: 1e31 as size_t.)
+template <class T>
+T integer_of(const json& v, const char* key) {
+  bool ok = false;
+  if (v.is_number_unsigned())
+    ok = v.get<uint64_t>() <= uint64_t(std::numeric_limits<T>::max());
+  else if (v.is_number_integer())
+    ok = v.get<int64_t>() >= int64_t(std::numeric_limits<T>::min()) &&
+         (v.get<int64_t>() < 0 || uint64_t(v.get<int64_t>()) <= uint64_t(std::numeric_limits<T>::max()));
+  TSP_REQUIRE(ok, "tokenizer.json: field \"{}\" must be an integer in {}..{}, got {}", key,
+              std::numeric_limits<T>::min(), std::numeric_limits<T>::max(), v.dump().substr(0, 100));
+  return v.is_number_unsigned() ? T(v.get<uint64_t>()) : T(v.get<int64_t>());
+}
+
 template <class T>
 T get_or(const json& j, const char* key, T fallback) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) return integer_of<T>(j[key], key);
   try {
     return j[key].get<T>();
   } catch (const json::exception&) {

@@ -60,8 +60,8 @@ class WrapPostProcessor : public PostProcessor {
     TSP_REQUIRE(cls.is_array() && cls.size() == 2 && sep.is_array() && sep.size() == 2,
                 "tokenizer.json: {} needs \"cls\" and \"sep\" as [token, id]",
                 tokjson::type_of(j, "post_processor"));
-    cls_ = cls[1].get<int32_t>();
-    sep_ = sep[1].get<int32_t>();
+    cls_ = tokjson::integer_of<int32_t>(cls[1], "cls");
+    sep_ = tokjson::integer_of<int32_t>(sep[1], "sep");
   }
   void process(std::vector<int32_t>& ids) const override {
     ids.insert(ids.begin(), cls_);

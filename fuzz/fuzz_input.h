@@ -12,12 +12,17 @@
 
 namespace tsp::fuzz {
 
-inline std::string scratch_file(const uint8_t* data, size_t size, const char* suffix) {
-  static const std::string path = "/tmp/tsp-fuzz-" + std::to_string(::getpid()) + suffix;
+// Writes `size` bytes to `path` (aborting on failure: the harness, not the input, is broken then).
+inline void write_file(const std::string& path, const uint8_t* data, size_t size) {
   std::FILE* f = std::fopen(path.c_str(), "wb");
   if (!f) std::abort();
   if (size && std::fwrite(data, 1, size, f) != size) std::abort();
   std::fclose(f);
+}
+
+inline std::string scratch_file(const uint8_t* data, size_t size, const char* suffix) {
+  static const std::string path = "/tmp/tsp-fuzz-" + std::to_string(::getpid()) + suffix;
+  write_file(path, data, size);
   return path;
 }
 

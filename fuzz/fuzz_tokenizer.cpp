@@ -6,36 +6,26 @@
 #include <unistd.h>
 
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include "core/check.h"
+#include "fuzz/fuzz_input.h"
 #include "tokenizer/tokenizer.h"
-
-namespace {
-
-void write_file(const std::filesystem::path& p, const uint8_t* data, size_t size) {
-  std::FILE* f = std::fopen(p.c_str(), "wb");
-  if (!f) std::abort();
-  if (size && std::fwrite(data, 1, size, f) != size) std::abort();
-  std::fclose(f);
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   namespace fs = std::filesystem;
   static const fs::path dir =
       fs::temp_directory_path() / ("tsp-fuzz-tokenizer-" + std::to_string(::getpid()));
   fs::create_directories(dir);
-  const uint8_t* nul = static_cast<const uint8_t*>(std::memchr(data, 0, size));
+  // (size 0 may come with a null pointer, which memchr must not see)
+  const uint8_t* nul = size ? static_cast<const uint8_t*>(std::memchr(data, 0, size)) : nullptr;
   const size_t json_size = nul ? size_t(nul - data) : size;
-  write_file(dir / "tokenizer.json", data, json_size);
+  tsp::fuzz::write_file((dir / "tokenizer.json").string(), data, json_size);
   if (nul)
-    write_file(dir / "tokenizer_config.json", nul + 1, size - json_size - 1);
+    tsp::fuzz::write_file((dir / "tokenizer_config.json").string(), nul + 1, size - json_size - 1);
   else
     fs::remove(dir / "tokenizer_config.json");
   try {

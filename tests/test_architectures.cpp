@@ -9,21 +9,14 @@
 
 #include "core/check.h"
 #include "model/config.h"
+#include "usage_error.h"
 
 namespace tsp {
 namespace {
 
 using nlohmann::json;
 
-template <class F>
-std::string usage_error(F&& f) {
-  try {
-    f();
-  } catch (const UsageError& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::usage_error;
 
 void expect_round_trip(const ModelConfig& c) {
   const ModelConfig back = ModelConfig::from_json(json::parse(c.to_json().dump()));

@@ -84,7 +84,7 @@ DeviceProfile device_of(const Request& r) {
   return device_for_ranks(device_profile(r.device), r.ranks * r.dp);
 }
 
-bool context_exceeds_max_position_embeddings(const Request& r) {
+bool context_exceeds_model_context(const Request& r) {
   return r.shape.seq_len > r.model.max_sequence_length();
 }
 
@@ -216,7 +216,7 @@ nlohmann::json to_json(const Request& r, const Result& res) {
         {"vocab_size", c.vocab_size},
         {"max_position_embeddings", c.max_position_embeddings},
         {"tie_word_embeddings", c.tie_word_embeddings}}},
-      {"context_exceeds_max_position_embeddings", context_exceeds_max_position_embeddings(r)},
+      {"context_exceeds_max_position_embeddings", context_exceeds_model_context(r)},
       {"seq_len", r.shape.seq_len},
       {"micro_batch", r.shape.micro_batch},
       {"global_batch", r.shape.micro_batch * r.dp},
@@ -268,7 +268,7 @@ std::string to_table(const Request& r, const Result& res) {
       human_bytes(double(res.budget)), r.budget > 0 ? "--memory-budget" : "the device's memory");
   const DeviceProfile dev = device_of(r);
   if (dev.host_cores > 0) out += fmt::format("device: {}\n", dev.description);
-  if (context_exceeds_max_position_embeddings(r))
+  if (context_exceeds_model_context(r))
     out += fmt::format(
         "warning: --seq-len {} exceeds the model's context {} (max_position_embeddings {}, rope_scaling "
         "{}): planned anyway, as for a context extension; tsp train and bench refuse it until the config "

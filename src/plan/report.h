@@ -47,8 +47,9 @@ Result run(const Request& r);
 // The device as each of the request's ranks x dp ranks sees it (device_for_ranks).
 DeviceProfile device_of(const Request& r);
 // --seq-len beyond the model's max_sequence_length() (max_position_embeddings, extended by rope_scaling,
-// never past a sliding window): planned (a context extension), flagged in the report.
-bool context_exceeds_max_position_embeddings(const Request& r);
+// never past a sliding window): planned (a context extension), flagged in the report (JSON key
+// context_exceeds_max_position_embeddings, the name users script against).
+bool context_exceeds_model_context(const Request& r);
 // Why there is no recommendation: no layout applies, or none of the applicable ones fits (and how close).
 std::string no_recommendation_reason(const Result& res);
 nlohmann::json to_json(const Request& r, const Result& res);

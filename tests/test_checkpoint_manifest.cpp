@@ -8,6 +8,7 @@
 
 #include "core/check.h"
 #include "core/file_checksum.h"
+#include "core/json_integer.h"
 #include "train/checkpoint_manager.h"
 #include "train/train_state.h"
 
@@ -98,6 +99,52 @@ TEST(TrainStateFile, RoundTripAndInconsistentCounters) {
   EXPECT_THROW(
       parse_train_state("{\"step\":3,\"data_position\":3,\"seed\":1,\"optimizer_step\":3,\"data\":5}", "t"),
       UsageError);
+}
+
+// Numbers a cast cannot hold are refused by name, not converted (fuzz/regressions/fuzz_manifest: a step of
+// 1e30 reached nlohmann's get<int64_t>(), a float-to-integer cast UBSan aborts on).
+TEST(JsonInteger, OnlyJsonIntegersInRange) {
+  using nlohmann::json;
+  EXPECT_EQ(json_integer_if<int32_t>(json(-5)), -5);
+  EXPECT_EQ(json_integer_if<uint64_t>(json(UINT64_MAX)), UINT64_MAX);
+  EXPECT_EQ(json_integer_if<int64_t>(json(INT64_MIN)), INT64_MIN);
+  for (const json& bad : {json(1e30), json(1.5), json(-1e30), json("1"), json(true), json(nullptr)})
+    EXPECT_FALSE(json_integer_if<int64_t>(bad).has_value()) << bad.dump();
+  EXPECT_FALSE(json_integer_if<uint32_t>(json(-1)).has_value());
+  EXPECT_FALSE(json_integer_if<int32_t>(json(int64_t(1) << 31)).has_value());
+  EXPECT_FALSE(json_integer_if<int64_t>(json(UINT64_MAX)).has_value());
+  try {
+    json_integer_at<int64_t>(json{{"step", 1e30}}, "step", "trainer_state.json");
+    ADD_FAILURE() << "1e30 accepted";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("trainer_state.json: \"step\" must be an integer"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(json_integer_at<int64_t>(json{{"a", nullptr}}, "a", "w", 7), 7);
+  EXPECT_THROW(json_integer_at<int64_t>(json::object(), "a", "w"), UsageError);
+}
+
+TEST(Manifest, AndTrainStateRefuseNumbersNoIntegerHolds) {
+  for (const char* step : {"1e30", "1.5", "-1e300", "\"1\""})
+    EXPECT_THROW(
+        parse_manifest(std::string("{\"format\":\"tsp-checkpoint-manifest\",\"version\":1,\"step\":") + step +
+                           ",\"files\":[]}",
+                       "m"),
+        UsageError)
+        << step;
+  EXPECT_THROW(parse_manifest(
+                   "{\"format\":\"tsp-checkpoint-manifest\",\"version\":1e300,\"step\":1,\"files\":[]}", "m"),
+               UsageError);
+  EXPECT_THROW(parse_manifest("{\"format\":\"tsp-checkpoint-manifest\",\"version\":1,\"step\":1,\"files\":[{"
+                              "\"path\":\"a\",\"size\":-1,\"crc32\":\"0x00000000\"}]}",
+                              "m"),
+               UsageError);
+  for (const char* field : {"step", "data_position", "seed", "optimizer_step", "skipped_nonfinite"}) {
+    nlohmann::json j = {{"step", 3}, {"data_position", 3}, {"seed", 1}, {"optimizer_step", 3}};
+    j[field] = 1e30;
+    EXPECT_THROW(parse_train_state(j.dump(), "t"), UsageError) << field;
+  }
 }
 
 }  // namespace

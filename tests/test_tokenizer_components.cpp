@@ -265,7 +265,7 @@ TEST(Decoders, EachType) {
   for (const json& start : {json(1.4e31), json(-1), json(1.5), json("1")})
     EXPECT_NE(usage_error([&] {
                 make_decoder({{"type", "Strip"}, {"content", " "}, {"start", start}, {"stop", 0}});
-              }).find("field \"start\" must be an integer"),
+              }).find("\"start\" must be an integer"),
               std::string::npos)
         << start.dump();
 }

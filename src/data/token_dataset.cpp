@@ -13,6 +13,7 @@
 #include <limits>
 
 #include "core/check.h"
+#include "core/json_integer.h"
 
 static_assert(std::endian::native == std::endian::little, "the dataset files are little-endian");
 
@@ -132,16 +133,15 @@ TokenDataset::TokenDataset(const std::string& dir) : dir_(dir) {
     TSP_REQUIRE(manifest_.value("format", "") == kDatasetFormat,
                 "{}: not a tsp tokenized dataset (format '{}')", mpath.string(),
                 manifest_.value("format", ""));
-    TSP_REQUIRE(manifest_.value("version", 0) == kDatasetVersion,
-                "{}: dataset version {} (this tsp reads {})", mpath.string(), manifest_.value("version", 0),
-                kDatasetVersion);
-    // Counts as JSON integers (get<int64_t>() would cast a fractional or huge number: undefined behaviour).
+    TSP_REQUIRE(json_integer_at<int64_t>(manifest_, "version", mpath.string(), 0) == kDatasetVersion,
+                "{}: dataset version {} (this tsp reads {})", mpath.string(),
+                manifest_.value("version", nlohmann::json(0)).dump(), kDatasetVersion);
+    // Counts as JSON integers in range (core/json_integer.h: a fractional or huge number is an error).
     auto count = [&](const char* key, int64_t max) {
-      const nlohmann::json& v = manifest_.at(key);
-      TSP_REQUIRE(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= max,
-                  "{}: \"{}\" must be an integer in 0..{}, got {}", mpath.string(), key, max,
-                  v.dump().substr(0, 100));
-      return v.get<int64_t>();
+      const int64_t v = json_integer_at<int64_t>(manifest_, key, mpath.string());
+      TSP_REQUIRE(v >= 0 && v <= max, "{}: \"{}\" must be an integer in 0..{}, got {}", mpath.string(), key,
+                  max, v);
+      return v;
     };
     documents_ = count("documents", std::numeric_limits<int64_t>::max());
     tokens_ = count("tokens", std::numeric_limits<int64_t>::max());

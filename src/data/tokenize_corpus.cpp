@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "core/check.h"
+#include "core/json_integer.h"
 #include "data/token_dataset.h"
 
 namespace tsp {
@@ -183,8 +184,8 @@ json tokenize_corpus(const Tokenizer& tok, const TokenizeCorpusOptions& o) {
     if (!r.is_discarded() && r.value("signature", json()) == sig) {
       first_input = r.at("inputs_done").size();
       inputs_done = r.at("inputs_done");
-      tokens = r.at("tokens").get<int64_t>();
-      documents = r.at("documents").get<int64_t>();
+      tokens = json_integer_at<int64_t>(r, "tokens", record.string());
+      documents = json_integer_at<int64_t>(r, "documents", record.string());
       std::fprintf(stderr, "tsp tokenize: resuming %s after %zu of %zu input files\n", partial.c_str(),
                    first_input, o.inputs.size());
     } else {

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "core/check.h"
+#include "core/json_integer.h"
 
 namespace tsp::tokjson {
 
@@ -23,15 +24,7 @@ inline std::string type_of(const json& j, const char* kind) {
 // out-of-range number with a cast, which is undefined behaviour for values T cannot hold: 1e31 as size_t.)
 template <class T>
 T integer_of(const json& v, const char* key) {
-  bool ok = false;
-  if (v.is_number_unsigned())
-    ok = v.get<uint64_t>() <= uint64_t(std::numeric_limits<T>::max());
-  else if (v.is_number_integer())
-    ok = v.get<int64_t>() >= int64_t(std::numeric_limits<T>::min()) &&
-         (v.get<int64_t>() < 0 || uint64_t(v.get<int64_t>()) <= uint64_t(std::numeric_limits<T>::max()));
-  TSP_REQUIRE(ok, "tokenizer.json: field \"{}\" must be an integer in {}..{}, got {}", key,
-              std::numeric_limits<T>::min(), std::numeric_limits<T>::max(), v.dump().substr(0, 100));
-  return v.is_number_unsigned() ? T(v.get<uint64_t>()) : T(v.get<int64_t>());
+  return json_integer<T>(v, "tokenizer.json", key);
 }
 
 template <class T>

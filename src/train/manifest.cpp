@@ -7,6 +7,7 @@
 
 #include "core/check.h"
 #include "core/file_checksum.h"
+#include "core/json_integer.h"
 
 namespace tsp {
 
@@ -26,15 +27,15 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
     TSP_REQUIRE(j.is_object(), "{}: expected a JSON object", where);
     TSP_REQUIRE(j.value("format", std::string()) == "tsp-checkpoint-manifest",
                 "{}: not a tsp checkpoint manifest (\"format\" must be \"tsp-checkpoint-manifest\")", where);
-    TSP_REQUIRE(j.at("version").get<int64_t>() == 1, "{}: manifest version {} is not supported (only 1)",
-                where, j.at("version").dump());
-    m.step = j.at("step").get<int64_t>();
+    TSP_REQUIRE(json_integer_at<int64_t>(j, "version", where) == 1,
+                "{}: manifest version {} is not supported (only 1)", where, j.at("version").dump());
+    m.step = json_integer_at<int64_t>(j, "step", where);
     TSP_REQUIRE(m.step >= 0, "{}: step {} is negative", where, m.step);
     std::set<std::string> seen;
     for (const auto& e : j.at("files")) {
       ManifestEntry f;
       f.path = e.at("path").get<std::string>();
-      f.size = e.at("size").get<uint64_t>();
+      f.size = json_integer_at<uint64_t>(e, "size", where);
       const std::string crc = e.at("crc32").get<std::string>();
       // Paths stay inside the checkpoint: relative, '/'-separated components that are neither empty, "." nor
       // ".." (split by hand: std::filesystem::path collapses "a//b").

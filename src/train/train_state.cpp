@@ -8,6 +8,7 @@
 
 #include "core/check.h"
 #include "core/file_checksum.h"
+#include "core/json_integer.h"
 
 namespace tsp {
 
@@ -26,11 +27,11 @@ TrainState parse_train_state(const std::string& text, const std::string& where) 
   try {
     const nlohmann::json j = nlohmann::json::parse(text);
     TSP_REQUIRE(j.is_object(), "{}: expected a JSON object", where);
-    s.step = j.at("step").get<int64_t>();
-    s.data_position = j.at("data_position").get<int64_t>();
-    s.seed = j.at("seed").get<uint64_t>();
-    s.optimizer_step = j.at("optimizer_step").get<int64_t>();
-    s.skipped_nonfinite = j.value("skipped_nonfinite", int64_t(0));
+    s.step = json_integer_at<int64_t>(j, "step", where);
+    s.data_position = json_integer_at<int64_t>(j, "data_position", where);
+    s.seed = json_integer_at<uint64_t>(j, "seed", where);
+    s.optimizer_step = json_integer_at<int64_t>(j, "optimizer_step", where);
+    s.skipped_nonfinite = json_integer_at<int64_t>(j, "skipped_nonfinite", where, 0);
     if (j.contains("data")) {
       s.data = j.at("data");
       TSP_REQUIRE(s.data.is_object() && s.data.contains("kind") && s.data.at("kind").is_string(),

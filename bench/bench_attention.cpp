@@ -1,5 +1,6 @@
 // Causal attention forward/backward throughput at training size, reported against the SGEMM rate measured in
-// the same process (the ceiling the blocked kernel's tile products run at).
+// the same process (the ceiling the blocked kernel's tile products run at), with the fp32 tile products on
+// oneDNN (the default) and on OpenBLAS, one after the other, and their ratio.
 //
 // Usage: bench_attention [seq_len] [block_q block_k]    (defaults: 4096, the library's AttentionBlocks{})
 #include <cblas.h>
@@ -16,6 +17,7 @@
 
 #include "core/threading.h"
 #include "kernels/attention.h"
+#include "kernels/onednn_matmul.h"
 
 namespace {
 
@@ -49,7 +51,11 @@ double sgemm_gflops() {
   return 2.0 * n * double(n) * n / s * 1e-9;
 }
 
-void bench_head_dim(int64_t seq, int64_t head_dim, const AttentionBlocks& blocks, double gemm_rate) {
+struct Times {
+  double fwd, bwd;
+};
+
+Times bench_head_dim(int64_t seq, int64_t head_dim, const AttentionBlocks& blocks, double gemm_rate) {
   const AttentionShape s{seq, seq, 8, 8, head_dim};
   const int64_t n = seq * s.n_heads * head_dim;
   std::mt19937_64 rng(1);
@@ -75,11 +81,14 @@ void bench_head_dim(int64_t seq, int64_t head_dim, const AttentionBlocks& blocks
   const double bwd_flops = 2.5 * fwd_flops;
   const double fwd_rate = fwd_flops / fwd * 1e-9, bwd_rate = bwd_flops / bwd * 1e-9;
   std::printf(
-      "S=%lld heads=%lld d=%lld blocks=%lldx%lld  forward %8.2f ms %7.1f GFLOP/s (%3.0f%% of sgemm)  "
+      "S=%lld heads=%lld d=%lld blocks=%lldx%lld tiles=%-6s forward %8.2f ms %7.1f GFLOP/s (%3.0f%% of "
+      "sgemm)  "
       "backward %8.2f ms %7.1f GFLOP/s (%3.0f%% of sgemm)\n",
       static_cast<long long>(seq), static_cast<long long>(s.n_heads), static_cast<long long>(head_dim),
-      static_cast<long long>(blocks.block_q), static_cast<long long>(blocks.block_k), fwd * 1e3, fwd_rate,
+      static_cast<long long>(blocks.block_q), static_cast<long long>(blocks.block_k),
+      blocks.products == tsp::kernels::TileProducts::onednn ? "onednn" : "blas", fwd * 1e3, fwd_rate,
       100.0 * fwd_rate / gemm_rate, bwd * 1e3, bwd_rate, 100.0 * bwd_rate / gemm_rate);
+  return {fwd, bwd};
 }
 
 }  // namespace
@@ -92,11 +101,19 @@ int main(int argc, char** argv) {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   const int64_t seq = argc > 1 ? std::atoll(argv[1]) : 4096;
   AttentionBlocks blocks;
-  if (argc > 3) blocks = {std::atoll(argv[2]), std::atoll(argv[3])};
+  if (argc > 3) blocks.block_q = std::atoll(argv[2]), blocks.block_k = std::atoll(argv[3]);
 
   const double gemm_rate = sgemm_gflops();
   std::printf("cblas_sgemm 2048x2048x2048: %.1f GFLOP/s (OpenBLAS threads %d)\n", gemm_rate,
               openblas_get_num_threads());
-  for (int64_t d : {64, 32}) bench_head_dim(seq, d, blocks, gemm_rate);
+  std::printf("oneDNN ISA: %s\n", tsp::kernels::onednn::cpu_isa().c_str());
+  for (int64_t d : {64, 32}) {
+    AttentionBlocks with_blas = blocks;
+    with_blas.products = tsp::kernels::TileProducts::blas;
+    const Times o = bench_head_dim(seq, d, blocks, gemm_rate);
+    const Times b = bench_head_dim(seq, d, with_blas, gemm_rate);
+    std::printf("d=%lld  oneDNN tiles vs OpenBLAS tiles: forward %.2fx, backward %.2fx faster\n",
+                static_cast<long long>(d), b.fwd / o.fwd, b.bwd / o.bwd);
+  }
   return 0;
 }

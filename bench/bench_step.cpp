@@ -2,6 +2,10 @@
 // measured in the same process: the ratio says how close the whole step runs to the BLAS ceiling.
 //
 //   build/release/bench/bench_step [--preset small | --config FILE] [--seq-len 4096] [--batch 1] [--steps 3]
+//                                  [--attention-tiles onednn | blas | both]
+//
+// --attention-tiles both times the same steps with the fp32 flash-attention tile products on oneDNN (the
+// default) and on OpenBLAS, in this one process, and prints the ratio.
 //
 // Model FLOPs count the matrix products only: 6 · (matrix parameters incl. the LM head) · tokens, plus causal
 // attention 7 · S² · q_dim per layer per sequence (forward QKᵀ and PV on the causal half: 2·S²·q_dim; the
@@ -16,7 +20,9 @@
 #include "core/memory.h"
 #include "core/sgemm_rate.h"
 #include "core/threading.h"
+#include "kernels/attention.h"
 #include "kernels/cross_entropy.h"
+#include "kernels/onednn_matmul.h"
 #include "model/config.h"
 #include "model/params.h"
 #include "model/transformer.h"
@@ -36,7 +42,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 int main(int argc, char** argv) {
   tsp::use_passive_openmp_wait(argv);  // as tsp does (core/threading.h)
   const tsp::ThreadPlan threads = tsp::apply_single_process_threads();
-  std::string preset = "small", config;
+  std::string preset = "small", config, tiles = "onednn";
   int64_t S = 4096, B = 1, steps = 3;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
@@ -50,11 +56,19 @@ int main(int argc, char** argv) {
       B = std::stoll(argv[i + 1]);
     else if (k == "--steps")
       steps = std::stoll(argv[i + 1]);
+    else if (k == "--attention-tiles")
+      tiles = argv[i + 1];
     else {
-      std::fprintf(stderr, "unknown option %s (allowed: --preset --config --seq-len --batch --steps)\n",
-                   k.c_str());
+      std::fprintf(
+          stderr,
+          "unknown option %s (allowed: --preset --config --seq-len --batch --steps --attention-tiles)\n",
+          k.c_str());
       return 2;
     }
+  }
+  if (tiles != "onednn" && tiles != "blas" && tiles != "both") {
+    std::fprintf(stderr, "--attention-tiles %s: allowed onednn, blas, both\n", tiles.c_str());
+    return 2;
   }
   const ModelConfig c = config.empty() ? preset_config(preset) : load_config(config);
   if (!config.empty()) preset = config;
@@ -76,11 +90,19 @@ int main(int argc, char** argv) {
     model.backward();
     opt.step(single, 1e-4, 1.0);
   };
-  step();  // warm-up: allocations and first touch of every buffer
-  mem_reset_peaks();
-  auto t0 = std::chrono::steady_clock::now();
-  for (int64_t s = 0; s < steps; ++s) step();
-  const double sec = seconds_since(t0) / double(steps);
+  auto timed = [&](kernels::TileProducts products) {
+    kernels::AttentionBlocks blocks;
+    blocks.products = products;
+    kernels::set_default_attention_blocks(blocks);
+    step();  // warm-up: allocations, first touch of every buffer, the tile primitives
+    mem_reset_peaks();
+    auto t0 = std::chrono::steady_clock::now();
+    for (int64_t s = 0; s < steps; ++s) step();
+    return seconds_since(t0) / double(steps);
+  };
+  double blas_sec = 0;
+  if (tiles == "blas" || tiles == "both") blas_sec = timed(kernels::TileProducts::blas);
+  const double sec = tiles == "blas" ? blas_sec : timed(kernels::TileProducts::onednn);
 
   const int64_t L = c.num_hidden_layers;
   const double flops = model_flops_per_step(c, B, S, /*forward_only=*/false);
@@ -93,6 +115,11 @@ int main(int argc, char** argv) {
   std::printf("model GFLOP/s        %10.1f   (%.1f GFLOP per step)\n", model_gflops, flops / 1e9);
   std::printf("cblas_sgemm GFLOP/s  %10.1f   (2048^3, same process)\n", gemm);
   std::printf("ratio                %10.1f %%\n", 100.0 * model_gflops / gemm);
+  std::printf("attention tiles      %10s   (%s)\n", tiles == "blas" ? "OpenBLAS" : "oneDNN",
+              kernels::onednn::summary().c_str());
+  if (tiles == "both")
+    std::printf("step with OpenBLAS tiles %.3f s: oneDNN tiles %.2fx faster (same process)\n", blas_sec,
+                blas_sec / sec);
   const MemStats m = mem_stats();
   std::printf("peak memory per category (MiB):\n");
   for (int k = 0; k < kMemCategories; ++k)

@@ -18,6 +18,7 @@
 
 #include "core/check.h"
 #include "core/memory.h"
+#include "kernels/bf16.h"
 #include "model/checkpoint.h"
 #include "model/safetensors_index.h"
 
@@ -358,6 +359,63 @@ TEST_F(CheckpointFiles, HeaderAbove100MBIsRefusedWithoutAllocating) {
     f << "{}";
   }
   EXPECT_CONTAINS(error_of([&] { SafetensorsReader r(p.string()); }), "extends beyond the file");
+}
+
+// --save-dtype bf16: model.safetensors is HF BF16 (config.json says bfloat16) and loads as the rounded
+// weights; a training checkpoint keeps the exact fp32 weights as master.* in optimizer.safetensors, and
+// resuming from it restores every bit.
+TEST_F(CheckpointFiles, Bf16WeightsWithExactMastersForResume) {
+  const ModelConfig c = small_config();
+  ModelParams<float> p(c, ShardSpec::full(c), true);
+  p.init(5);
+  AdamW<float> opt(p, {});
+  for (int b = 0; b < p.num_blocks(); ++b)
+    for (int64_t i = 0; i < p.value(b).size(); ++i) opt.m(b)[i] = 1e-3f * float(i % 7), opt.v(b)[i] = 0.5f;
+  opt.set_t(9);
+  TrainState st;
+  st.step = 9;
+  st.data_position = 9;
+  st.optimizer_step = 9;
+  CheckpointWriteOptions o;
+  o.weight_dtype = parse_save_dtype("bf16");
+  const fs::path ck = dir_ / "ck";
+  save_checkpoint<float>(ck.string(), p, &opt, &st, nullptr, o);
+
+  EXPECT_EQ(nlohmann::json::parse(read_all(ck / "config.json"))["torch_dtype"], "bfloat16");
+  const SafetensorsSetReader model(ck.string(), "model");
+  for (const std::string& n : model.names()) EXPECT_EQ(model.info(n).dtype, DType::BF16) << n;
+  const SafetensorsSetReader state(ck.string(), "optimizer");
+  EXPECT_TRUE(state.has("master.model.embed_tokens.weight"));
+  EXPECT_EQ(state.info("master.model.embed_tokens.weight").dtype, DType::F32);
+
+  // Weights only (generate, eval, --init-from): bf16-rounded, and not equal to the exact ones.
+  ModelParams<float> w(c, ShardSpec::full(c), false);
+  load_checkpoint<float>(ck.string(), w, nullptr, nullptr);
+  bool rounded_differs = false;
+  for (int b = 0; b < p.num_blocks(); ++b)
+    for (int64_t i = 0; i < p.value(b).size(); ++i) {
+      ASSERT_EQ(w.value(b)[i], bf16_to_float(float_to_bf16(p.value(b)[i])));
+      rounded_differs |= w.value(b)[i] != p.value(b)[i];
+    }
+  EXPECT_TRUE(rounded_differs);
+
+  // Resume: the exact weights and moments.
+  ModelParams<float> r(c, ShardSpec::full(c), true);
+  AdamW<float> ropt(r, {});
+  TrainState rst;
+  load_checkpoint<float>(ck.string(), r, &ropt, &rst);
+  EXPECT_EQ(ropt.t(), 9);
+  for (int b = 0; b < p.num_blocks(); ++b)
+    for (int64_t i = 0; i < p.value(b).size(); ++i) {
+      ASSERT_EQ(r.value(b)[i], p.value(b)[i]);
+      ASSERT_EQ(ropt.m(b)[i], opt.m(b)[i]);
+    }
+
+  // The run's own dtype writes no masters.
+  save_checkpoint<float>((dir_ / "plain").string(), p, &opt, &st, nullptr, CheckpointWriteOptions{});
+  EXPECT_FALSE(
+      SafetensorsSetReader((dir_ / "plain").string(), "optimizer").has("master.model.embed_tokens.weight"));
+  EXPECT_CONTAINS(error_of([] { parse_save_dtype("int8"); }), "--save-dtype int8: allowed bf16");
 }
 
 // Real checkpoints made hostile: truncated, tensors overlapping, a dtype config.json does not declare, a

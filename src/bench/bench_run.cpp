@@ -16,6 +16,7 @@
 #include "core/memory.h"
 #include "core/sgemm_rate.h"
 #include "core/trace.h"
+#include "kernels/onednn_matmul.h"
 #include "model/params.h"
 #include "model/transformer.h"
 #include "train/optimizer.h"
@@ -73,6 +74,8 @@ RankResult measure_rank(const BenchOptions& o, Communicator& world) {
   // exists; its operands are handed back to the OS so that they do not count in the layout's VmHWM.
   world.barrier();
   const double sgemm = sgemm_flops_per_s(o.sgemm_n, o.sgemm_reps);
+  world.barrier();
+  const double gemm_bf16 = kernels::onednn::bf16_gemm_flops_per_s(o.sgemm_n, o.sgemm_reps);
   malloc_trim(0);
   ModelParams<T> params(c, strategy->shard_spec(c), /*with_grads=*/!o.forward_only);
   params.init(o.seed);
@@ -153,7 +156,8 @@ RankResult measure_rank(const BenchOptions& o, Communicator& world) {
                {"compute", step_s - exposed - idle_s},
                {"comm_exposed", exposed},
                {"idle", idle_s}}},
-             {"sgemm_flops_per_s", sgemm}};
+             {"sgemm_flops_per_s", sgemm},
+             {"gemm_bf16_flops_per_s", gemm_bf16}};
   return r;
 }
 
@@ -217,11 +221,12 @@ nlohmann::json run_bench(const BenchOptions& o, Communicator& world) {
   for (const std::string& s : all_gather_strings(report, r.entry.dump()))
     per_rank.push_back(nlohmann::json::parse(s));
 
-  double step = 0, sgemm_sum = 0;
+  double step = 0, sgemm_sum = 0, bf16_sum = 0;
   int64_t mem_max = 0, recv_max = 0;
   for (const auto& e : per_rank) {
     step = std::max(step, e["seconds"]["step"].get<double>());
     sgemm_sum += e["sgemm_flops_per_s"].get<double>();
+    bf16_sum += e["gemm_bf16_flops_per_s"].get<double>();
     mem_max = std::max(mem_max, e["memory_peak_bytes"]["total"].get<int64_t>());
     recv_max = std::max(recv_max, e["comm_recv_bytes_per_step"].get<int64_t>());
   }
@@ -244,7 +249,9 @@ nlohmann::json run_bench(const BenchOptions& o, Communicator& world) {
                         {"model_flops_per_step", flops},
                         {"model_flops_per_s", flops / step},
                         {"sgemm_flops_per_s", sgemm_sum},
+                        {"gemm_bf16_flops_per_s", bf16_sum},
                         {"sgemm_n", o.sgemm_n},
+                        {"isa", kernels::onednn::cpu_isa()},
                         {"model_flops_ratio", flops / step / sgemm_sum},
                         {"memory_peak_bytes_max", mem_max},
                         {"comm_recv_bytes_per_step_max", recv_max},

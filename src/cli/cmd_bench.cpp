@@ -10,6 +10,7 @@
 #include "core/check.h"
 #include "core/memory.h"
 #include "core/threading.h"
+#include "kernels/onednn_matmul.h"
 
 namespace tsp::cli {
 
@@ -58,12 +59,17 @@ void print_report(const nlohmann::json& d) {
       d["mode"].get<std::string>().c_str(), d["dtype"].get<std::string>().c_str(),
       (long long)d["batch"].get<int64_t>(), (long long)d["seq_len"].get<int64_t>(),
       (long long)d["steps"].get<int64_t>(), (long long)d["warmup"].get<int64_t>());
-  std::printf("threads: %s\n", thread_summary(thread_plan()).c_str());
+  std::printf("threads: %s | %s\n", thread_summary(thread_plan()).c_str(),
+              kernels::onednn::summary().c_str());
   std::printf(
       "step %.3f s | %.0f tokens/s | model %.2f GFLOP/s = %.1f %% of cblas_sgemm %.1f GFLOP/s (all ranks)\n",
       d["step_seconds"].get<double>(), d["tokens_per_s"].get<double>(),
       d["model_flops_per_s"].get<double>() / 1e9, 100.0 * d["model_flops_ratio"].get<double>(),
       d["sgemm_flops_per_s"].get<double>() / 1e9);
+  std::printf("GEMM ceilings (all ranks): cblas_sgemm %.1f GFLOP/s, oneDNN bf16 %.1f GFLOP/s (%.2fx) on %s\n",
+              d["sgemm_flops_per_s"].get<double>() / 1e9, d["gemm_bf16_flops_per_s"].get<double>() / 1e9,
+              d["gemm_bf16_flops_per_s"].get<double>() / d["sgemm_flops_per_s"].get<double>(),
+              d["isa"].get<std::string>().c_str());
   std::printf("%4s %9s %9s %9s %9s %9s %9s %13s\n", "rank", "peak MiB", "VmHWM MiB", "step s", "compute s",
               "comm s", "idle s", "recv MiB/step");
   for (const auto& e : d["per_rank"]) {

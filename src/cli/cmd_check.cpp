@@ -4,6 +4,7 @@
 #include "cli/common.h"
 #include "comm/comm_report.h"
 #include "core/threading.h"
+#include "kernels/onednn_matmul.h"
 #include "parallel/equivalence.h"
 
 namespace tsp::cli {
@@ -27,6 +28,7 @@ void add_check_command(CLI::App& root, std::vector<Command>& cmds) {
                     opts.model = src->load();
                     nlohmann::json r = run_check(opts, world);
                     r["threads"] = thread_json(thread_plan());
+                    r["isa"] = kernels::onednn::cpu_isa();
                     if (world.rank() == 0) {
                       if (*json) {
                         std::printf("%s\n", r.dump(2).c_str());

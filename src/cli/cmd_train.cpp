@@ -53,6 +53,10 @@ void add_train_command(CLI::App& root, std::vector<Command>& cmds) {
          "--max-shard-size", o->max_shard_size,
          "split checkpoint files above this size into HF shards with an index (5GB, 500MB, 2GiB, bytes)")
       ->capture_default_str();
+  app->add_option(
+      "--save-dtype", o->save_dtype,
+      "format of the checkpoints' model.safetensors: bf16 (what HF users publish), fp16, fp32, fp64 "
+      "(default: the run's --dtype); the exact weights stay in optimizer.safetensors for resuming");
   // Reliability options (docs/reliability.md).
   app->add_option(
       "--resume", o->resume,

@@ -1,5 +1,5 @@
-// Blocked online-softmax attention (FlashAttention-2 schedule) on CPU: every tile product goes through
-// single-threaded BLAS, parallelism comes from OpenMP over independent tiles.
+// Blocked online-softmax attention (FlashAttention-2 schedule) on CPU: every tile product runs on the calling
+// thread (oneDNN for fp32, OpenBLAS for fp64), parallelism comes from OpenMP over independent tiles.
 //
 // Forward: one task per (query block, head). It streams the key blocks, keeps the running row max m and sum
 // l, and rescales its private output tile whenever m grows, so only [block_q x block_k] scores exist at a
@@ -26,26 +26,46 @@
 
 #include "core/check.h"
 #include "core/memory.h"
+#include "kernels/onednn_matmul.h"
 #include "kernels/softmax_exp.h"
 
 namespace tsp::kernels {
 
 namespace {
 
-void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, float alpha,
-               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta, tb, static_cast<blasint>(m), static_cast<blasint>(n),
-              static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b, static_cast<blasint>(ldb),
-              beta, c, static_cast<blasint>(ldc));
+// The tile products. fp64 runs on OpenBLAS; fp32 on oneDNN by default, whose cached per-thread primitives
+// skip the packing OpenBLAS repeats on every short tile call (docs/performance.md, "Attention tiles"), or on
+// OpenBLAS when AttentionBlocks::products says so (the benchmark compares both in one run).
+struct TileGemm {
+  bool onednn = true;
+  void operator()(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) const {
+    if (onednn) return onednn::matmul(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
+                static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+  }
+  void operator()(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+                  int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) const {
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
+                static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+  }
+};
+
+AttentionBlocks g_default_blocks;
+
+}  // namespace
+
+const AttentionBlocks& default_attention_blocks() {
+  return g_default_blocks;
 }
 
-void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, double alpha,
-               const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c,
-               int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta, tb, static_cast<blasint>(m), static_cast<blasint>(n),
-              static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b, static_cast<blasint>(ldb),
-              beta, c, static_cast<blasint>(ldc));
+void set_default_attention_blocks(const AttentionBlocks& blocks) {
+  g_default_blocks = blocks;
 }
+
+namespace {
 
 template <class T>
 constexpr T kNegInf = -std::numeric_limits<T>::infinity();
@@ -176,6 +196,7 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const
                        const int64_t* k_pos, const AttentionShape& s, double scale,
                        const AttentionBlocks& blocks) {
   check_shape(s, blocks, "attention_forward");
+  const TileGemm tile_gemm{blocks.products == TileProducts::onednn};
   const int64_t nq = s.nq, nk = s.nk, n_heads = s.n_heads, d = s.head_dim;
   const int64_t group = n_heads / s.n_kv_heads;
   const int64_t ldq = n_heads * d, ldk = s.n_kv_heads * d;
@@ -219,8 +240,8 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const
         const int64_t cols = tile.cols;
         const T* k_tile = k + tile.j0 * ldk + kvh * d;
         const T* v_tile = v + tile.j0 * ldk + kvh * d;
-        blas_gemm(CblasNoTrans, CblasTrans, tile.rows, cols, d, alpha_qk, q + tile.i0 * ldq + h * d, ldq,
-                  k_tile, ldk, T(0), scores.data(), cols);
+        tile_gemm(false, true, tile.rows, cols, d, alpha_qk, q + tile.i0 * ldq + h * d, ldq, k_tile, ldk,
+                  T(0), scores.data(), cols);
 
         for (int64_t i = 0; i < tile.rows; ++i) {
           T* row = scores.data() + i * cols;
@@ -243,8 +264,8 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const
             for (int64_t c = 0; c < d; ++c) acc_row[c] *= correction;
           }
         }
-        blas_gemm(CblasNoTrans, CblasNoTrans, tile.rows, d, cols, T(1), scores.data(), cols, v_tile, ldk,
-                  T(1), acc.data() + r0 * d, d);
+        tile_gemm(false, false, tile.rows, d, cols, T(1), scores.data(), cols, v_tile, ldk, T(1),
+                  acc.data() + r0 * d, d);
       }
 
       for (int64_t i = 0; i < mq; ++i) {
@@ -266,7 +287,7 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const
 template <class T>
 void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const int64_t* q_pos,
                        const int64_t* k_pos, const AttentionShape& s, double scale) {
-  attention_forward(out, lse, q, k, v, q_pos, k_pos, s, scale, AttentionBlocks{});
+  attention_forward(out, lse, q, k, v, q_pos, k_pos, s, scale, default_attention_blocks());
 }
 
 template <class T>
@@ -274,6 +295,7 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
                         const T* lse, const int64_t* q_pos, const int64_t* k_pos, const AttentionShape& s,
                         double scale, const AttentionBlocks& blocks) {
   check_shape(s, blocks, "attention_backward");
+  const TileGemm tile_gemm{blocks.products == TileProducts::onednn};
   const int64_t nq = s.nq, nk = s.nk, n_heads = s.n_heads, n_kv_heads = s.n_kv_heads, d = s.head_dim;
   const int64_t group = n_heads / n_kv_heads;
   const int64_t ldq = n_heads * d, ldk = n_kv_heads * d;
@@ -347,19 +369,17 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
           const T* v_tile = v + tile.j0 * ldk + kvh * d;
 
           // P = exp(scale * Q K^T - lse), recomputed instead of stored.
-          blas_gemm(CblasNoTrans, CblasTrans, rows, cols, d, alpha, q_tile, ldq, k_tile, ldk, T(0), p.data(),
-                    cols);
+          tile_gemm(false, true, rows, cols, d, alpha, q_tile, ldq, k_tile, ldk, T(0), p.data(), cols);
           for (int64_t i = 0; i < rows; ++i) {
             T* row = p.data() + i * cols;
             if (tile.masked) mask_row(row, k_pos + tile.j0, cols, q_pos[tile.i0 + i]);
             exp_row(row, cols, row_shift[(tile.i0 + i) * n_heads + h]);
           }
           // dV += P^T dO
-          blas_gemm(CblasTrans, CblasNoTrans, cols, d, rows, T(1), p.data(), cols, dout_tile, ldq, T(1),
+          tile_gemm(true, false, cols, d, rows, T(1), p.data(), cols, dout_tile, ldq, T(1),
                     dv_acc.data() + c0 * d, d);
           // dP = dO V^T, then dS = P * (dP - D) in place
-          blas_gemm(CblasNoTrans, CblasTrans, rows, cols, d, T(1), dout_tile, ldq, v_tile, ldk, T(0),
-                    ds.data(), cols);
+          tile_gemm(false, true, rows, cols, d, T(1), dout_tile, ldq, v_tile, ldk, T(0), ds.data(), cols);
           for (int64_t i = 0; i < rows; ++i) {
             const T di = row_d[(tile.i0 + i) * n_heads + h];
             const T* p_row = p.data() + i * cols;
@@ -368,9 +388,9 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
             for (int64_t j = 0; j < cols; ++j) ds_row[j] = p_row[j] * (ds_row[j] - di);
           }
           // dQ += scale * dS K ;  dK += scale * dS^T Q
-          blas_gemm(CblasNoTrans, CblasNoTrans, rows, d, cols, alpha, ds.data(), cols, k_tile, ldk, T(1),
+          tile_gemm(false, false, rows, d, cols, alpha, ds.data(), cols, k_tile, ldk, T(1),
                     dq_acc + tile.i0 * ldq + h * d, ldq);
-          blas_gemm(CblasTrans, CblasNoTrans, cols, d, rows, alpha, ds.data(), cols, q_tile, ldq, T(1),
+          tile_gemm(true, false, cols, d, rows, alpha, ds.data(), cols, q_tile, ldq, T(1),
                     dk_acc.data() + c0 * d, d);
         }
       }
@@ -401,7 +421,7 @@ template <class T>
 void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* out,
                         const T* lse, const int64_t* q_pos, const int64_t* k_pos, const AttentionShape& s,
                         double scale) {
-  attention_backward(dq, dk, dv, dout, q, k, v, out, lse, q_pos, k_pos, s, scale, AttentionBlocks{});
+  attention_backward(dq, dk, dv, dout, q, k, v, out, lse, q_pos, k_pos, s, scale, default_attention_blocks());
 }
 
 template <class T>

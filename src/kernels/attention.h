@@ -19,10 +19,19 @@ struct AttentionShape {
 
 // Tile sizes of the blocked kernels: each thread holds [block_q x block_k] scores (two such tiles in the
 // backward), so the workspace never depends on nq * nk. Sizes need not divide nq or nk.
+// The library the fp32 tile products run on (fp64 always uses OpenBLAS).
+enum class TileProducts { onednn, blas };
+
 struct AttentionBlocks {
   int64_t block_q = 128;
   int64_t block_k = 256;
+  TileProducts products = TileProducts::onednn;
 };
+
+// What the overloads without explicit blocks use (process-wide): AttentionBlocks{} unless a benchmark or a
+// tuning run sets otherwise before the first step.
+const AttentionBlocks& default_attention_blocks();
+void set_default_attention_blocks(const AttentionBlocks& blocks);
 
 // q: [nq, n_heads, d]; k, v: [nk, n_kv_heads, d]; out: [nq, n_heads, d]; lse: [nq, n_heads] (natural log of
 // sum_j exp(scale * q·k_j) over visible keys). A query with no visible key gets out = 0 and lse = -inf.
@@ -37,7 +46,7 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
                         const T* lse, const int64_t* q_pos, const int64_t* k_pos, const AttentionShape& s,
                         double scale);
 
-// The same with explicit tile sizes (tests and tuning); the overloads above use AttentionBlocks{}.
+// The same with explicit tile sizes (tests and tuning); the overloads above use default_attention_blocks().
 template <class T>
 void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const int64_t* q_pos,
                        const int64_t* k_pos, const AttentionShape& s, double scale,

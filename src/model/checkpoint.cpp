@@ -57,6 +57,9 @@ std::vector<HeldTensor<T>> held_tensors(P& params, const std::string& prefix,
   return out;
 }
 
+// The exact weights of a training checkpoint whose model.safetensors is narrower than the run.
+constexpr const char* kMasterPrefix = "master.";
+
 // The AdamW moments, under the names optimizer.safetensors gives them.
 template <class U, class T>
 std::vector<HeldTensor<U>> moment_tensors(ModelParams<T>& params, AdamW<T>& opt) {
@@ -101,7 +104,7 @@ void save_checkpoint(const std::string& dir, ModelParams<T>& params, AdamW<T>* o
     fs::create_directories(tmp_dir, ec);
     TSP_REQUIRE(!ec, "cannot create checkpoint directory {}: {}", tmp_dir.string(), ec.message());
     nlohmann::json config = params.config().to_json();
-    config["torch_dtype"] = torch_dtype_name(storage_dtype<T>());
+    config["torch_dtype"] = torch_dtype_name(opts.weight_dtype.value_or(storage_dtype<T>()));
     write_file_atomic((tmp_dir / "config.json").string(), config.dump(2) + "\n");
   }
   // A save that fails part-way (on every rank alike, e.g. blocks that do not tile a tensor) leaves no
@@ -111,12 +114,20 @@ void save_checkpoint(const std::string& dir, ModelParams<T>& params, AdamW<T>* o
     w.dtype = storage_dtype<T>();
     w.max_shard_bytes = opts.max_shard_bytes;
     w.chunk_bytes = opts.chunk_bytes;
-    write_tensor_set<T>(tmp_dir.string(), kModelStem,
-                        held_tensors<const T>(params, "", [&](int b) { return params.value(b).data(); }), w,
-                        comm);
-    if (optimizer)
-      write_tensor_set<T>(tmp_dir.string(), kOptimizerStem, moment_tensors<const T>(params, *optimizer), w,
-                          comm);
+    TensorSetWriteOptions model_w = w;
+    model_w.dtype = opts.weight_dtype.value_or(storage_dtype<T>());
+    auto weights = [&](const std::string& prefix) {
+      return held_tensors<const T>(params, prefix, [&](int b) { return params.value(b).data(); });
+    };
+    write_tensor_set<T>(tmp_dir.string(), kModelStem, weights(""), model_w, comm);
+    if (optimizer) {
+      // Moments in the run's type; and, when model.safetensors rounded the weights, the exact ones beside
+      // them, so that resuming is bit-exact whatever --save-dtype was.
+      std::vector<HeldTensor<const T>> state_tensors = moment_tensors<const T>(params, *optimizer);
+      if (model_w.dtype != storage_dtype<T>())
+        for (auto& t : weights(kMasterPrefix)) state_tensors.push_back(std::move(t));
+      write_tensor_set<T>(tmp_dir.string(), kOptimizerStem, state_tensors, w, comm);
+    }
   } catch (...) {
     if (writer) {
       std::error_code ec;
@@ -161,6 +172,10 @@ CheckpointReadStats load_checkpoint(const std::string& dir_in, ModelParams<T>& p
                 single_file_name(kOptimizerStem));
     opt_set = std::make_unique<SafetensorsSetReader>(dir.string(), kOptimizerStem);
     moments = moment_tensors<T>(params, *optimizer);
+    // Saved with a narrower --save-dtype: the exact weights are read after model.safetensors' rounded ones.
+    if (!weights.empty() && opt_set->has(kMasterPrefix + weights.front().view.name))
+      for (auto& t : held_tensors<T>(params, kMasterPrefix, [&](int b) { return params.value(b).data(); }))
+        moments.push_back(std::move(t));
     check_tensor_set(*opt_set, moments, std::nullopt, "");
   }
   if (state) {
@@ -178,6 +193,15 @@ CheckpointReadStats load_checkpoint(const std::string& dir_in, ModelParams<T>& p
     stats.optimizer_file_bytes = opt_set->total_file_bytes();
   }
   return stats;
+}
+
+DType parse_save_dtype(const std::string& name) {
+  if (name == "bf16" || name == "bfloat16") return DType::BF16;
+  if (name == "fp16" || name == "float16") return DType::F16;
+  if (name == "fp32" || name == "float32") return DType::F32;
+  if (name == "fp64" || name == "float64") return DType::F64;
+  throw UsageError(fmt::format(
+      "--save-dtype {}: allowed bf16 (bfloat16), fp16 (float16), fp32 (float32), fp64 (float64)", name));
 }
 
 ModelConfig checkpoint_config(const std::string& dir) {

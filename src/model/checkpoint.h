@@ -3,8 +3,10 @@
 // with model.safetensors.index.json above the maximum shard size (5GB by default, as save_pretrained).
 // Training checkpoints add optimizer.safetensors (AdamW moments under "exp_avg.<name>" / "exp_avg_sq.<name>",
 // full-size like the weights, sharded the same way) and trainer_state.json (train/train_state.h), so a
-// run resumes exactly. Tensors are stored whole, so a checkpoint written by any layout at any rank count
-// loads into any other.
+// run resumes exactly. The weights may be saved narrower than the run computes (--save-dtype bf16: the HF
+// BF16 model.safetensors users publish); a training checkpoint then also keeps the exact weights, in the
+// run's type, as "master.<name>" in optimizer.safetensors, and resuming reads those. Tensors are stored
+// whole, so a checkpoint written by any layout at any rank count loads into any other.
 //
 // Loading reads in place (model/checkpoint_io.h): every rank maps the files and copies only its own blocks,
 // converting BF16/F16/F32/F64 to the run's type. Saving is collective over the strategy's communicator and
@@ -14,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "comm/communicator.h"
@@ -27,7 +30,13 @@ namespace tsp {
 struct CheckpointWriteOptions {
   int64_t max_shard_bytes = kDefaultMaxShardBytes;  // per safetensors file (--max-shard-size)
   int64_t chunk_bytes = 16 << 20;                   // rank 0's two receive buffers while saving
+  // model.safetensors' format (--save-dtype); unset: the run's own (F32 for float, F64 for double runs).
+  std::optional<DType> weight_dtype;
 };
+
+// "bf16"/"bfloat16", "fp16"/"float16", "fp32"/"float32", "fp64"/"float64" (--save-dtype); UsageError naming
+// the value and the choices otherwise.
+DType parse_save_dtype(const std::string& name);
 
 template <class T>
 void save_checkpoint(const std::string& dir, ModelParams<T>& params, AdamW<T>* optimizer,

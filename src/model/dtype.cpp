@@ -4,16 +4,14 @@
 #include <cstring>
 #include <type_traits>
 
+#include "kernels/bf16.h"
+
 namespace tsp {
 
 namespace {
 
 // The formats are little-endian and we copy bytes straight into host numbers.
 static_assert(std::endian::native == std::endian::little, "safetensors I/O assumes a little-endian host");
-
-float bf16_to_float(uint16_t b) {
-  return std::bit_cast<float>(uint32_t(b) << 16);
-}
 
 float f16_to_float(uint16_t h) {
   const uint32_t sign = uint32_t(h & 0x8000u) << 16;
@@ -56,13 +54,6 @@ uint32_t round_to_narrow(double x) {
   // exponent (up to inf). For subnormals, q reaching 1 << M is exactly the smallest normal.
   const uint32_t mag = e < kMinExp ? uint32_t(q) : (uint32_t(e + kBias - 1) << M) + uint32_t(q);
   return sign | mag;
-}
-
-uint16_t float_to_bf16(float x) {
-  uint32_t b = std::bit_cast<uint32_t>(x);
-  if ((b & 0x7FFFFFFFu) > 0x7F800000u) return uint16_t((b >> 16) | 0x40u);  // quiet NaN
-  b += 0x7FFFu + ((b >> 16) & 1u);                                          // round to nearest even
-  return uint16_t(b >> 16);
 }
 
 template <class T>

@@ -16,6 +16,7 @@
 #include "core/memory.h"
 #include "core/threading.h"
 #include "core/trace.h"
+#include "kernels/onednn_matmul.h"
 #include "model/checkpoint.h"
 #include "model/params.h"
 #include "model/transformer.h"
@@ -116,6 +117,7 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   const int64_t seq_len_warmup = effective_seq_len_warmup(o);
   CheckpointWriteOptions ckpt_format;
   ckpt_format.max_shard_bytes = parse_shard_size(o.max_shard_size);
+  if (!o.save_dtype.empty()) ckpt_format.weight_dtype = parse_save_dtype(o.save_dtype);
   if (!o.trace.empty()) trace_enable(world.rank());
 
   if (data_path.empty() && o.dataset.empty())
@@ -215,7 +217,8 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
           log, "sequence-length warm-up: %lld -> %lld tokens over %lld steps%s (tokens per step constant)\n",
           (long long)o.seq_len_start, (long long)o.seq_len, (long long)seq_len_warmup,
           o.seq_len_warmup < 0 ? " (70% of --steps; --seq-len-warmup sets it)" : "");
-    std::fprintf(log, "threads: %s\n", thread_summary(thread_plan()).c_str());
+    std::fprintf(log, "threads: %s | %s\n", thread_summary(thread_plan()).c_str(),
+                 kernels::onednn::summary().c_str());
   }
   ProgressBar bar(bar_on, stdout, state.step + 1, o.steps);
   Communicator* comm = strategy->comm();
@@ -394,6 +397,7 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
     summary["chance_accuracy"] = recall->chance_accuracy();
   }
   summary["threads"] = thread_json(thread_plan());
+  summary["isa"] = kernels::onednn::cpu_isa();
   if (comm) {
     // Per step, like tsp bench and tsp plan: the last training step, at batch x --seq-len. The total also
     // holds the warm-up's shorter steps, the held-out evaluation and the checkpoint gathers.

@@ -52,6 +52,7 @@ struct TrainOptions {
   int64_t log_every = 1;      // a step line every N steps (and always the first and the last)
   // Checkpoint files above this size are split into HF shards with an index (HF size strings: "5GB").
   std::string max_shard_size = "5GB";
+  std::string save_dtype;  // model.safetensors' format (--save-dtype); "" = the run's dtype
 
   // Reliability (docs/reliability.md): checkpoint retention and overwriting, where the run starts, the
   // communication watchdog, non-finite steps.

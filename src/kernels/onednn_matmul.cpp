@@ -1,0 +1,210 @@
+#include "kernels/onednn_matmul.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <bit>
+#include <chrono>
+#include <memory>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <unordered_map>
+#include <vector>
+
+#include "core/check.h"
+#include "kernels/bf16.h"
+
+namespace tsp::kernels::onednn {
+
+namespace {
+
+using dnnl::memory;
+
+struct Key {
+  bool bf16, trans_a, trans_b;
+  int64_t m, n, k, lda, ldb, ldc;
+  uint32_t alpha, beta;  // bit patterns: a primitive bakes both in
+  int threads;           // oneDNN sizes its work split by omp_get_max_threads() when it creates a primitive
+  bool operator==(const Key&) const = default;
+};
+
+struct KeyHash {
+  size_t operator()(const Key& k) const {
+    size_t h = size_t(k.bf16) | size_t(k.trans_a) << 1 | size_t(k.trans_b) << 2;
+    for (int64_t v :
+         {k.m, k.n, k.k, k.lda, k.ldb, k.ldc, int64_t(k.alpha), int64_t(k.beta), int64_t(k.threads)})
+      h = h * 0x9E3779B97F4A7C15ull + size_t(v);
+    return h;
+  }
+};
+
+// One cached product: the primitive, its memory objects (data handles swapped per call, which is free) and
+// the scratchpad it alone uses.
+struct Entry {
+  dnnl::matmul prim;
+  memory a, b, c, scratch;
+  std::vector<unsigned char> scratch_bytes;
+  std::unordered_map<int, memory> args;
+};
+
+// Per thread: the engine, the stream and the cache (see the header for why nothing is shared across threads).
+struct ThreadState {
+  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
+  dnnl::stream strm{eng};
+  std::unordered_map<Key, std::unique_ptr<Entry>, KeyHash> cache;
+};
+
+ThreadState& state() {
+  thread_local ThreadState s;
+  return s;
+}
+
+// Row-major [rows, cols] logical operand stored with leading dimension ld, transposed in storage or not.
+memory::desc operand(memory::data_type dt, int64_t rows, int64_t cols, int64_t ld, bool transposed) {
+  return memory::desc({rows, cols}, dt, transposed ? memory::dims{1, ld} : memory::dims{ld, 1});
+}
+
+dnnl::matmul::primitive_desc describe(const Key& key, const dnnl::engine& eng) {
+  const auto in = key.bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  const memory::desc a = operand(in, key.m, key.k, key.lda, key.trans_a);
+  const memory::desc b = operand(in, key.k, key.n, key.ldb, key.trans_b);
+  const memory::desc c = operand(memory::data_type::f32, key.m, key.n, key.ldc, false);
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  const float alpha = std::bit_cast<float>(key.alpha), beta = std::bit_cast<float>(key.beta);
+  if (alpha != 1.f) attr.set_output_scales(0, {alpha});
+  if (beta != 0.f) {
+    dnnl::post_ops po;
+    po.append_sum(beta);
+    attr.set_post_ops(po);
+  }
+  return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, eng);
+}
+
+Entry& entry(const Key& key) {
+  ThreadState& s = state();
+  auto it = s.cache.find(key);
+  if (it != s.cache.end()) return *it->second;
+  auto e = std::make_unique<Entry>();
+  try {
+    const auto pd = describe(key, s.eng);
+    e->prim = dnnl::matmul(pd);
+    e->a = memory(pd.src_desc(), s.eng, nullptr);
+    e->b = memory(pd.weights_desc(), s.eng, nullptr);
+    e->c = memory(pd.dst_desc(), s.eng, nullptr);
+    e->scratch_bytes.resize(std::max<size_t>(1, pd.scratchpad_desc().get_size()));
+    e->scratch = memory(pd.scratchpad_desc(), s.eng, e->scratch_bytes.data());
+  } catch (const dnnl::error& err) {
+    TSP_CHECK(false, "oneDNN matmul {}x{}x{} ({}): {}", key.m, key.n, key.k, key.bf16 ? "bf16" : "f32",
+              err.what());
+  }
+  e->args = {{DNNL_ARG_SRC, e->a},
+             {DNNL_ARG_WEIGHTS, e->b},
+             {DNNL_ARG_DST, e->c},
+             {DNNL_ARG_SCRATCHPAD, e->scratch}};
+  return *s.cache.emplace(key, std::move(e)).first->second;
+}
+
+template <class In>
+void run(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const In* a, int64_t lda,
+         const In* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  TSP_CHECK(m >= 0 && n >= 0 && k >= 0, "onednn::matmul: negative size m={} n={} k={}", m, n, k);
+  if (m == 0 || n == 0) return;
+  TSP_CHECK(ldc >= n, "onednn::matmul: ldc={} smaller than n={}", ldc, n);
+  if (k == 0) {  // C = beta * C, as BLAS defines an empty product
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.f ? 0.f : beta * c[i * ldc + j];
+    return;
+  }
+  TSP_CHECK(lda >= (trans_a ? m : k) && ldb >= (trans_b ? k : n),
+            "onednn::matmul: lda={} / ldb={} too small (m={} n={} k={}, trans {} {})", lda, ldb, m, n, k,
+            trans_a, trans_b);
+  const Key key{std::is_same_v<In, uint16_t>,
+                trans_a,
+                trans_b,
+                m,
+                n,
+                k,
+                lda,
+                ldb,
+                ldc,
+                std::bit_cast<uint32_t>(alpha),
+                std::bit_cast<uint32_t>(beta),
+                omp_in_parallel() ? 1 : omp_get_max_threads()};
+  Entry& e = entry(key);
+  e.a.set_data_handle(const_cast<In*>(a));
+  e.b.set_data_handle(const_cast<In*>(b));
+  e.c.set_data_handle(c);
+  dnnl::stream& strm = state().strm;
+  e.prim.execute(strm, e.args);
+  strm.wait();
+}
+
+}  // namespace
+
+void matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  run(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a,
+            int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  run(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+std::string cpu_isa() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::avx512_core_amx:
+      return "avx512_core_amx";
+    case dnnl::cpu_isa::avx512_core_bf16:
+      return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_vnni:
+      return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core:
+      return "avx512_core";
+    case dnnl::cpu_isa::avx2_vnni:
+      return "avx2_vnni";
+    case dnnl::cpu_isa::avx2:
+      return "avx2";
+    case dnnl::cpu_isa::avx:
+      return "avx";
+    case dnnl::cpu_isa::sse41:
+      return "sse41";
+    default:
+      return "other";
+  }
+}
+
+std::string implementation(bool bf16, int64_t m, int64_t n, int64_t k) {
+  const Key key{bf16, false, true, m, n, k, k, k, n, std::bit_cast<uint32_t>(1.f), 0u, omp_get_max_threads()};
+  return describe(key, state().eng).impl_info_str();
+}
+
+std::string summary() {
+  const dnnl_version_t* v = dnnl_version();
+  return fmt::format("oneDNN {}.{}.{} on {}", v->major, v->minor, v->patch, cpu_isa());
+}
+
+double bf16_gemm_flops_per_s(int n, int reps) {
+  TSP_CHECK(n > 0 && reps > 0, "bf16_gemm_flops_per_s needs n > 0 and reps > 0 (got {} and {})", n, reps);
+  const size_t nn = size_t(n) * size_t(n);
+  std::vector<uint16_t> a(nn, float_to_bf16(0.5f)), b(nn, float_to_bf16(0.25f));
+  std::vector<float> c(nn, 0.f);
+  auto gemm = [&] { matmul(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n); };
+  // The first calls in a process create the primitive and wake OpenMP's team (measured here: 3 calls right
+  // after one warm-up ran at half the rate of later ones); warm up for at least 3 calls and 200 ms.
+  const auto w0 = std::chrono::steady_clock::now();
+  for (int w = 0; w < 3 || std::chrono::steady_clock::now() - w0 < std::chrono::milliseconds(200); ++w) gemm();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int r = 0; r < reps; ++r) gemm();
+  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // Its primitive and scratchpad are not kept: a measurement must not stay resident in the run it precedes.
+  state().cache.erase(Key{true, false, false, n, n, n, n, n, n, std::bit_cast<uint32_t>(1.f), 0u,
+                          omp_in_parallel() ? 1 : omp_get_max_threads()});
+  return 2.0 * double(n) * double(n) * double(n) * reps / sec;
+}
+
+size_t cached_primitives() {
+  return state().cache.size();
+}
+
+}  // namespace tsp::kernels::onednn

@@ -1,0 +1,37 @@
+// Matrix products on oneDNN (Debian's libdnnl 2.6): C[m,n] = alpha·op(A)·op(B) + beta·C, row-major with
+// leading dimensions exactly as kernels::gemm, where A and B are fp32 or bf16 (bit patterns, kernels/bf16.h)
+// and C and the accumulation are fp32. Transposes are strides, never copies, so the linear layer's three
+// products (Y = X·Wᵀ, dX = dY·W, dW = dYᵀ·X) and the flash-attention tile products need no transposing copy.
+//
+// Primitives are created once per (types, shape, strides, alpha, beta, threads) and cached per thread, each
+// with its own user-managed scratchpad: a primitive shared by threads with oneDNN's library-managed
+// scratchpad gives wrong results (../shared/docs/onednn.md). Called inside an OpenMP team oneDNN runs on the
+// calling thread only; outside one it uses the OpenMP threads tsp chose (core/threading.h).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace tsp::kernels::onednn {
+
+void matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+void matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a,
+            int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+// The instruction set oneDNN dispatches to on this CPU, in oneDNN's words: "avx512_core_amx" (AMX tiles),
+// "avx512_core_bf16" (vdpbf16ps), "avx512_core", "avx2", ... ONEDNN_MAX_CPU_ISA caps it.
+std::string cpu_isa();
+// The kernel oneDNN chooses for one product of this shape (its impl_info_str, e.g.
+// "brg:avx512_core_amx_bf16"): bf16 inputs or fp32.
+std::string implementation(bool bf16, int64_t m, int64_t n, int64_t k);
+// "oneDNN 2.6.3 on avx512_core_amx" for run headers (the "isa" field of --json is cpu_isa()).
+std::string summary();
+// The rate of an n x n x n bf16 product with fp32 output on oneDNN, measured like sgemm_flops_per_s
+// (core/sgemm_rate.h): the ceiling a bf16 run's matrix products are compared with.
+double bf16_gemm_flops_per_s(int n, int reps);
+// Primitives cached by the calling thread (tests check that repeated shapes reuse them).
+size_t cached_primitives();
+
+}  // namespace tsp::kernels::onednn

@@ -36,16 +36,21 @@ namespace {
 // The tile products. fp64 runs on OpenBLAS; fp32 on oneDNN by default, whose cached per-thread primitives
 // skip the packing OpenBLAS repeats on every short tile call (docs/performance.md, "Attention tiles"), or on
 // OpenBLAS when AttentionBlocks::products says so (the benchmark compares both in one run).
+//
+// Full tiles (block_q x block_k, the bulk of the work) get a oneDNN primitive of their exact shape; every
+// edge tile (the last block, the causal diagonal's trimmed tiles, short sequences) shares one any-shape
+// primitive per product, so the primitives stay a handful whatever sequence lengths a run meets. The choice
+// depends on the tile's shape alone, so a resumed run repeats an uninterrupted one bit for bit.
 struct TileGemm {
   bool onednn = true;
-  void operator()(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) const {
-    if (onednn) return onednn::matmul(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  void operator()(bool full, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) const {
+    if (onednn) return onednn::matmul(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, !full);
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                 static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
                 static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
   }
-  void operator()(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+  void operator()(bool, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
                   int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) const {
     cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                 static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
@@ -203,6 +208,9 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const
   if (nq == 0) return;
   const int64_t bq = std::min(blocks.block_q, nq);
   const int64_t bk = std::max<int64_t>(1, std::min(blocks.block_k, nk));
+  // Row stride of the score tile: block_k whatever the tile's width, so every edge tile of every sequence
+  // length has the same strides (one any-shape primitive, TileGemm).
+  const int64_t lds = std::max(bk, blocks.block_k);
   const auto q_ranges = block_ranges(q_pos, nq, bq);
   const auto k_ranges = block_ranges(k_pos, nk, bk);
   const int64_t n_qblocks = static_cast<int64_t>(q_ranges.size());
@@ -214,7 +222,7 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const
   SingleThreadedBlas single_threaded_blas;
 #pragma omp parallel num_threads(n_threads)
   {
-    std::vector<T> scores(static_cast<size_t>(bq * bk));
+    std::vector<T> scores(static_cast<size_t>(bq * lds));
     std::vector<T> acc(static_cast<size_t>(bq * d));
     std::vector<T> row_m(static_cast<size_t>(bq));
     std::vector<T> row_l(static_cast<size_t>(bq));
@@ -238,13 +246,14 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const
         if (tile.rows == 0) continue;
         const int64_t r0 = tile.i0 - i0;  // first tile row within this task's accumulators
         const int64_t cols = tile.cols;
+        const bool full = tile.rows == blocks.block_q && cols == blocks.block_k;
         const T* k_tile = k + tile.j0 * ldk + kvh * d;
         const T* v_tile = v + tile.j0 * ldk + kvh * d;
-        tile_gemm(false, true, tile.rows, cols, d, alpha_qk, q + tile.i0 * ldq + h * d, ldq, k_tile, ldk,
-                  T(0), scores.data(), cols);
+        tile_gemm(full, false, true, tile.rows, cols, d, alpha_qk, q + tile.i0 * ldq + h * d, ldq, k_tile,
+                  ldk, T(0), scores.data(), lds);
 
         for (int64_t i = 0; i < tile.rows; ++i) {
-          T* row = scores.data() + i * cols;
+          T* row = scores.data() + i * lds;
           T* m = &row_m[static_cast<size_t>(r0 + i)];
           T* l = &row_l[static_cast<size_t>(r0 + i)];
           if (tile.masked) mask_row(row, k_pos + tile.j0, cols, q_pos[tile.i0 + i]);
@@ -264,7 +273,7 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const
             for (int64_t c = 0; c < d; ++c) acc_row[c] *= correction;
           }
         }
-        tile_gemm(false, false, tile.rows, d, cols, T(1), scores.data(), cols, v_tile, ldk, T(1),
+        tile_gemm(full, false, false, tile.rows, d, cols, T(1), scores.data(), lds, v_tile, ldk, T(1),
                   acc.data() + r0 * d, d);
       }
 
@@ -302,6 +311,7 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
   if (nq == 0 || nk == 0) return;
   const int64_t bq = std::min(blocks.block_q, nq);
   const int64_t bk = std::min(blocks.block_k, nk);
+  const int64_t lds = std::max(bk, blocks.block_k);  // the score tiles' row stride, as in the forward
   const auto q_ranges = block_ranges(q_pos, nq, bq);
   const auto k_ranges = block_ranges(k_pos, nk, bk);
   const int64_t n_qblocks = static_cast<int64_t>(q_ranges.size());
@@ -337,8 +347,8 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
   {
     const int tid = omp_get_thread_num();
     T* dq_acc = tid == 0 ? dq : dq_private[static_cast<size_t>(tid - 1)].data();
-    std::vector<T> p(static_cast<size_t>(bq * bk));
-    std::vector<T> ds(static_cast<size_t>(bq * bk));
+    std::vector<T> p(static_cast<size_t>(bq * lds));
+    std::vector<T> ds(static_cast<size_t>(bq * lds));
     std::vector<T> dk_acc(static_cast<size_t>(bk * d));
     std::vector<T> dv_acc(static_cast<size_t>(bk * d));
 
@@ -362,6 +372,7 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
               visible_tile(q_pos, k_pos, i0, std::min(bq, nq - i0), j0, nkk, q_ranges[qb], k_ranges[kb]);
           if (tile.rows == 0) continue;
           const int64_t rows = tile.rows, cols = tile.cols;
+          const bool full = rows == blocks.block_q && cols == blocks.block_k;
           const int64_t c0 = tile.j0 - j0;  // first tile column within this task's dK/dV accumulators
           const T* q_tile = q + tile.i0 * ldq + h * d;
           const T* dout_tile = dout + tile.i0 * ldq + h * d;
@@ -369,28 +380,29 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
           const T* v_tile = v + tile.j0 * ldk + kvh * d;
 
           // P = exp(scale * Q K^T - lse), recomputed instead of stored.
-          tile_gemm(false, true, rows, cols, d, alpha, q_tile, ldq, k_tile, ldk, T(0), p.data(), cols);
+          tile_gemm(full, false, true, rows, cols, d, alpha, q_tile, ldq, k_tile, ldk, T(0), p.data(), lds);
           for (int64_t i = 0; i < rows; ++i) {
-            T* row = p.data() + i * cols;
+            T* row = p.data() + i * lds;
             if (tile.masked) mask_row(row, k_pos + tile.j0, cols, q_pos[tile.i0 + i]);
             exp_row(row, cols, row_shift[(tile.i0 + i) * n_heads + h]);
           }
           // dV += P^T dO
-          tile_gemm(true, false, cols, d, rows, T(1), p.data(), cols, dout_tile, ldq, T(1),
+          tile_gemm(full, true, false, cols, d, rows, T(1), p.data(), lds, dout_tile, ldq, T(1),
                     dv_acc.data() + c0 * d, d);
           // dP = dO V^T, then dS = P * (dP - D) in place
-          tile_gemm(false, true, rows, cols, d, T(1), dout_tile, ldq, v_tile, ldk, T(0), ds.data(), cols);
+          tile_gemm(full, false, true, rows, cols, d, T(1), dout_tile, ldq, v_tile, ldk, T(0), ds.data(),
+                    lds);
           for (int64_t i = 0; i < rows; ++i) {
             const T di = row_d[(tile.i0 + i) * n_heads + h];
-            const T* p_row = p.data() + i * cols;
-            T* ds_row = ds.data() + i * cols;
+            const T* p_row = p.data() + i * lds;
+            T* ds_row = ds.data() + i * lds;
 #pragma omp simd
             for (int64_t j = 0; j < cols; ++j) ds_row[j] = p_row[j] * (ds_row[j] - di);
           }
           // dQ += scale * dS K ;  dK += scale * dS^T Q
-          tile_gemm(false, false, rows, d, cols, alpha, ds.data(), cols, k_tile, ldk, T(1),
+          tile_gemm(full, false, false, rows, d, cols, alpha, ds.data(), lds, k_tile, ldk, T(1),
                     dq_acc + tile.i0 * ldq + h * d, ldq);
-          tile_gemm(true, false, cols, d, rows, alpha, ds.data(), cols, q_tile, ldq, T(1),
+          tile_gemm(full, true, false, cols, d, rows, alpha, ds.data(), lds, q_tile, ldq, T(1),
                     dk_acc.data() + c0 * d, d);
         }
       }

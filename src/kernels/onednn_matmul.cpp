@@ -19,6 +19,9 @@ namespace {
 
 using dnnl::memory;
 
+// m, n and k are kAnyShape for a primitive that serves every shape (oneDNN's runtime dimensions).
+constexpr int64_t kAnyShape = DNNL_RUNTIME_DIM_VAL;
+
 struct Key {
   bool bf16, trans_a, trans_b;
   int64_t m, n, k, lda, ldb, ldc;
@@ -37,20 +40,23 @@ struct KeyHash {
   }
 };
 
-// One cached product: the primitive, its memory objects (data handles swapped per call, which is free) and
-// the scratchpad it alone uses.
+// One cached product: the primitive and its memory objects (data handles swapped per call, which is free).
 struct Entry {
   dnnl::matmul prim;
   memory a, b, c, scratch;
-  std::vector<unsigned char> scratch_bytes;
+  size_t scratch_size = 0;
   std::unordered_map<int, memory> args;
 };
 
-// Per thread: the engine, the stream and the cache (see the header for why nothing is shared across threads).
+// Per thread: the engine, the stream, the cache (see the header for why nothing is shared across threads) and
+// one scratchpad as large as the largest any of the thread's primitives needs: a thread runs one product at a
+// time, so its primitives share it (a scratchpad each cost tens of MiB over the many tile shapes of a
+// sequence-length warm-up).
 struct ThreadState {
   dnnl::engine eng{dnnl::engine::kind::cpu, 0};
   dnnl::stream strm{eng};
   std::unordered_map<Key, std::unique_ptr<Entry>, KeyHash> cache;
+  std::vector<unsigned char> scratch;
 };
 
 ThreadState& state() {
@@ -88,11 +94,13 @@ Entry& entry(const Key& key) {
   try {
     const auto pd = describe(key, s.eng);
     e->prim = dnnl::matmul(pd);
-    e->a = memory(pd.src_desc(), s.eng, nullptr);
-    e->b = memory(pd.weights_desc(), s.eng, nullptr);
-    e->c = memory(pd.dst_desc(), s.eng, nullptr);
-    e->scratch_bytes.resize(std::max<size_t>(1, pd.scratchpad_desc().get_size()));
-    e->scratch = memory(pd.scratchpad_desc(), s.eng, e->scratch_bytes.data());
+    if (key.m != kAnyShape) {  // an any-shape primitive gets memory objects of the call's shape per call
+      e->a = memory(pd.src_desc(), s.eng, nullptr);
+      e->b = memory(pd.weights_desc(), s.eng, nullptr);
+      e->c = memory(pd.dst_desc(), s.eng, nullptr);
+    }
+    e->scratch_size = pd.scratchpad_desc().get_size();
+    e->scratch = memory(pd.scratchpad_desc(), s.eng, nullptr);
   } catch (const dnnl::error& err) {
     TSP_CHECK(false, "oneDNN matmul {}x{}x{} ({}): {}", key.m, key.n, key.k, key.bf16 ? "bf16" : "f32",
               err.what());
@@ -106,7 +114,7 @@ Entry& entry(const Key& key) {
 
 template <class In>
 void run(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const In* a, int64_t lda,
-         const In* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+         const In* b, int64_t ldb, float beta, float* c, int64_t ldc, bool any_shape) {
   TSP_CHECK(m >= 0 && n >= 0 && k >= 0, "onednn::matmul: negative size m={} n={} k={}", m, n, k);
   if (m == 0 || n == 0) return;
   TSP_CHECK(ldc >= n, "onednn::matmul: ldc={} smaller than n={}", ldc, n);
@@ -121,9 +129,9 @@ void run(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alph
   const Key key{std::is_same_v<In, uint16_t>,
                 trans_a,
                 trans_b,
-                m,
-                n,
-                k,
+                any_shape ? kAnyShape : m,
+                any_shape ? kAnyShape : n,
+                any_shape ? kAnyShape : k,
                 lda,
                 ldb,
                 ldc,
@@ -131,24 +139,33 @@ void run(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alph
                 std::bit_cast<uint32_t>(beta),
                 omp_in_parallel() ? 1 : omp_get_max_threads()};
   Entry& e = entry(key);
-  e.a.set_data_handle(const_cast<In*>(a));
-  e.b.set_data_handle(const_cast<In*>(b));
-  e.c.set_data_handle(c);
-  dnnl::stream& strm = state().strm;
-  e.prim.execute(strm, e.args);
-  strm.wait();
+  ThreadState& s = state();
+  if (s.scratch.size() < e.scratch_size) s.scratch.resize(e.scratch_size);
+  e.scratch.set_data_handle(s.scratch.data());
+  if (any_shape) {
+    const auto in = std::is_same_v<In, uint16_t> ? memory::data_type::bf16 : memory::data_type::f32;
+    e.args[DNNL_ARG_SRC] = memory(operand(in, m, k, lda, trans_a), s.eng, const_cast<In*>(a));
+    e.args[DNNL_ARG_WEIGHTS] = memory(operand(in, k, n, ldb, trans_b), s.eng, const_cast<In*>(b));
+    e.args[DNNL_ARG_DST] = memory(operand(memory::data_type::f32, m, n, ldc, false), s.eng, c);
+  } else {
+    e.a.set_data_handle(const_cast<In*>(a));
+    e.b.set_data_handle(const_cast<In*>(b));
+    e.c.set_data_handle(c);
+  }
+  e.prim.execute(s.strm, e.args);
+  s.strm.wait();
 }
 
 }  // namespace
 
 void matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  run(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, bool any_shape) {
+  run(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, any_shape);
 }
 
 void matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a,
-            int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  run(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc, bool any_shape) {
+  run(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, any_shape);
 }
 
 std::string cpu_isa() {
@@ -193,7 +210,8 @@ double bf16_gemm_flops_per_s(int n, int reps) {
   // The first calls in a process create the primitive and wake OpenMP's team (measured here: 3 calls right
   // after one warm-up ran at half the rate of later ones); warm up for at least 3 calls and 200 ms.
   const auto w0 = std::chrono::steady_clock::now();
-  for (int w = 0; w < 3 || std::chrono::steady_clock::now() - w0 < std::chrono::milliseconds(200); ++w) gemm();
+  for (int w = 0; w < 3 || std::chrono::steady_clock::now() - w0 < std::chrono::milliseconds(200); ++w)
+    gemm();
   const auto t0 = std::chrono::steady_clock::now();
   for (int r = 0; r < reps; ++r) gemm();
   const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

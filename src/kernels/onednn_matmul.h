@@ -3,9 +3,9 @@
 // and C and the accumulation are fp32. Transposes are strides, never copies, so the linear layer's three
 // products (Y = X·Wᵀ, dX = dY·W, dW = dYᵀ·X) and the flash-attention tile products need no transposing copy.
 //
-// Primitives are created once per (types, shape, strides, alpha, beta, threads) and cached per thread, each
-// with its own user-managed scratchpad: a primitive shared by threads with oneDNN's library-managed
-// scratchpad gives wrong results (../shared/docs/onednn.md). Called inside an OpenMP team oneDNN runs on the
+// Primitives are created once per (types, shape, strides, alpha, beta, threads) and cached per thread, with a
+// user-managed scratchpad per thread that the thread's primitives share (it runs one at a time): a primitive
+// shared by threads with oneDNN's library-managed scratchpad gives wrong results (../shared/docs/onednn.md). Called inside an OpenMP team oneDNN runs on the
 // calling thread only; outside one it uses the OpenMP threads tsp chose (core/threading.h).
 #pragma once
 
@@ -15,10 +15,18 @@
 
 namespace tsp::kernels::onednn {
 
+//
+// any_shape: one primitive (oneDNN's runtime dimensions, its gemm:jit kernel) serves every m, n, k of the
+// same orientation, strides, alpha and beta, so callers with unboundedly many shapes — the edge tiles of
+// attention over every sequence length it meets — keep a bounded cache (each fixed-shape primitive holds
+// ~0.2 MiB of JIT code and descriptors). Which path a product takes must depend on its shape alone, never on
+// history: the two paths round differently, and a resumed run must repeat the bits of an uninterrupted one.
 void matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+            bool any_shape = false);
 void matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a,
-            int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc);
+            int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc,
+            bool any_shape = false);
 
 // The instruction set oneDNN dispatches to on this CPU, in oneDNN's words: "avx512_core_amx" (AMX tiles),
 // "avx512_core_bf16" (vdpbf16ps), "avx512_core", "avx2", ... ONEDNN_MAX_CPU_ISA caps it.

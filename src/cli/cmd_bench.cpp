@@ -66,10 +66,15 @@ void print_report(const nlohmann::json& d) {
       d["step_seconds"].get<double>(), d["tokens_per_s"].get<double>(),
       d["model_flops_per_s"].get<double>() / 1e9, 100.0 * d["model_flops_ratio"].get<double>(),
       d["sgemm_flops_per_s"].get<double>() / 1e9);
-  std::printf("GEMM ceilings (all ranks): cblas_sgemm %.1f GFLOP/s, oneDNN bf16 %.1f GFLOP/s (%.2fx) on %s\n",
-              d["sgemm_flops_per_s"].get<double>() / 1e9, d["gemm_bf16_flops_per_s"].get<double>() / 1e9,
-              d["gemm_bf16_flops_per_s"].get<double>() / d["sgemm_flops_per_s"].get<double>(),
-              d["isa"].get<std::string>().c_str());
+  if (d["gemm_bf16_flops_per_s"].get<double>() > 0)
+    std::printf(
+        "GEMM ceilings (all ranks): cblas_sgemm %.1f GFLOP/s, oneDNN bf16 %.1f GFLOP/s (%.2fx) on %s\n",
+        d["sgemm_flops_per_s"].get<double>() / 1e9, d["gemm_bf16_flops_per_s"].get<double>() / 1e9,
+        d["gemm_bf16_flops_per_s"].get<double>() / d["sgemm_flops_per_s"].get<double>(),
+        d["isa"].get<std::string>().c_str());
+  else
+    std::printf("GEMM ceilings (all ranks): cblas_sgemm %.1f GFLOP/s; oneDNN has no bf16 product on %s\n",
+                d["sgemm_flops_per_s"].get<double>() / 1e9, d["isa"].get<std::string>().c_str());
   std::printf("%4s %9s %9s %9s %9s %9s %9s %13s\n", "rank", "peak MiB", "VmHWM MiB", "step s", "compute s",
               "comm s", "idle s", "recv MiB/step");
   for (const auto& e : d["per_rank"]) {

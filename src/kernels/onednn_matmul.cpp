@@ -138,6 +138,8 @@ void run(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alph
                 std::bit_cast<uint32_t>(alpha),
                 std::bit_cast<uint32_t>(beta),
                 omp_in_parallel() ? 1 : omp_get_max_threads()};
+  TSP_CHECK(!key.bf16 || bf16_supported(),
+            "onednn::matmul: oneDNN has no bf16 product on {} (it needs AVX-512)", cpu_isa());
   Entry& e = entry(key);
   ThreadState& s = state();
   if (s.scratch.size() < e.scratch_size) s.scratch.resize(e.scratch_size);
@@ -192,8 +194,22 @@ std::string cpu_isa() {
 }
 
 std::string implementation(bool bf16, int64_t m, int64_t n, int64_t k) {
+  if (bf16 && !bf16_supported()) return "none";
   const Key key{bf16, false, true, m, n, k, k, k, n, std::bit_cast<uint32_t>(1.f), 0u, omp_get_max_threads()};
   return describe(key, state().eng).impl_info_str();
+}
+
+bool bf16_supported() {
+  static const bool ok = [] {
+    try {
+      const Key key{true, false, true, 16, 16, 16, 16, 16, 16, std::bit_cast<uint32_t>(1.f), 0u, 1};
+      describe(key, state().eng);
+      return true;
+    } catch (const dnnl::error&) {  // dnnl_unimplemented: no bf16 matmul below AVX-512 in oneDNN 2.6
+      return false;
+    }
+  }();
+  return ok;
 }
 
 std::string summary() {
@@ -203,6 +219,7 @@ std::string summary() {
 
 double bf16_gemm_flops_per_s(int n, int reps) {
   TSP_CHECK(n > 0 && reps > 0, "bf16_gemm_flops_per_s needs n > 0 and reps > 0 (got {} and {})", n, reps);
+  if (!bf16_supported()) return 0.0;
   const size_t nn = size_t(n) * size_t(n);
   std::vector<uint16_t> a(nn, float_to_bf16(0.5f)), b(nn, float_to_bf16(0.25f));
   std::vector<float> c(nn, 0.f);

@@ -5,8 +5,9 @@
 //
 // Primitives are created once per (types, shape, strides, alpha, beta, threads) and cached per thread, with a
 // user-managed scratchpad per thread that the thread's primitives share (it runs one at a time): a primitive
-// shared by threads with oneDNN's library-managed scratchpad gives wrong results (../shared/docs/onednn.md). Called inside an OpenMP team oneDNN runs on the
-// calling thread only; outside one it uses the OpenMP threads tsp chose (core/threading.h).
+// shared by threads with oneDNN's library-managed scratchpad gives wrong results (../shared/docs/onednn.md).
+// Called inside an OpenMP team oneDNN runs on the calling thread only; outside one it uses the OpenMP threads
+// tsp chose (core/threading.h).
 #pragma once
 
 #include <cstddef>
@@ -34,10 +35,14 @@ std::string cpu_isa();
 // The kernel oneDNN chooses for one product of this shape (its impl_info_str, e.g.
 // "brg:avx512_core_amx_bf16"): bf16 inputs or fp32.
 std::string implementation(bool bf16, int64_t m, int64_t n, int64_t k);
+// Whether oneDNN has a bf16 product on this CPU (2.6 needs AVX-512: none on AVX2-only machines); the bf16
+// matmul throws without one.
+bool bf16_supported();
 // "oneDNN 2.6.3 on avx512_core_amx" for run headers (the "isa" field of --json is cpu_isa()).
 std::string summary();
 // The rate of an n x n x n bf16 product with fp32 output on oneDNN, measured like sgemm_flops_per_s
-// (core/sgemm_rate.h): the ceiling a bf16 run's matrix products are compared with.
+// (core/sgemm_rate.h): the ceiling a bf16 run's matrix products are compared with; 0 without
+// bf16_supported().
 double bf16_gemm_flops_per_s(int n, int reps);
 // Primitives cached by the calling thread (tests check that repeated shapes reuse them).
 size_t cached_primitives();

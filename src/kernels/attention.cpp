@@ -22,10 +22,12 @@
 #include <climits>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "core/check.h"
 #include "core/memory.h"
+#include "kernels/gemm.h"
 #include "kernels/onednn_matmul.h"
 #include "kernels/softmax_exp.h"
 
@@ -43,18 +45,12 @@ namespace {
 // depends on the tile's shape alone, so a resumed run repeats an uninterrupted one bit for bit.
 struct TileGemm {
   bool onednn = true;
-  void operator()(bool full, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) const {
-    if (onednn) return onednn::matmul(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, !full);
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
-                static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
-  }
-  void operator()(bool, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
-                  int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) const {
-    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
-                static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+  template <class T>
+  void operator()(bool full, bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+                  int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) const {
+    if constexpr (std::is_same_v<T, float>)
+      if (onednn) return onednn::matmul(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, !full);
+    gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
 };
 

@@ -12,6 +12,7 @@
 
 #include "core/check.h"
 #include "kernels/bf16.h"
+#include "kernels/gemm.h"
 
 namespace tsp::kernels::onednn {
 
@@ -29,6 +30,23 @@ struct Key {
   int threads;           // oneDNN sizes its work split by omp_get_max_threads() when it creates a primitive
   bool operator==(const Key&) const = default;
 };
+
+// The cache key of a product; every caller builds it here so that a lookup matches what run() stored.
+Key key_of(bool bf16, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb,
+           int64_t ldc, float alpha, float beta, bool any_shape) {
+  return Key{bf16,
+             trans_a,
+             trans_b,
+             any_shape ? kAnyShape : m,
+             any_shape ? kAnyShape : n,
+             any_shape ? kAnyShape : k,
+             lda,
+             ldb,
+             ldc,
+             std::bit_cast<uint32_t>(alpha),
+             std::bit_cast<uint32_t>(beta),
+             omp_in_parallel() ? 1 : omp_get_max_threads()};
+}
 
 struct KeyHash {
   size_t operator()(const Key& k) const {
@@ -117,27 +135,14 @@ void run(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alph
          const In* b, int64_t ldb, float beta, float* c, int64_t ldc, bool any_shape) {
   TSP_CHECK(m >= 0 && n >= 0 && k >= 0, "onednn::matmul: negative size m={} n={} k={}", m, n, k);
   if (m == 0 || n == 0) return;
+  // An empty inner dimension means C = beta * C (kernels::gemm does exactly that, reading neither A nor B).
+  if (k == 0) return gemm<float>(trans_a, trans_b, m, n, 0, alpha, nullptr, 1, nullptr, 1, beta, c, ldc);
   TSP_CHECK(ldc >= n, "onednn::matmul: ldc={} smaller than n={}", ldc, n);
-  if (k == 0) {  // C = beta * C, as BLAS defines an empty product
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.f ? 0.f : beta * c[i * ldc + j];
-    return;
-  }
   TSP_CHECK(lda >= (trans_a ? m : k) && ldb >= (trans_b ? k : n),
             "onednn::matmul: lda={} / ldb={} too small (m={} n={} k={}, trans {} {})", lda, ldb, m, n, k,
             trans_a, trans_b);
-  const Key key{std::is_same_v<In, uint16_t>,
-                trans_a,
-                trans_b,
-                any_shape ? kAnyShape : m,
-                any_shape ? kAnyShape : n,
-                any_shape ? kAnyShape : k,
-                lda,
-                ldb,
-                ldc,
-                std::bit_cast<uint32_t>(alpha),
-                std::bit_cast<uint32_t>(beta),
-                omp_in_parallel() ? 1 : omp_get_max_threads()};
+  const Key key =
+      key_of(std::is_same_v<In, uint16_t>, trans_a, trans_b, m, n, k, lda, ldb, ldc, alpha, beta, any_shape);
   TSP_CHECK(!key.bf16 || bf16_supported(),
             "onednn::matmul: oneDNN has no bf16 product on {} (it needs AVX-512)", cpu_isa());
   Entry& e = entry(key);
@@ -195,15 +200,13 @@ std::string cpu_isa() {
 
 std::string implementation(bool bf16, int64_t m, int64_t n, int64_t k) {
   if (bf16 && !bf16_supported()) return "none";
-  const Key key{bf16, false, true, m, n, k, k, k, n, std::bit_cast<uint32_t>(1.f), 0u, omp_get_max_threads()};
-  return describe(key, state().eng).impl_info_str();
+  return describe(key_of(bf16, false, true, m, n, k, k, k, n, 1.f, 0.f, false), state().eng).impl_info_str();
 }
 
 bool bf16_supported() {
   static const bool ok = [] {
     try {
-      const Key key{true, false, true, 16, 16, 16, 16, 16, 16, std::bit_cast<uint32_t>(1.f), 0u, 1};
-      describe(key, state().eng);
+      describe(key_of(true, false, true, 16, 16, 16, 16, 16, 16, 1.f, 0.f, false), state().eng);
       return true;
     } catch (const dnnl::error&) {  // dnnl_unimplemented: no bf16 matmul below AVX-512 in oneDNN 2.6
       return false;
@@ -233,8 +236,7 @@ double bf16_gemm_flops_per_s(int n, int reps) {
   for (int r = 0; r < reps; ++r) gemm();
   const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   // Its primitive and scratchpad are not kept: a measurement must not stay resident in the run it precedes.
-  state().cache.erase(Key{true, false, false, n, n, n, n, n, n, std::bit_cast<uint32_t>(1.f), 0u,
-                          omp_in_parallel() ? 1 : omp_get_max_threads()});
+  state().cache.erase(key_of(true, false, false, n, n, n, n, n, n, 1.f, 0.f, false));
   return 2.0 * double(n) * double(n) * double(n) * reps / sec;
 }
 

@@ -16,7 +16,6 @@
 
 namespace tsp::kernels::onednn {
 
-//
 // any_shape: one primitive (oneDNN's runtime dimensions, its gemm:jit kernel) serves every m, n, k of the
 // same orientation, strides, alpha and beta, so callers with unboundedly many shapes — the edge tiles of
 // attention over every sequence length it meets — keep a bounded cache (each fixed-shape primitive holds

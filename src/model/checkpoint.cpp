@@ -196,12 +196,17 @@ CheckpointReadStats load_checkpoint(const std::string& dir_in, ModelParams<T>& p
 }
 
 DType parse_save_dtype(const std::string& name) {
-  if (name == "bf16" || name == "bfloat16") return DType::BF16;
-  if (name == "fp16" || name == "float16") return DType::F16;
-  if (name == "fp32" || name == "float32") return DType::F32;
-  if (name == "fp64" || name == "float64") return DType::F64;
-  throw UsageError(fmt::format(
-      "--save-dtype {}: allowed bf16 (bfloat16), fp16 (float16), fp32 (float32), fp64 (float64)", name));
+  // torch's names (model/dtype.h) and the short ones users type.
+  const std::string torch_name = name == "bf16"   ? "bfloat16"
+                                 : name == "fp16" ? "float16"
+                                 : name == "fp32" ? "float32"
+                                 : name == "fp64" ? "float64"
+                                                  : name;
+  const std::optional<DType> t = parse_torch_dtype(torch_name);
+  TSP_REQUIRE(t.has_value(),
+              "--save-dtype {}: allowed bf16 (bfloat16), fp16 (float16), fp32 (float32), fp64 (float64)",
+              name);
+  return *t;
 }
 
 ModelConfig checkpoint_config(const std::string& dir) {

@@ -16,6 +16,7 @@
 #include "core/memory.h"
 #include "core/sgemm_rate.h"
 #include "core/trace.h"
+#include "kernels/matmul_precision.h"
 #include "kernels/onednn_matmul.h"
 #include "model/params.h"
 #include "model/transformer.h"
@@ -253,6 +254,8 @@ nlohmann::json run_bench(const BenchOptions& o, Communicator& world) {
                         {"sgemm_n", o.sgemm_n},
                         {"isa", kernels::onednn::cpu_isa()},
                         {"model_flops_ratio", flops / step / sgemm_sum},
+                        {"matmul_precision", kernels::to_string(kernels::matmul_precision())},
+                        {"model_flops_ratio_bf16_gemm", bf16_sum > 0 ? flops / step / bf16_sum : 0.0},
                         {"memory_peak_bytes_max", mem_max},
                         {"comm_recv_bytes_per_step_max", recv_max},
                         {"per_rank", per_rank}};

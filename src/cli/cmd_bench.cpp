@@ -59,8 +59,8 @@ void print_report(const nlohmann::json& d) {
       d["mode"].get<std::string>().c_str(), d["dtype"].get<std::string>().c_str(),
       (long long)d["batch"].get<int64_t>(), (long long)d["seq_len"].get<int64_t>(),
       (long long)d["steps"].get<int64_t>(), (long long)d["warmup"].get<int64_t>());
-  std::printf("threads: %s | %s\n", thread_summary(thread_plan()).c_str(),
-              kernels::onednn::summary().c_str());
+  std::printf("threads: %s | %s | matmul precision %s\n", thread_summary(thread_plan()).c_str(),
+              kernels::onednn::summary().c_str(), d["matmul_precision"].get<std::string>().c_str());
   std::printf(
       "step %.3f s | %.0f tokens/s | model %.2f GFLOP/s = %.1f %% of cblas_sgemm %.1f GFLOP/s (all ranks)\n",
       d["step_seconds"].get<double>(), d["tokens_per_s"].get<double>(),
@@ -72,7 +72,10 @@ void print_report(const nlohmann::json& d) {
         d["sgemm_flops_per_s"].get<double>() / 1e9, d["gemm_bf16_flops_per_s"].get<double>() / 1e9,
         d["gemm_bf16_flops_per_s"].get<double>() / d["sgemm_flops_per_s"].get<double>(),
         d["isa"].get<std::string>().c_str());
-  else
+  if (d["matmul_precision"] == "bf16" && d["gemm_bf16_flops_per_s"].get<double>() > 0)
+    std::printf("model %.1f %% of the oneDNN bf16 GEMM rate\n",
+                100.0 * d["model_flops_ratio_bf16_gemm"].get<double>());
+  else if (d["gemm_bf16_flops_per_s"].get<double>() <= 0)
     std::printf("GEMM ceilings (all ranks): cblas_sgemm %.1f GFLOP/s; oneDNN has no bf16 product on %s\n",
                 d["sgemm_flops_per_s"].get<double>() / 1e9, d["isa"].get<std::string>().c_str());
   std::printf("%4s %9s %9s %9s %9s %9s %9s %13s\n", "rank", "peak MiB", "VmHWM MiB", "step s", "compute s",

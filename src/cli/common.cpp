@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "core/check.h"
+#include "kernels/matmul_precision.h"
 
 namespace tsp::cli {
 
@@ -56,11 +57,32 @@ void add_layout_options(CLI::App* app, std::string& strategy, StrategyOptions& o
                 "tsp: keep the all-gathered K/V for the backward instead of re-gathering (costs memory)");
   app->add_option("--threads", threads_option(),
                   "OpenMP and OpenBLAS threads per rank (default: the rank's cores / ranks sharing them)");
+  app->add_option("--matmul-precision", matmul_precision_option(),
+                  "fp32 linear-layer products: fp32 (OpenBLAS) or bf16 (operands rounded to bf16, fp32 "
+                  "accumulation, on oneDNN; needs --dtype float32)")
+      ->capture_default_str();
 }
 
 int& threads_option() {
   static int n = 0;
   return n;
+}
+
+std::string& matmul_precision_option() {
+  static std::string p = "fp32";
+  return p;
+}
+
+void apply_matmul_precision(const CLI::App& chosen) {
+  const kernels::MatmulPrecision p = kernels::parse_matmul_precision(matmul_precision_option());
+  if (p == kernels::MatmulPrecision::bf16) {
+    // bf16 products are a float32 mode: fp64 runs are the reference and never round their operands.
+    const CLI::Option* dtype = chosen.get_option_no_throw("--dtype");
+    const std::string d = dtype ? dtype->as<std::string>() : "float32";
+    if (d != "float32")
+      throw UsageError(fmt::format("--matmul-precision bf16 needs --dtype float32 (got --dtype {})", d));
+  }
+  kernels::set_matmul_precision(p);
 }
 
 void require_input_file(const std::string& option, const std::string& path, const std::string& what) {

@@ -37,6 +37,10 @@ void add_layout_options(CLI::App* app, std::string& strategy, StrategyOptions& l
 
 // --threads N of whichever command was chosen (0: not given); main() applies it (core/threading.h).
 int& threads_option();
+// --matmul-precision of whichever command was chosen; main() applies it (kernels/matmul_precision.h) before
+// the command runs, refusing bf16 unless the command's --dtype is float32 and oneDNN has a bf16 product.
+std::string& matmul_precision_option();
+void apply_matmul_precision(const CLI::App& chosen);
 
 void add_train_command(CLI::App& root, std::vector<Command>& cmds);
 void add_eval_command(CLI::App& root, std::vector<Command>& cmds);

@@ -4,8 +4,13 @@
 
 #include <algorithm>
 #include <climits>
+#include <type_traits>
+#include <vector>
 
 #include "core/check.h"
+#include "kernels/bf16.h"
+#include "kernels/matmul_precision.h"
+#include "kernels/onednn_matmul.h"
 
 namespace tsp::kernels {
 
@@ -26,6 +31,36 @@ void cblas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, bl
                 const double* a, blasint lda, const double* b, blasint ldb, double beta, double* c,
                 blasint ldc) {
   cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+// Per-thread bf16 copies of the two operands of one product (grown, never shrunk: the shapes of a run
+// repeat).
+struct Bf16Operands {
+  std::vector<uint16_t> a, b;
+};
+
+const uint16_t* as_bf16(std::vector<uint16_t>& buf, const float* x, int64_t n) {
+  if (int64_t(buf.size()) < n) buf.resize(size_t(n));
+  to_bf16(x, n, buf.data());
+  return buf.data();
+}
+
+// The linear layer's contiguous products under --matmul-precision bf16: both operands rounded to bf16, the
+// product on oneDNN with fp32 accumulation into c (alpha 1, beta 0 or 1). a is [rows_a, cols_a] and b
+// [rows_b, cols_b] as stored.
+void bf16_product(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t a_numel,
+                  int64_t lda, const float* b, int64_t b_numel, int64_t ldb, float beta, float* c,
+                  int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) return gemm<float>(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+  thread_local Bf16Operands ops;
+  const uint16_t* a16 = as_bf16(ops.a, a, a_numel);
+  const uint16_t* b16 = as_bf16(ops.b, b, b_numel);
+  onednn::matmul(ta, tb, m, n, k, 1.0f, a16, lda, b16, ldb, beta, c, ldc);
+}
+
+bool bf16_products() {
+  return matmul_precision() == MatmulPrecision::bf16;
 }
 
 }  // namespace
@@ -56,11 +91,21 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
 template <class T>
 void linear_forward(T* y, const T* x, const T* w, int64_t n, int64_t in, int64_t out, bool accumulate) {
   // W[out, in] is exactly (W^T)^T in row-major, so the HF layout needs a transposed B and no copy.
+  if constexpr (std::is_same_v<T, float>)
+    if (bf16_products())
+      return bf16_product(false, true, n, out, in, x, n * in, in, w, out * in, in, accumulate ? 1.0f : 0.0f,
+                          y, out);
   gemm<T>(false, true, n, out, in, T(1), x, in, w, in, accumulate ? T(1) : T(0), y, out);
 }
 
 template <class T>
 void linear_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, int64_t n, int64_t in, int64_t out) {
+  if constexpr (std::is_same_v<T, float>)
+    if (bf16_products()) {
+      if (dx) bf16_product(false, false, n, in, out, dy, n * out, out, w, out * in, in, 1.0f, dx, in);
+      if (dw) bf16_product(true, false, out, in, n, dy, n * out, out, x, n * in, in, 1.0f, dw, in);
+      return;
+    }
   if (dx) gemm<T>(false, false, n, in, out, T(1), dy, out, w, in, T(1), dx, in);
   if (dw) gemm<T>(true, false, out, in, n, T(1), dy, out, x, in, T(1), dw, in);
 }

@@ -11,6 +11,8 @@ template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
           const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
 
+// The linear layer's products follow kernels::matmul_precision() for float (bf16: operands rounded to bf16,
+// fp32 accumulation, on oneDNN; kernels/matmul_precision.h); gemm itself is always cblas_sgemm/dgemm.
 // y[n, out] = x[n, in] · w[out, in]^T   (accumulate: y += ...)
 template <class T>
 void linear_forward(T* y, const T* x, const T* w, int64_t n, int64_t in, int64_t out,

@@ -16,6 +16,7 @@
 #include "core/memory.h"
 #include "core/threading.h"
 #include "core/trace.h"
+#include "kernels/matmul_precision.h"
 #include "kernels/onednn_matmul.h"
 #include "model/checkpoint.h"
 #include "model/params.h"
@@ -217,8 +218,8 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
           log, "sequence-length warm-up: %lld -> %lld tokens over %lld steps%s (tokens per step constant)\n",
           (long long)o.seq_len_start, (long long)o.seq_len, (long long)seq_len_warmup,
           o.seq_len_warmup < 0 ? " (70% of --steps; --seq-len-warmup sets it)" : "");
-    std::fprintf(log, "threads: %s | %s\n", thread_summary(thread_plan()).c_str(),
-                 kernels::onednn::summary().c_str());
+    std::fprintf(log, "threads: %s | %s | matmul precision %s\n", thread_summary(thread_plan()).c_str(),
+                 kernels::onednn::summary().c_str(), kernels::to_string(kernels::matmul_precision()).c_str());
   }
   ProgressBar bar(bar_on, stdout, state.step + 1, o.steps);
   Communicator* comm = strategy->comm();
@@ -398,6 +399,7 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   }
   summary["threads"] = thread_json(thread_plan());
   summary["isa"] = kernels::onednn::cpu_isa();
+  summary["matmul_precision"] = kernels::to_string(kernels::matmul_precision());
   if (comm) {
     // Per step, like tsp bench and tsp plan: the last training step, at batch x --seq-len. The total also
     // holds the warm-up's shorter steps, the held-out evaluation and the checkpoint gathers.

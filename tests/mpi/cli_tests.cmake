@@ -169,3 +169,35 @@ tsp_cli_test(tokenize_bad_dir ${TSP_CLI_DIR}/expect.sh nonzero "error: .* holds 
              ${TSP_BIN} tokenize --tokenizer ${TSP_CLI_DIR} --text hello)
 tsp_cli_test(train_dataset_missing ${TSP_CLI_DIR}/expect.sh nonzero "\\[rank 1\\] error: --dataset .*no manifest.json" --
              ${TSP_MPIEXEC} -np 2 ${TSP_BIN} train --strategy tsp --preset tiny --dataset ${TSP_CLI_DIR} --steps 1)
+
+# --matmul-precision bf16 (kernels/matmul_precision.h): parallelism adds no error beyond bf16's, judged
+# against the single-device fp64 model (vs_fp64), for every layout; skipped where oneDNN has no bf16 product.
+function(tsp_bf16_check_test name np)
+  tsp_cli_test(${name} ${TSP_CLI_DIR}/expect.sh 0 "\"pass\": true" "\"vs_fp64\"" "\"matmul_precision\": \"bf16\""
+               -- ${TSP_MPIEXEC} -np ${np} ${TSP_BIN} check --preset tiny --seq-len 64 --batch 2 --dtype float32
+               --matmul-precision bf16 --json ${ARGN})
+  set_tests_properties(cli_${name} PROPERTIES SKIP_REGULAR_EXPRESSION "has no bf16 product on this CPU")
+endfunction()
+tsp_bf16_check_test(check_bf16_single 1 --strategy single)
+tsp_bf16_check_test(check_bf16_tsp_np2 2 --strategy tsp)
+tsp_bf16_check_test(check_bf16_tp_np2 2 --strategy tp)
+tsp_bf16_check_test(check_bf16_sp_np2 2 --strategy sp)
+tsp_bf16_check_test(check_bf16_tsp_np4 4 --strategy tsp)
+tsp_bf16_check_test(check_bf16_tpsp_2x2 4 --strategy tpsp --tp 2 --sp 2)
+tsp_cli_test(matmul_precision_needs_float32 ${TSP_CLI_DIR}/expect.sh 2
+             "\\[rank 1\\] error: --matmul-precision bf16 needs --dtype float32 \\(got --dtype float64\\)" --
+             ${TSP_MPIEXEC} -np 2 ${TSP_BIN} check --strategy tsp --preset tiny --seq-len 64 --matmul-precision bf16)
+set_tests_properties(cli_matmul_precision_needs_float32 PROPERTIES SKIP_REGULAR_EXPRESSION
+                     "has no bf16 product on this CPU")
+tsp_cli_test(matmul_precision_unknown ${TSP_CLI_DIR}/expect.sh 2
+             "error: --matmul-precision fp16 is not supported \\(allowed: fp32, bf16\\)" -- ${TSP_BIN} check
+             --strategy single --seq-len 16 --matmul-precision fp16)
+tsp_cli_test(bench_bf16_products ${TSP_CLI_DIR}/expect.sh 0 "\"matmul_precision\": \"bf16\""
+             "\"model_flops_ratio_bf16_gemm\"" -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} bench --strategy tsp --preset tiny
+             --seq-len 64 --steps 1 --sgemm-n 256 --dtype float32 --matmul-precision bf16 --json)
+set_tests_properties(cli_bench_bf16_products PROPERTIES SKIP_REGULAR_EXPRESSION "has no bf16 product on this CPU")
+tsp_cli_test(train_bf16_products_tsp_np2 ${TSP_CLI_DIR}/expect.sh 0 "matmul precision bf16"
+             "\"matmul_precision\": \"bf16\"" -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} train --strategy tsp --preset tiny
+             --seq-len 128 --steps 3 --matmul-precision bf16 --json)
+set_tests_properties(cli_train_bf16_products_tsp_np2 PROPERTIES SKIP_REGULAR_EXPRESSION
+                     "has no bf16 product on this CPU")

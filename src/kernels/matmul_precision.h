@@ -21,7 +21,7 @@ std::string to_string(MatmulPrecision p);
 void set_matmul_precision(MatmulPrecision p);
 MatmulPrecision matmul_precision();
 
-// Sets a precision for a scope and restores the previous one (tests, and tsp check's fp64 reference).
+// Sets a precision for a scope and restores the previous one (tests).
 class ScopedMatmulPrecision {
  public:
   explicit ScopedMatmulPrecision(MatmulPrecision p) : prev_(matmul_precision()) { set_matmul_precision(p); }

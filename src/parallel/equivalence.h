@@ -28,7 +28,9 @@ double check_tolerance(const std::string& dtype);
 
 // Runs on every rank of `world`; returns the report (identical on every rank except "comm", which is the
 // calling rank's). Fields: strategy, ranks, dtype, seq_len, batch, max_rel_err {loss, logits, grads},
-// worst_grad_tensor, tolerance, pass, comm {forward, backward}.
+// worst_grad_tensor, tolerance, pass, comm {forward, backward}, matmul_precision. Under --matmul-precision
+// bf16 (float32) also vs_fp64 {layout, single, rule, closest_grad_tensor, pass}: both runs against the
+// single-device fp64 model, and pass (and tolerance null) by err(layout) <= 1.5 err(single) + 1e-3.
 nlohmann::json run_check(const CheckOptions& o, Communicator& world);
 
 }  // namespace tsp

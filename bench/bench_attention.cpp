@@ -1,6 +1,7 @@
 // Causal attention forward/backward throughput at training size, reported against the SGEMM rate measured in
 // the same process (the ceiling the blocked kernel's tile products run at), with the fp32 tile products on
-// oneDNN (the default) and on OpenBLAS, one after the other, and their ratio.
+// oneDNN (the default) and on OpenBLAS, and the bf16 tile products (--matmul-precision bf16) on oneDNN, one
+// after the other, and their ratios.
 //
 // Usage: bench_attention [seq_len] [block_q block_k]    (defaults: 4096, the library's AttentionBlocks{})
 #include <cblas.h>
@@ -17,6 +18,7 @@
 
 #include "core/threading.h"
 #include "kernels/attention.h"
+#include "kernels/matmul_precision.h"
 #include "kernels/onednn_matmul.h"
 
 namespace {
@@ -55,7 +57,10 @@ struct Times {
   double fwd, bwd;
 };
 
-Times bench_head_dim(int64_t seq, int64_t head_dim, const AttentionBlocks& blocks, double gemm_rate) {
+Times bench_head_dim(int64_t seq, int64_t head_dim, const AttentionBlocks& blocks, double gemm_rate,
+                     bool bf16 = false) {
+  tsp::kernels::ScopedMatmulPrecision precision(bf16 ? tsp::kernels::MatmulPrecision::bf16
+                                                     : tsp::kernels::MatmulPrecision::fp32);
   const AttentionShape s{seq, seq, 8, 8, head_dim};
   const int64_t n = seq * s.n_heads * head_dim;
   std::mt19937_64 rng(1);
@@ -86,8 +91,10 @@ Times bench_head_dim(int64_t seq, int64_t head_dim, const AttentionBlocks& block
       "backward %8.2f ms %7.1f GFLOP/s (%3.0f%% of sgemm)\n",
       static_cast<long long>(seq), static_cast<long long>(s.n_heads), static_cast<long long>(head_dim),
       static_cast<long long>(blocks.block_q), static_cast<long long>(blocks.block_k),
-      blocks.products == tsp::kernels::TileProducts::onednn ? "onednn" : "blas", fwd * 1e3, fwd_rate,
-      100.0 * fwd_rate / gemm_rate, bwd * 1e3, bwd_rate, 100.0 * bwd_rate / gemm_rate);
+      bf16                                                    ? "bf16"
+      : blocks.products == tsp::kernels::TileProducts::onednn ? "onednn"
+                                                              : "blas",
+      fwd * 1e3, fwd_rate, 100.0 * fwd_rate / gemm_rate, bwd * 1e3, bwd_rate, 100.0 * bwd_rate / gemm_rate);
   return {fwd, bwd};
 }
 
@@ -114,6 +121,10 @@ int main(int argc, char** argv) {
     const Times b = bench_head_dim(seq, d, with_blas, gemm_rate);
     std::printf("d=%lld  oneDNN tiles vs OpenBLAS tiles: forward %.2fx, backward %.2fx faster\n",
                 static_cast<long long>(d), b.fwd / o.fwd, b.bwd / o.bwd);
+    if (!tsp::kernels::onednn::bf16_supported()) continue;
+    const Times h = bench_head_dim(seq, d, blocks, gemm_rate, /*bf16=*/true);
+    std::printf("d=%lld  bf16 tiles vs fp32 oneDNN tiles: forward %.2fx, backward %.2fx faster\n",
+                static_cast<long long>(d), o.fwd / h.fwd, o.bwd / h.bwd);
   }
   return 0;
 }

@@ -105,6 +105,37 @@ TEST(MatmulPrecision, Fp32AndFp64AreUntouchedByTheSetting) {
   EXPECT_EQ(got_d, want_d) << "fp64 is the reference and never rounds to bf16";
 }
 
+TEST(MatmulPrecision, OutputRowStrideFillsOnlyItsColumns) {
+  // A vocabulary shard writes its columns of the wider logits (ldy): the same values as a contiguous output,
+  // and nothing outside them, in fp32 and in bf16.
+  std::mt19937_64 rng(7);
+  const int64_t n = 5, in = 24, out = 7, ldy = 19, col0 = 4;
+  const auto x = test::random_vector<float>(n * in, rng), w = test::random_vector<float>(out * in, rng);
+  for (MatmulPrecision p : {MatmulPrecision::fp32, MatmulPrecision::bf16}) {
+    if (p == MatmulPrecision::bf16 && !onednn::bf16_supported()) continue;
+    ScopedMatmulPrecision precision(p);
+    std::vector<float> dense(size_t(n * out)), wide(size_t(n * ldy), -7.0f);
+    linear_forward(dense.data(), x.data(), w.data(), n, in, out);
+    linear_forward(wide.data() + col0, x.data(), w.data(), n, in, out, false, ldy);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < ldy; ++j) {
+        const float got = wide[size_t(i * ldy + j)];
+        if (j < col0 || j >= col0 + out) {
+          EXPECT_EQ(got, -7.0f) << to_string(p) << " row " << i << " column " << j << " is not the shard's";
+          continue;
+        }
+        // fp32 is the same cblas_sgemm call; bf16 runs another oneDNN kernel for a strided output (gemm:jit,
+        // not brgemm), which sums the same bf16 products in another order: within 2·(in+1)·u32·Σ|terms|.
+        double terms = 0;
+        for (int64_t c = 0; c < in; ++c) terms += std::fabs(double(x[i * in + c]) * w[(j - col0) * in + c]);
+        const double tol =
+            p == MatmulPrecision::fp32 ? 0.0 : 2.0 * double(in + 1) * 0x1p-24 * (1 + 0x1p-7) * terms;
+        EXPECT_NEAR(got, dense[size_t(i * out + j - col0)], tol)
+            << to_string(p) << " row " << i << " column " << j;
+      }
+  }
+}
+
 TEST(MatmulPrecision, ParsesTheAllowedNamesAndRefusesOthers) {
   EXPECT_EQ(parse_matmul_precision("fp32"), MatmulPrecision::fp32);
   EXPECT_EQ(to_string(MatmulPrecision::bf16), "bf16");

@@ -1,6 +1,11 @@
 // Blocked online-softmax attention (FlashAttention-2 schedule) on CPU: every tile product runs on the calling
 // thread (oneDNN for fp32, OpenBLAS for fp64), parallelism comes from OpenMP over independent tiles.
 //
+// Under --matmul-precision bf16 (fp32 only) the tile products take bf16 operands with fp32 accumulation, as
+// FlashAttention does on GPUs: Q, K, V and dO are rounded to bf16 once per call, each probability tile P and
+// each dS tile once per tile; the scores, the running max and sum, the log-sum-exp, the softmax and dS
+// arithmetic, and every accumulator (O, dQ, dK, dV) stay fp32.
+//
 // Forward: one task per (query block, head). It streams the key blocks, keeps the running row max m and sum
 // l, and rescales its private output tile whenever m grows, so only [block_q x block_k] scores exist at a
 // time.
@@ -27,7 +32,9 @@
 
 #include "core/check.h"
 #include "core/memory.h"
+#include "kernels/bf16.h"
 #include "kernels/gemm.h"
+#include "kernels/matmul_precision.h"
 #include "kernels/onednn_matmul.h"
 #include "kernels/softmax_exp.h"
 
@@ -52,7 +59,64 @@ struct TileGemm {
       if (onednn) return onednn::matmul(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, !full);
     gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
+  // bf16 operands (bit patterns), fp32 accumulation and result: always oneDNN.
+  void operator()(bool full, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                  const uint16_t* a, int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c,
+                  int64_t ldc) const {
+    onednn::matmul(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, !full);
+  }
 };
+
+// The element type the tile products read: T itself, or bf16 bit patterns (uint16_t) for a float kernel under
+// --matmul-precision bf16.
+template <class T>
+bool bf16_tiles(const AttentionBlocks& blocks) {
+  return std::is_same_v<T, float> && blocks.products == TileProducts::onednn &&
+         matmul_precision() == MatmulPrecision::bf16;
+}
+
+// Where row `row` of head `head` of an operand of the tile products starts: token-major [tokens, heads, d] as
+// the caller stores it (ld = heads * d, head stride d), or head-major [heads, tokens, d] (ld = d, head stride
+// tokens * d) for the bf16 copies. Tiles of a head-major operand are dense, which oneDNN 2.6 needs to pick
+// its AMX brgemm kernel: with any leading dimension other than the row length it falls back to gemm:jit,
+// which ran bf16 tiles at half the fp32 rate (docs/performance.md, "Attention tiles").
+template <class E>
+struct HeadRows {
+  E* data;
+  int64_t ld;
+  int64_t head_stride;
+  E* at(int64_t row, int64_t head) const { return data + row * ld + head * head_stride; }
+};
+
+template <class E>
+HeadRows<E> token_major(E* x, int64_t heads, int64_t d) {
+  return {x, heads * d, d};
+}
+
+// A whole operand (Q, K, V or dO, [n, heads, d] token-major) rounded to bf16 into `copy` head-major by the
+// call's team (workspace, counted).
+HeadRows<const uint16_t> bf16_head_major(const float* x, int64_t n, int64_t heads, int64_t d,
+                                         Buffer<uint16_t>& copy, int n_threads) {
+  copy = Buffer<uint16_t>(n * heads * d, Mem::workspace);
+  uint16_t* y = copy.data();
+#pragma omp parallel for collapse(2) schedule(static) num_threads(n_threads)
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t i = 0; i < n; ++i) to_bf16(x + (i * heads + h) * d, d, y + (h * n + i) * d);
+  return {y, d, n * d};
+}
+
+// One [rows x cols] tile (row stride ld) of P or dS in the tile products' element type: the tile itself, or
+// its bf16 rounding in `copy` (same strides).
+template <class In, class T>
+const In* tile_rows(const T* tile, int64_t rows, int64_t cols, int64_t ld, std::vector<In>& copy) {
+  if constexpr (std::is_same_v<In, T>) {
+    return tile;
+  } else {
+    if (copy.size() < size_t(rows * ld)) copy.resize(size_t(rows * ld));
+    for (int64_t i = 0; i < rows; ++i) to_bf16(tile + i * ld, cols, copy.data() + i * ld);
+    return copy.data();
+  }
+}
 
 AttentionBlocks g_default_blocks;
 
@@ -192,16 +256,17 @@ T exp_row(T* row, int64_t n, T shift) {
 
 }  // namespace
 
-template <class T>
-void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const int64_t* q_pos,
-                       const int64_t* k_pos, const AttentionShape& s, double scale,
-                       const AttentionBlocks& blocks) {
-  check_shape(s, blocks, "attention_forward");
+namespace {
+
+// The forward with the tile products reading In (T, or bf16 for float): q, k and v are already in In.
+template <class T, class In>
+void forward_tiles(T* out, T* lse, HeadRows<const In> q, HeadRows<const In> k, HeadRows<const In> v,
+                   const int64_t* q_pos, const int64_t* k_pos, const AttentionShape& s, double scale,
+                   const AttentionBlocks& blocks, int n_threads) {
   const TileGemm tile_gemm{blocks.products == TileProducts::onednn};
   const int64_t nq = s.nq, nk = s.nk, n_heads = s.n_heads, d = s.head_dim;
   const int64_t group = n_heads / s.n_kv_heads;
-  const int64_t ldq = n_heads * d, ldk = s.n_kv_heads * d;
-  if (nq == 0) return;
+  const int64_t ldq = n_heads * d;
   const int64_t bq = std::min(blocks.block_q, nq);
   const int64_t bk = std::max<int64_t>(1, std::min(blocks.block_k, nk));
   // Row stride of the score tile: block_k whatever the tile's width, so every edge tile of every sequence
@@ -213,7 +278,6 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const
   const int64_t n_kblocks = static_cast<int64_t>(k_ranges.size());
   const int64_t n_tasks = n_qblocks * n_heads;
   const T alpha_qk = static_cast<T>(scale);
-  const int n_threads = team_size(nq, nk, n_heads, d);
 
   SingleThreadedBlas single_threaded_blas;
 #pragma omp parallel num_threads(n_threads)
@@ -222,6 +286,7 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const
     std::vector<T> acc(static_cast<size_t>(bq * d));
     std::vector<T> row_m(static_cast<size_t>(bq));
     std::vector<T> row_l(static_cast<size_t>(bq));
+    std::vector<In> p_in;  // the probability tile rounded to In (unused when In is T)
 
     // Under causal masking later query blocks see more keys: hand them out first so the cheap ones fill gaps.
 #pragma omp for schedule(dynamic, 1)
@@ -243,10 +308,8 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const
         const int64_t r0 = tile.i0 - i0;  // first tile row within this task's accumulators
         const int64_t cols = tile.cols;
         const bool full = tile.rows == blocks.block_q && cols == blocks.block_k;
-        const T* k_tile = k + tile.j0 * ldk + kvh * d;
-        const T* v_tile = v + tile.j0 * ldk + kvh * d;
-        tile_gemm(full, false, true, tile.rows, cols, d, alpha_qk, q + tile.i0 * ldq + h * d, ldq, k_tile,
-                  ldk, T(0), scores.data(), lds);
+        tile_gemm(full, false, true, tile.rows, cols, d, alpha_qk, q.at(tile.i0, h), q.ld, k.at(tile.j0, kvh),
+                  k.ld, T(0), scores.data(), lds);
 
         for (int64_t i = 0; i < tile.rows; ++i) {
           T* row = scores.data() + i * lds;
@@ -269,7 +332,8 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const
             for (int64_t c = 0; c < d; ++c) acc_row[c] *= correction;
           }
         }
-        tile_gemm(full, false, false, tile.rows, d, cols, T(1), scores.data(), lds, v_tile, ldk, T(1),
+        const In* p = tile_rows<In>(scores.data(), tile.rows, cols, lds, p_in);
+        tile_gemm(full, false, false, tile.rows, d, cols, T(1), p, lds, v.at(tile.j0, kvh), v.ld, T(1),
                   acc.data() + r0 * d, d);
       }
 
@@ -289,22 +353,52 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const
   }
 }
 
+}  // namespace
+
+template <class T>
+void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const int64_t* q_pos,
+                       const int64_t* k_pos, const AttentionShape& s, double scale,
+                       const AttentionBlocks& blocks) {
+  check_shape(s, blocks, "attention_forward");
+  if (s.nq == 0) return;
+  const int n_threads = team_size(s.nq, s.nk, s.n_heads, s.head_dim);
+  if constexpr (std::is_same_v<T, float>) {
+    if (bf16_tiles<T>(blocks)) {
+      Buffer<uint16_t> q16, k16, v16;
+      const int64_t d = s.head_dim;
+      return forward_tiles<T, uint16_t>(out, lse, bf16_head_major(q, s.nq, s.n_heads, d, q16, n_threads),
+                                        bf16_head_major(k, s.nk, s.n_kv_heads, d, k16, n_threads),
+                                        bf16_head_major(v, s.nk, s.n_kv_heads, d, v16, n_threads), q_pos,
+                                        k_pos, s, scale, blocks, n_threads);
+    }
+  }
+  forward_tiles<T, T>(out, lse, token_major(q, s.n_heads, s.head_dim),
+                      token_major(k, s.n_kv_heads, s.head_dim), token_major(v, s.n_kv_heads, s.head_dim),
+                      q_pos, k_pos, s, scale, blocks, n_threads);
+}
+
 template <class T>
 void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const int64_t* q_pos,
                        const int64_t* k_pos, const AttentionShape& s, double scale) {
   attention_forward(out, lse, q, k, v, q_pos, k_pos, s, scale, default_attention_blocks());
 }
 
-template <class T>
-void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* out,
-                        const T* lse, const int64_t* q_pos, const int64_t* k_pos, const AttentionShape& s,
-                        double scale, const AttentionBlocks& blocks) {
-  check_shape(s, blocks, "attention_backward");
+namespace {
+
+// The backward with the tile products reading In (T, or bf16 for float): q, k, v and dout_in are in In; dout
+// and out (for the row terms D) stay T. With bf16 operands (head-major, dense tiles) the dQ accumulators are
+// head-major too, so that the dS·K product writes a dense tile: every thread then has its own copy, and the
+// copies are summed into dq in thread order.
+template <class T, class In>
+void backward_tiles(T* dq, T* dk, T* dv, const T* dout, HeadRows<const In> dout_in, HeadRows<const In> q,
+                    HeadRows<const In> k, HeadRows<const In> v, const T* out, const T* lse,
+                    const int64_t* q_pos, const int64_t* k_pos, const AttentionShape& s, double scale,
+                    const AttentionBlocks& blocks, int n_threads) {
   const TileGemm tile_gemm{blocks.products == TileProducts::onednn};
   const int64_t nq = s.nq, nk = s.nk, n_heads = s.n_heads, n_kv_heads = s.n_kv_heads, d = s.head_dim;
   const int64_t group = n_heads / n_kv_heads;
   const int64_t ldq = n_heads * d, ldk = n_kv_heads * d;
-  if (nq == 0 || nk == 0) return;
+  constexpr bool head_major_dq = !std::is_same_v<In, T>;
   const int64_t bq = std::min(blocks.block_q, nq);
   const int64_t bk = std::min(blocks.block_k, nk);
   const int64_t lds = std::max(bk, blocks.block_k);  // the score tiles' row stride, as in the forward
@@ -313,8 +407,6 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
   const int64_t n_qblocks = static_cast<int64_t>(q_ranges.size());
   const int64_t n_kblocks = static_cast<int64_t>(k_ranges.size());
   const T alpha = static_cast<T>(scale);
-
-  const int n_threads = team_size(nq, nk, n_heads, d);
 
   // FlashAttention-2 row terms: D_i = dout_i . out_i equals sum_j P_ij dP_ij, the softmax Jacobian's diagonal
   // correction. A query that saw no key (lse = -inf) gets shift +inf, which makes every recomputed P zero.
@@ -334,7 +426,8 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
   }
 
   std::vector<Buffer<T>> dq_private;
-  for (int t = 1; t < n_threads; ++t) dq_private.emplace_back(nq * ldq, Mem::workspace);  // zero-filled
+  for (int t = head_major_dq ? 0 : 1; t < n_threads; ++t)
+    dq_private.emplace_back(nq * ldq, Mem::workspace);  // zero-filled
   const int64_t n_tasks = n_kblocks * n_kv_heads;
 
   SingleThreadedBlas single_threaded_blas;
@@ -342,11 +435,14 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
 #pragma omp parallel num_threads(n_threads)
   {
     const int tid = omp_get_thread_num();
-    T* dq_acc = tid == 0 ? dq : dq_private[static_cast<size_t>(tid - 1)].data();
+    const HeadRows<T> dq_acc =
+        head_major_dq ? HeadRows<T>{dq_private[size_t(tid)].data(), d, nq * d}
+                      : token_major(tid == 0 ? dq : dq_private[size_t(tid - 1)].data(), n_heads, d);
     std::vector<T> p(static_cast<size_t>(bq * lds));
     std::vector<T> ds(static_cast<size_t>(bq * lds));
     std::vector<T> dk_acc(static_cast<size_t>(bk * d));
     std::vector<T> dv_acc(static_cast<size_t>(bk * d));
+    std::vector<In> p_in, ds_in;  // P and dS rounded to In (unused when In is T)
 
     // Tasks go round-robin (static, 1), not first-come: which dQ copy a task adds into, and in what order,
     // must not depend on timing, so that a training run is bitwise reproducible (exact resume) for a given
@@ -370,24 +466,24 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
           const int64_t rows = tile.rows, cols = tile.cols;
           const bool full = rows == blocks.block_q && cols == blocks.block_k;
           const int64_t c0 = tile.j0 - j0;  // first tile column within this task's dK/dV accumulators
-          const T* q_tile = q + tile.i0 * ldq + h * d;
-          const T* dout_tile = dout + tile.i0 * ldq + h * d;
-          const T* k_tile = k + tile.j0 * ldk + kvh * d;
-          const T* v_tile = v + tile.j0 * ldk + kvh * d;
+          const In* q_tile = q.at(tile.i0, h);
+          const In* dout_tile = dout_in.at(tile.i0, h);
+          const In* k_tile = k.at(tile.j0, kvh);
+          const In* v_tile = v.at(tile.j0, kvh);
 
           // P = exp(scale * Q K^T - lse), recomputed instead of stored.
-          tile_gemm(full, false, true, rows, cols, d, alpha, q_tile, ldq, k_tile, ldk, T(0), p.data(), lds);
+          tile_gemm(full, false, true, rows, cols, d, alpha, q_tile, q.ld, k_tile, k.ld, T(0), p.data(), lds);
           for (int64_t i = 0; i < rows; ++i) {
             T* row = p.data() + i * lds;
             if (tile.masked) mask_row(row, k_pos + tile.j0, cols, q_pos[tile.i0 + i]);
             exp_row(row, cols, row_shift[(tile.i0 + i) * n_heads + h]);
           }
           // dV += P^T dO
-          tile_gemm(full, true, false, cols, d, rows, T(1), p.data(), lds, dout_tile, ldq, T(1),
-                    dv_acc.data() + c0 * d, d);
+          tile_gemm(full, true, false, cols, d, rows, T(1), tile_rows<In>(p.data(), rows, cols, lds, p_in),
+                    lds, dout_tile, dout_in.ld, T(1), dv_acc.data() + c0 * d, d);
           // dP = dO V^T, then dS = P * (dP - D) in place
-          tile_gemm(full, false, true, rows, cols, d, T(1), dout_tile, ldq, v_tile, ldk, T(0), ds.data(),
-                    lds);
+          tile_gemm(full, false, true, rows, cols, d, T(1), dout_tile, dout_in.ld, v_tile, v.ld, T(0),
+                    ds.data(), lds);
           for (int64_t i = 0; i < rows; ++i) {
             const T di = row_d[(tile.i0 + i) * n_heads + h];
             const T* p_row = p.data() + i * lds;
@@ -396,9 +492,10 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
             for (int64_t j = 0; j < cols; ++j) ds_row[j] = p_row[j] * (ds_row[j] - di);
           }
           // dQ += scale * dS K ;  dK += scale * dS^T Q
-          tile_gemm(full, false, false, rows, d, cols, alpha, ds.data(), lds, k_tile, ldk, T(1),
-                    dq_acc + tile.i0 * ldq + h * d, ldq);
-          tile_gemm(full, true, false, cols, d, rows, alpha, ds.data(), lds, q_tile, ldq, T(1),
+          const In* ds_tile = tile_rows<In>(ds.data(), rows, cols, lds, ds_in);
+          tile_gemm(full, false, false, rows, d, cols, alpha, ds_tile, lds, k_tile, k.ld, T(1),
+                    dq_acc.at(tile.i0, h), dq_acc.ld);
+          tile_gemm(full, true, false, cols, d, rows, alpha, ds_tile, lds, q_tile, q.ld, T(1),
                     dk_acc.data() + c0 * d, d);
         }
       }
@@ -414,7 +511,16 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
     }
   }
 
-  if (!dq_private.empty()) {
+  if (head_major_dq) {
+#pragma omp parallel for collapse(2) schedule(static) num_threads(n_threads)
+    for (int64_t i = 0; i < nq; ++i)
+      for (int64_t h = 0; h < n_heads; ++h)
+        for (int64_t c = 0; c < d; ++c) {
+          T sum = dq[(i * n_heads + h) * d + c];
+          for (const Buffer<T>& b : dq_private) sum += b[(h * nq + i) * d + c];
+          dq[(i * n_heads + h) * d + c] = sum;
+        }
+  } else if (!dq_private.empty()) {
     const int64_t n = nq * ldq;
 #pragma omp parallel for schedule(static) num_threads(n_threads)
     for (int64_t e = 0; e < n; ++e) {
@@ -423,6 +529,33 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
       dq[e] = sum;
     }
   }
+}
+
+}  // namespace
+
+template <class T>
+void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* out,
+                        const T* lse, const int64_t* q_pos, const int64_t* k_pos, const AttentionShape& s,
+                        double scale, const AttentionBlocks& blocks) {
+  check_shape(s, blocks, "attention_backward");
+  if (s.nq == 0 || s.nk == 0) return;
+  const int n_threads = team_size(s.nq, s.nk, s.n_heads, s.head_dim);
+  if constexpr (std::is_same_v<T, float>) {
+    if (bf16_tiles<T>(blocks)) {
+      Buffer<uint16_t> dout16, q16, k16, v16;
+      const int64_t d = s.head_dim;
+      return backward_tiles<T, uint16_t>(dq, dk, dv, dout,
+                                         bf16_head_major(dout, s.nq, s.n_heads, d, dout16, n_threads),
+                                         bf16_head_major(q, s.nq, s.n_heads, d, q16, n_threads),
+                                         bf16_head_major(k, s.nk, s.n_kv_heads, d, k16, n_threads),
+                                         bf16_head_major(v, s.nk, s.n_kv_heads, d, v16, n_threads), out, lse,
+                                         q_pos, k_pos, s, scale, blocks, n_threads);
+    }
+  }
+  const int64_t d = s.head_dim;
+  backward_tiles<T, T>(dq, dk, dv, dout, token_major(dout, s.n_heads, d), token_major(q, s.n_heads, d),
+                       token_major(k, s.n_kv_heads, d), token_major(v, s.n_kv_heads, d), out, lse, q_pos,
+                       k_pos, s, scale, blocks, n_threads);
 }
 
 template <class T>

@@ -33,10 +33,10 @@ void cblas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, bl
   cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-// Per-thread bf16 copies of the two operands of one product (grown, never shrunk: the shapes of a run
-// repeat).
+// Per-thread bf16 copies of the operands of a layer's products (grown, never shrunk: the shapes of a run
+// repeat); the backward's two products share dY's.
 struct Bf16Operands {
-  std::vector<uint16_t> a, b;
+  std::vector<uint16_t> a, b, c;
 };
 
 const uint16_t* as_bf16(std::vector<uint16_t>& buf, const float* x, int64_t n) {
@@ -45,18 +45,17 @@ const uint16_t* as_bf16(std::vector<uint16_t>& buf, const float* x, int64_t n) {
   return buf.data();
 }
 
-// The linear layer's contiguous products under --matmul-precision bf16: both operands rounded to bf16, the
-// product on oneDNN with fp32 accumulation into c (alpha 1, beta 0 or 1). a is [rows_a, cols_a] and b
-// [rows_b, cols_b] as stored.
-void bf16_product(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t a_numel,
-                  int64_t lda, const float* b, int64_t b_numel, int64_t ldb, float beta, float* c,
-                  int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  if (k == 0) return gemm<float>(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+Bf16Operands& bf16_operands() {
   thread_local Bf16Operands ops;
-  const uint16_t* a16 = as_bf16(ops.a, a, a_numel);
-  const uint16_t* b16 = as_bf16(ops.b, b, b_numel);
-  onednn::matmul(ta, tb, m, n, k, 1.0f, a16, lda, b16, ldb, beta, c, ldc);
+  return ops;
+}
+
+// The linear layer's contiguous products under --matmul-precision bf16, on operands already rounded to
+// bf16: oneDNN with fp32 accumulation into c (alpha 1, beta 0 or 1).
+void bf16_product(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const uint16_t* a, int64_t lda,
+                  const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  onednn::matmul(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
 }
 
 bool bf16_products() {
@@ -89,21 +88,29 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
 }
 
 template <class T>
-void linear_forward(T* y, const T* x, const T* w, int64_t n, int64_t in, int64_t out, bool accumulate) {
+void linear_forward(T* y, const T* x, const T* w, int64_t n, int64_t in, int64_t out, bool accumulate,
+                    int64_t ldy) {
+  if (ldy == 0) ldy = out;
+  const T beta = accumulate ? T(1) : T(0);
   // W[out, in] is exactly (W^T)^T in row-major, so the HF layout needs a transposed B and no copy.
   if constexpr (std::is_same_v<T, float>)
-    if (bf16_products())
-      return bf16_product(false, true, n, out, in, x, n * in, in, w, out * in, in, accumulate ? 1.0f : 0.0f,
-                          y, out);
-  gemm<T>(false, true, n, out, in, T(1), x, in, w, in, accumulate ? T(1) : T(0), y, out);
+    if (bf16_products() && n > 0 && out > 0 && in > 0) {
+      Bf16Operands& ops = bf16_operands();
+      return bf16_product(false, true, n, out, in, as_bf16(ops.a, x, n * in), in, as_bf16(ops.b, w, out * in),
+                          in, beta, y, ldy);
+    }
+  gemm<T>(false, true, n, out, in, T(1), x, in, w, in, beta, y, ldy);
 }
 
 template <class T>
 void linear_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, int64_t n, int64_t in, int64_t out) {
   if constexpr (std::is_same_v<T, float>)
-    if (bf16_products()) {
-      if (dx) bf16_product(false, false, n, in, out, dy, n * out, out, w, out * in, in, 1.0f, dx, in);
-      if (dw) bf16_product(true, false, out, in, n, dy, n * out, out, x, n * in, in, 1.0f, dw, in);
+    if (bf16_products() && n > 0 && out > 0 && in > 0) {
+      Bf16Operands& ops = bf16_operands();
+      const uint16_t* dy16 = as_bf16(ops.c, dy, n * out);
+      if (dx)
+        bf16_product(false, false, n, in, out, dy16, out, as_bf16(ops.b, w, out * in), in, 1.0f, dx, in);
+      if (dw) bf16_product(true, false, out, in, n, dy16, out, as_bf16(ops.a, x, n * in), in, 1.0f, dw, in);
       return;
     }
   if (dx) gemm<T>(false, false, n, in, out, T(1), dy, out, w, in, T(1), dx, in);
@@ -113,7 +120,7 @@ void linear_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, int64_t 
 #define TSP_INSTANTIATE_GEMM(T)                                                                            \
   template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, int64_t, T, \
                         T*, int64_t);                                                                      \
-  template void linear_forward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t, bool);                \
+  template void linear_forward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t, bool, int64_t);       \
   template void linear_backward<T>(T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t);
 
 TSP_INSTANTIATE_GEMM(float)

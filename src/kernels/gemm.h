@@ -13,10 +13,11 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
 
 // The linear layer's products follow kernels::matmul_precision() for float (bf16: operands rounded to bf16,
 // fp32 accumulation, on oneDNN; kernels/matmul_precision.h); gemm itself is always cblas_sgemm/dgemm.
-// y[n, out] = x[n, in] · w[out, in]^T   (accumulate: y += ...)
+// y[n, out] = x[n, in] · w[out, in]^T   (accumulate: y += ...); y's rows are ldy apart (0: out), so that a
+// weight shard can fill its columns of a wider output (the vocabulary heads' logits).
 template <class T>
-void linear_forward(T* y, const T* x, const T* w, int64_t n, int64_t in, int64_t out,
-                    bool accumulate = false);
+void linear_forward(T* y, const T* x, const T* w, int64_t n, int64_t in, int64_t out, bool accumulate = false,
+                    int64_t ldy = 0);
 
 // dx[n, in] += dy[n, out] · w ;  dw[out, in] += dy^T · x.  Either output may be null (not wanted).
 template <class T>

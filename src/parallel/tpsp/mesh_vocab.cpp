@@ -149,7 +149,7 @@ void MeshVocab<T>::head_logits(ModelParams<T>& p, const T* u, T* logits) {
   const T* w = p.value(p.vocab_block()).data() + p.lm_head_offset();
   const int64_t mine = valid_rows(L.tp_rank);
   if (L.tp_size == 1) {
-    kernels::gemm(false, true, L.n, mine, hidden_, T(1), ug, hidden_, w, hidden_, T(0), logits, vocab_);
+    kernels::linear_forward(logits, ug, w, L.n, hidden_, mine, false, vocab_);
     return;
   }
   // Eval only: the columns of every shard are all-gathered over TP (a transient buffer).
@@ -157,8 +157,7 @@ void MeshVocab<T>::head_logits(ModelParams<T>& p, const T* u, T* logits) {
   const int64_t block = L.n * shard_rows_;
   Buffer<T> all(L.tp_size * block, Mem::communication);
   T* own = all.data() + L.tp_rank * block;
-  if (mine > 0)
-    kernels::gemm(false, true, L.n, mine, hidden_, T(1), ug, hidden_, w, hidden_, T(0), own, shard_rows_);
+  if (mine > 0) kernels::linear_forward(own, ug, w, L.n, hidden_, mine, false, shard_rows_);
   L.tp->all_gather("tp.logits_allgather", own, all.data(), block);
   for (int64_t i = 0; i < L.n_local; ++i) {
     const int64_t row = L.group_row(i);

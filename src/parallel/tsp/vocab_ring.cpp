@@ -105,8 +105,7 @@ void TspVocabRing<T>::head_logits(ModelParams<T>& p, const T* u, T* logits) {
                 const int64_t v = valid_rows(s);
                 // Shard s fills columns [s · rows, s · rows + v) of the [n, V] logits.
                 if (v > 0)
-                  kernels::gemm(false, true, L.n, v, hidden_, T(1), u, hidden_, w, hidden_, T(0),
-                                logits + s * shard_rows_, vocab_);
+                  kernels::linear_forward(logits + s * shard_rows_, u, w, L.n, hidden_, v, false, vocab_);
               });
 }
 

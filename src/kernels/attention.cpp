@@ -67,8 +67,8 @@ struct TileGemm {
   }
 };
 
-// The element type the tile products read: T itself, or bf16 bit patterns (uint16_t) for a float kernel under
-// --matmul-precision bf16.
+// Whether the tile products read bf16 operands (bit patterns, uint16_t) rather than T: a float kernel with
+// oneDNN tiles under --matmul-precision bf16.
 template <class T>
 bool bf16_tiles(const AttentionBlocks& blocks) {
   return std::is_same_v<T, float> && blocks.products == TileProducts::onednn &&

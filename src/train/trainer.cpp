@@ -431,12 +431,9 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
                    mib(comm_recv_bytes(comm_last)), mib(comm_recv_bytes(comm->stats())));
     if (last_val >= 0) std::fprintf(log, "validation loss %.4f\n", last_val);
     if (!last_ckpt.empty()) std::fprintf(log, "checkpoint: %s\n", last_ckpt.c_str());
-    if (o.json) {
-      nlohmann::json doc = summary;
-      doc["log"] = steps;
-      std::printf("%s\n", doc.dump(2).c_str());
-    }
   }
+  summary["log"] = std::move(steps);
+  if (lead && o.json) std::printf("%s\n", summary.dump(2).c_str());
   return summary;
 }
 

@@ -68,8 +68,9 @@ struct TrainOptions {
 // when seq_len is not above seq_len_start).
 int64_t effective_seq_len_warmup(const TrainOptions& o);
 
-// Runs the whole job on `world`'s ranks; returns the summary (also printed by rank 0). Its "exit_status" is
-// the status the job should exit with (0; 3 after a non-finite step; 128 + N after signal N).
+// Runs the whole job on `world`'s ranks; returns the summary with the per-step "log" (what rank 0 prints
+// under --json). Its "exit_status" is the status the job should exit with (0; 3 after a non-finite step;
+// 128 + N after signal N).
 nlohmann::json run_training(const TrainOptions& opts, Communicator& world);
 
 }  // namespace tsp

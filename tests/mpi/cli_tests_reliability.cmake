@@ -9,6 +9,12 @@ tsp_cli_test(preempt_sigterm_tsp_np2 ${TSP_REL}/preempt.sh ${TSP_BIN} ${MPIEXEC_
 tsp_cli_test(preempt_sigint_tp_np2 ${TSP_REL}/preempt.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 SIGINT resume --strategy tp)
 tsp_cli_test(preempt_sigterm_dp2_zero1_np2 ${TSP_REL}/preempt.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 SIGTERM resume
              --strategy single --dp 2 --zero1)
+# bf16 products (--matmul-precision bf16) resume bit for bit too, for the same thread count: the rounding and
+# the oneDNN primitives are deterministic, and the checkpoint holds the fp32 weights and moments.
+tsp_cli_test(preempt_sigterm_tsp_bf16_np2 ${TSP_REL}/preempt.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 SIGTERM resume
+             --strategy tsp --matmul-precision bf16)
+set_tests_properties(cli_preempt_sigterm_tsp_bf16_np2 PROPERTIES SKIP_REGULAR_EXPRESSION
+                     "has no bf16 product on this CPU")
 tsp_cli_test(save_dtype_bf16_resume_tsp_np2 ${TSP_REL}/save_dtype.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 --strategy tsp)
 tsp_cli_test(crash_during_save_tsp_np2 ${TSP_REL}/crash_save.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 --strategy tsp)
 tsp_cli_test(damaged_checkpoints_np2 ${TSP_REL}/corrupt.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 --strategy tsp)

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
 #include <string>
 
 #include "model/params.h"
@@ -77,6 +78,19 @@ fs::path scratch_dir(Communicator& world, const std::string& name) {
   return d;
 }
 
+// The single-device run every layout is compared with, on a one-rank communicator of each rank. It depends
+// only on eval_batches, so each rank computes it once per value and the 20 layout tests share it.
+const nlohmann::json& single_reference(Communicator& world, int64_t eval_batches) {
+  static std::map<int64_t, nlohmann::json> cache;
+  auto it = cache.find(eval_batches);
+  if (it != cache.end()) return it->second;
+  Communicator alone = world.split(world.rank(), 0);
+  TrainOptions s = base_options();
+  s.strategy = "single";
+  s.eval_batches = eval_batches;
+  return cache.emplace(eval_batches, run_training(s, alone)).first->second;
+}
+
 class LayoutTraining : public ::testing::TestWithParam<Layout> {};
 
 TEST_P(LayoutTraining, LossCurveMatchesSingleDevice) {
@@ -87,15 +101,14 @@ TEST_P(LayoutTraining, LossCurveMatchesSingleDevice) {
   o.strategy = L.strategy;
   o.layout = L.opts;
   nlohmann::json par = run_training(o, world);
-  Communicator alone = world.split(world.rank(), 0);
-  TrainOptions s = base_options();
-  s.strategy = "single";
-  nlohmann::json ref = run_training(s, alone);
-  ASSERT_EQ(par["log"].size(), ref["log"].size());
+  const nlohmann::json& ref = single_reference(world, o.eval_batches);
+  ASSERT_EQ(par.at("log").size(), size_t(o.steps));
+  ASSERT_EQ(par.at("log").size(), ref.at("log").size());
   for (size_t i = 0; i < ref["log"].size(); ++i) {
-    const double a = par["log"][i]["loss"].get<double>(), b = ref["log"][i]["loss"].get<double>();
+    const double a = par.at("log")[i]["loss"].get<double>(), b = ref.at("log")[i]["loss"].get<double>();
     EXPECT_NEAR(a, b, 1e-10 * std::abs(b)) << L.label << " step " << i + 1;
-    const double ga = par["log"][i]["grad_norm"].get<double>(), gb = ref["log"][i]["grad_norm"].get<double>();
+    const double ga = par.at("log")[i]["grad_norm"].get<double>(),
+                 gb = ref.at("log")[i]["grad_norm"].get<double>();
     EXPECT_NEAR(ga, gb, 1e-9 * std::abs(gb)) << L.label << " grad norm at step " << i + 1;
   }
   EXPECT_EQ(par["recall_accuracy"].get<double>(), ref["recall_accuracy"].get<double>()) << L.label;
@@ -126,11 +139,7 @@ TEST_P(LayoutTraining, CheckpointResumesUnderAnotherLayout) {
   b.eval_batches = 0;
   nlohmann::json resumed = run_training(b, world);
 
-  Communicator alone = world.split(world.rank(), 0);
-  TrainOptions s = base_options();
-  s.strategy = "single";
-  s.eval_batches = 0;
-  nlohmann::json ref = run_training(s, alone);
+  const nlohmann::json& ref = single_reference(world, 0);
   const double want = ref["final_loss"].get<double>();
   EXPECT_NEAR(resumed["final_loss"].get<double>(), want, 1e-10 * std::abs(want))
       << first.label << " -> " << second.label;

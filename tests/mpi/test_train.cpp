@@ -44,6 +44,9 @@ TrainOptions tiny_options(Communicator& world) {
 // (it can only guess among values, ~10 %), with room for rounding differences between machines.
 TEST(Train, RecallAccuracyFarAboveChance) {
   Communicator world = Communicator::world();
+  // One rank only: the 2-rank tsp run follows the single-device curve to 1e-5 (LossCurveMatchesSingleDevice),
+  // so learning it again there would double the suite's longest test for no new evidence.
+  if (world.size() > 1) GTEST_SKIP() << "the learning run is the single-device one";
   TrainOptions o = tiny_options(world);
   o.seq_len = 256;
   o.batch = 8;

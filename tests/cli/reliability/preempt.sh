@@ -13,7 +13,8 @@ common=(train "${layout[@]}" --preset tiny --seq-len 128 --batch 2 --steps $step
   --eval-batches 0 --no-progress --json --checkpoint-dir)
 want_rc=$((128 + $(kill -l "$sig")))
 
-run "$tsp" "${common[@]}" "$work/ref" >"$work/ref.json" 2>"$work/ref.err"
+run "$tsp" "${common[@]}" "$work/ref" >"$work/ref.json" 2>"$work/ref.err" ||
+  fail "uninterrupted run: $(grep -v '^step ' "$work/ref.err" | tail -5)"
 
 run "$tsp" "${common[@]}" "$work/ck" --save-every 100 >"$work/a.json" 2>"$work/a.err" &
 mp=$!

@@ -104,14 +104,14 @@ TEST_P(LayoutTraining, LossCurveMatchesSingleDevice) {
   const nlohmann::json& ref = single_reference(world, o.eval_batches);
   ASSERT_EQ(par.at("log").size(), size_t(o.steps));
   ASSERT_EQ(par.at("log").size(), ref.at("log").size());
-  for (size_t i = 0; i < ref["log"].size(); ++i) {
+  for (size_t i = 0; i < ref.at("log").size(); ++i) {
     const double a = par.at("log")[i]["loss"].get<double>(), b = ref.at("log")[i]["loss"].get<double>();
     EXPECT_NEAR(a, b, 1e-10 * std::abs(b)) << L.label << " step " << i + 1;
     const double ga = par.at("log")[i]["grad_norm"].get<double>(),
                  gb = ref.at("log")[i]["grad_norm"].get<double>();
     EXPECT_NEAR(ga, gb, 1e-9 * std::abs(gb)) << L.label << " grad norm at step " << i + 1;
   }
-  EXPECT_EQ(par["recall_accuracy"].get<double>(), ref["recall_accuracy"].get<double>()) << L.label;
+  EXPECT_EQ(par.at("recall_accuracy").get<double>(), ref.at("recall_accuracy").get<double>()) << L.label;
 }
 
 // Stops under one layout at step 2 and resumes under the next layout of the list: the run ends where four
@@ -140,7 +140,7 @@ TEST_P(LayoutTraining, CheckpointResumesUnderAnotherLayout) {
   nlohmann::json resumed = run_training(b, world);
 
   const nlohmann::json& ref = single_reference(world, 0);
-  const double want = ref["final_loss"].get<double>();
+  const double want = ref.at("final_loss").get<double>();
   EXPECT_NEAR(resumed["final_loss"].get<double>(), want, 1e-10 * std::abs(want))
       << first.label << " -> " << second.label;
   world.barrier();

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/trace.h"
 #include "kernels/bf16.h"
 #include "kernels/matmul_precision.h"
 #include "kernels/onednn_matmul.h"
@@ -39,7 +40,10 @@ struct Bf16Operands {
   std::vector<uint16_t> a, b, c;
 };
 
+// Traced (category "convert", nested in the caller's compute span): at memory speed, this rounding is a
+// visible share of a step once the products run at AMX's rate.
 const uint16_t* as_bf16(std::vector<uint16_t>& buf, const float* x, int64_t n) {
+  TraceSpan span("linear.bf16_convert", "convert");
   if (int64_t(buf.size()) < n) buf.resize(size_t(n));
   to_bf16(x, n, buf.data());
   return buf.data();

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/check.h"
+#include "core/trace.h"
 #include "kernels/bias.h"
 #include "kernels/gemm.h"
 #include "kernels/rmsnorm.h"
@@ -83,6 +84,9 @@ void qkv_backward(T* du, const AttnProjections<T>& g, T* dq, T* dk, const T* dv,
 template <class T>
 void attention_batched_forward(T* o, T* lse, const T* q, const T* k, const T* v, const int64_t* q_pos,
                                const int64_t* k_pos, int64_t batch, const AttentionShape& a) {
+  // Nested in the caller's compute span: the flash kernel's share of the attention block (category
+  // "kernel", so that summing "compute" spans does not count it twice).
+  TraceSpan span("attention.flash_fwd", "kernel");
   const double scale = 1.0 / std::sqrt(double(a.head_dim));
   const int64_t qs = a.nq * a.n_heads * a.head_dim, ks = a.nk * a.n_kv_heads * a.head_dim;
   for (int64_t b = 0; b < batch; ++b)
@@ -94,6 +98,7 @@ template <class T>
 void attention_batched_backward(T* dq, T* dk, T* dv, const T* d_o, const T* q, const T* k, const T* v,
                                 const T* o, const T* lse, const int64_t* q_pos, const int64_t* k_pos,
                                 int64_t batch, const AttentionShape& a) {
+  TraceSpan span("attention.flash_bwd", "kernel");
   const double scale = 1.0 / std::sqrt(double(a.head_dim));
   const int64_t qs = a.nq * a.n_heads * a.head_dim, ks = a.nk * a.n_kv_heads * a.head_dim;
   for (int64_t b = 0; b < batch; ++b)

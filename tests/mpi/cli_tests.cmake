@@ -201,6 +201,10 @@ tsp_cli_test(train_bf16_products_tsp_np2 ${TSP_CLI_DIR}/expect.sh 0 "matmul prec
              --seq-len 128 --steps 3 --matmul-precision bf16 --json)
 set_tests_properties(cli_train_bf16_products_tsp_np2 PROPERTIES SKIP_REGULAR_EXPRESSION
                      "has no bf16 product on this CPU")
+# scripts/trace_summary (docs/performance.md's step breakdown): timed steps only, the flash kernel and bf16
+# rounding spans nested in the blocks' compute spans.
+tsp_cli_test(trace_summary_bf16 ${TSP_CLI_DIR}/trace_summary.sh ${TSP_BIN} ${PROJECT_SOURCE_DIR}/scripts/trace_summary)
+set_tests_properties(cli_trace_summary_bf16 PROPERTIES SKIP_REGULAR_EXPRESSION "has no bf16 product on this CPU")
 # Training with bf16 products tracks fp32: the mean loss of the last 50 of 300 steps within 2 % (the issue's
 # bar; docs/performance.md has the same on `small`).
 tsp_cli_test(train_bf16_loss_tracks_fp32 ${TSP_CLI_DIR}/train_bf16_tracks_fp32.sh ${TSP_BIN} --preset tiny

@@ -255,6 +255,7 @@ nlohmann::json run_bench(const BenchOptions& o, Communicator& world) {
                         {"isa", kernels::onednn::cpu_isa()},
                         {"model_flops_ratio", flops / step / sgemm_sum},
                         {"matmul_precision", kernels::to_string(kernels::matmul_precision())},
+                        {"overlap", Communicator::overlap()},
                         {"model_flops_ratio_bf16_gemm", bf16_sum > 0 ? flops / step / bf16_sum : 0.0},
                         {"memory_peak_bytes_max", mem_max},
                         {"comm_recv_bytes_per_step_max", recv_max},

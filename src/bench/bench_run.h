@@ -28,6 +28,7 @@ struct BenchOptions {
   int64_t steps = 3;          // timed steps
   int64_t warmup = 1;         // untimed steps first (allocations, first touch of every buffer)
   bool forward_only = false;  // prefill: Transformer::forward only, no gradients or optimizer allocated
+  bool overlap = true;  // false (--no-overlap): every transfer completes before the compute it overlapped
   uint64_t seed = 1;
   std::string trace;   // Chrome trace per rank (FILE, or FILE.rankR.json on several ranks); empty: none
   int sgemm_n = 2048;  // the GEMM ceiling's problem size and timed repetitions

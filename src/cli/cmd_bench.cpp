@@ -59,8 +59,9 @@ void print_report(const nlohmann::json& d) {
       d["mode"].get<std::string>().c_str(), d["dtype"].get<std::string>().c_str(),
       (long long)d["batch"].get<int64_t>(), (long long)d["seq_len"].get<int64_t>(),
       (long long)d["steps"].get<int64_t>(), (long long)d["warmup"].get<int64_t>());
-  std::printf("threads: %s | %s | matmul precision %s\n", thread_summary(thread_plan()).c_str(),
-              kernels::onednn::summary().c_str(), d["matmul_precision"].get<std::string>().c_str());
+  std::printf("threads: %s | %s | matmul precision %s%s\n", thread_summary(thread_plan()).c_str(),
+              kernels::onednn::summary().c_str(), d["matmul_precision"].get<std::string>().c_str(),
+              d.value("overlap", true) ? "" : " | no overlap (every transfer waited when posted)");
   std::printf(
       "step %.3f s | %.0f tokens/s | model %.2f GFLOP/s = %.1f %% of cblas_sgemm %.1f GFLOP/s (all ranks)\n",
       d["step_seconds"].get<double>(), d["tokens_per_s"].get<double>(),
@@ -114,6 +115,10 @@ void add_bench_command(CLI::App& root, std::vector<Command>& cmds) {
   app->add_option("--warmup", o->warmup, "untimed steps before the timed ones")->capture_default_str();
   app->add_flag("--forward-only", o->forward_only,
                 "prefill: forward passes only (no gradients, no optimizer)");
+  auto no_overlap = std::make_shared<bool>(false);
+  app->add_flag("--no-overlap", *no_overlap,
+                "wait for every non-blocking transfer as soon as it is posted: the double buffers hide "
+                "nothing, so comm_exposed shows what the overlap hides (same results and bytes)");
   app->add_flag(
       "--decode", o->decode,
       "serving: a prefill of --batch prompts of --prompt-len tokens, then --new-tokens decode steps "
@@ -139,67 +144,69 @@ void add_bench_command(CLI::App& root, std::vector<Command>& cmds) {
   app->add_option("--write-device-profile", *profile_out,
                   "also measure link bandwidth and latency and write a device profile for tsp plan --device "
                   "FILE (needs >= 2 ranks; not with --compare)");
-  cmds.push_back({app, [app, src, o, compare, json, profile_out, kv_layout, kv](Communicator& world) {
-                    BenchOptions opts = *o;
-                    opts.model = src->load();
-                    opts.kv.kv_layout = parse_kv_layout(*kv_layout);
-                    opts.kv.kv_layout_given = kv->count() > 0;
-                    TSP_REQUIRE(opts.decode || (!app->get_option("--prompt-len")->count() &&
-                                                !app->get_option("--new-tokens")->count() && !kv->count()),
-                                "--prompt-len, --new-tokens and --kv-layout describe --decode");
-                    TSP_REQUIRE(
-                        !opts.decode || (!opts.forward_only && !app->get_option("--seq-len")->count() &&
-                                         !app->get_option("--steps")->count()),
-                        "--decode measures one generation of --prompt-len + --new-tokens: drop "
-                        "--forward-only, --seq-len and --steps");
-                    TSP_REQUIRE(!opts.decode || profile_out->empty(),
-                                "--write-device-profile measures a training step: drop --decode");
-                    nlohmann::json doc;
-                    if (app->get_option("--compare")->count()) {
-                      // The entries carry the mesh; a global one would be ambiguous.
-                      const StrategyOptions& l = opts.layout;
-                      TSP_REQUIRE(!app->get_option("--strategy")->count() && l.tp == 0 && l.sp == 0 &&
-                                      !l.sequence_parallel && !l.keep_gathered_kv,
-                                  "--compare takes the layout from its entries: drop --strategy, --tp, --sp, "
-                                  "--sequence-parallel and --keep-gathered-kv and write e.g. --compare "
-                                  "tsp+kv,tpsp:2x2+sp (only --dp and --zero1 apply to every entry)");
-                      TSP_REQUIRE(profile_out->empty(),
-                                  "--write-device-profile measures one layout's step: drop --compare");
-                      doc = run_compare(opts, parse_compare_list(*compare, opts.layout), world);
-                    } else {
-                      if (!profile_out->empty())  // refuse before the benchmark runs, on every rank
-                        TSP_REQUIRE(world.size() >= 2,
-                                    "--write-device-profile measures the link between ranks and needs at "
-                                    "least 2 ranks (got {})",
-                                    world.size());
-                      doc = run_bench(opts, world);
-                      if (!profile_out->empty()) {
-                        const nlohmann::json profile = measure_device_profile(doc, world);
-                        write_device_profile(profile, *profile_out, world);
-                        doc["device_profile"] = profile;
-                        doc["device_profile_file"] = *profile_out;
-                      }
-                    }
-                    doc["threads"] = thread_json(thread_plan());
-                    if (world.rank() == 0) {
-                      if (*json) {
-                        std::printf("%s\n", doc.dump(2).c_str());
-                      } else if (doc.contains("layouts")) {
-                        for (const auto& d : doc["layouts"]) {
-                          print_report(d);
-                          std::printf("\n");
-                        }
-                        std::printf("ratios against %s:\n%s", doc["baseline"].get<std::string>().c_str(),
-                                    compare_table(doc).c_str());
-                      } else {
-                        print_report(doc);
-                        if (doc.contains("device_profile_file"))
-                          std::printf("device profile for tsp plan --device: %s\n",
-                                      doc["device_profile_file"].get<std::string>().c_str());
-                      }
-                    }
-                    return 0;
-                  }});
+  cmds.push_back(
+      {app, [app, src, o, compare, json, profile_out, kv_layout, kv, no_overlap](Communicator& world) {
+         BenchOptions opts = *o;
+         opts.overlap = !*no_overlap;
+         Communicator::set_overlap(opts.overlap);
+         opts.model = src->load();
+         opts.kv.kv_layout = parse_kv_layout(*kv_layout);
+         opts.kv.kv_layout_given = kv->count() > 0;
+         TSP_REQUIRE(opts.decode || (!app->get_option("--prompt-len")->count() &&
+                                     !app->get_option("--new-tokens")->count() && !kv->count()),
+                     "--prompt-len, --new-tokens and --kv-layout describe --decode");
+         TSP_REQUIRE(!opts.decode || (!opts.forward_only && !app->get_option("--seq-len")->count() &&
+                                      !app->get_option("--steps")->count()),
+                     "--decode measures one generation of --prompt-len + --new-tokens: drop "
+                     "--forward-only, --seq-len and --steps");
+         TSP_REQUIRE(!opts.decode || profile_out->empty(),
+                     "--write-device-profile measures a training step: drop --decode");
+         nlohmann::json doc;
+         if (app->get_option("--compare")->count()) {
+           // The entries carry the mesh; a global one would be ambiguous.
+           const StrategyOptions& l = opts.layout;
+           TSP_REQUIRE(!app->get_option("--strategy")->count() && l.tp == 0 && l.sp == 0 &&
+                           !l.sequence_parallel && !l.keep_gathered_kv,
+                       "--compare takes the layout from its entries: drop --strategy, --tp, --sp, "
+                       "--sequence-parallel and --keep-gathered-kv and write e.g. --compare "
+                       "tsp+kv,tpsp:2x2+sp (only --dp and --zero1 apply to every entry)");
+           TSP_REQUIRE(profile_out->empty(),
+                       "--write-device-profile measures one layout's step: drop --compare");
+           doc = run_compare(opts, parse_compare_list(*compare, opts.layout), world);
+         } else {
+           if (!profile_out->empty())  // refuse before the benchmark runs, on every rank
+             TSP_REQUIRE(world.size() >= 2,
+                         "--write-device-profile measures the link between ranks and needs at "
+                         "least 2 ranks (got {})",
+                         world.size());
+           doc = run_bench(opts, world);
+           if (!profile_out->empty()) {
+             const nlohmann::json profile = measure_device_profile(doc, world);
+             write_device_profile(profile, *profile_out, world);
+             doc["device_profile"] = profile;
+             doc["device_profile_file"] = *profile_out;
+           }
+         }
+         doc["threads"] = thread_json(thread_plan());
+         if (world.rank() == 0) {
+           if (*json) {
+             std::printf("%s\n", doc.dump(2).c_str());
+           } else if (doc.contains("layouts")) {
+             for (const auto& d : doc["layouts"]) {
+               print_report(d);
+               std::printf("\n");
+             }
+             std::printf("ratios against %s:\n%s", doc["baseline"].get<std::string>().c_str(),
+                         compare_table(doc).c_str());
+           } else {
+             print_report(doc);
+             if (doc.contains("device_profile_file"))
+               std::printf("device profile for tsp plan --device: %s\n",
+                           doc["device_profile_file"].get<std::string>().c_str());
+           }
+         }
+         return 0;
+       }});
 }
 
 }  // namespace tsp::cli

@@ -12,6 +12,7 @@
 #include "core/check.h"
 #include "plan/inference.h"
 #include "plan/report.h"
+#include "train/stop_signals.h"
 
 namespace tsp::cli {
 
@@ -63,7 +64,10 @@ void write_plots(const plan::Request& req, const std::string& dir) {
   // that a version manager may have put first on PATH.
   const std::string python = std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
   const std::string cmd = fmt::format("{} '{}' '{}' '{}'", python, script, data, dir);
-  const int rc = std::system(cmd.c_str());
+  const int rc = [&] {
+    StopSignalsUnblocked unblocked;
+    return std::system(cmd.c_str());
+  }();
   TSP_REQUIRE(rc == 0,
               "--plot: '{}' failed (exit status {}); is python3-matplotlib installed (scripts/deps)?", cmd,
               WIFEXITED(rc) ? WEXITSTATUS(rc) : rc);

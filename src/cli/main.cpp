@@ -16,6 +16,7 @@
 #include "comm/node.h"
 #include "core/check.h"
 #include "core/threading.h"
+#include "train/stop_signals.h"
 
 namespace {
 
@@ -71,6 +72,7 @@ void configure_threads(tsp::Communicator& world) {
 
 int main(int argc, char** argv) {
   tsp::use_passive_openmp_wait(argv);  // may re-execute the program once; before anything else happens
+  tsp::start_stop_signal_thread();     // before MPI starts its threads, so that they inherit the block
   tsp::Communicator::init(&argc, &argv);
   tsp::Communicator world = tsp::Communicator::world();
 

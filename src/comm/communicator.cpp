@@ -3,6 +3,7 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -19,6 +20,9 @@ namespace tsp {
 namespace {
 
 int64_t g_max_count = INT_MAX;
+// tsp bench --no-overlap: every non-blocking call is waited as soon as it is posted
+// (Communicator::set_overlap).
+std::atomic<bool> g_overlap{true};
 int g_thread_level = MPI_THREAD_SINGLE;
 
 // Point-to-point messages match in posting order under one tag (MPI's non-overtaking rule), see the header.
@@ -473,7 +477,7 @@ CommRequest Communicator::ibroadcast(std::string_view label, T* buf, int64_t n, 
     check_call(MPI_Ibcast(buf, c.count, c.type, root, comm_, &q), "MPI_Ibcast", label);
     r.reqs_.push_back(q);
   }
-  return r;
+  return posted(std::move(r));
 }
 
 template <class T>
@@ -491,7 +495,7 @@ CommRequest Communicator::iall_gather(std::string_view label, const T* send, T* 
     check_call(MPI_Iallgather(s, c.count, c.type, recv, c.count, c.type, comm_, &q), "MPI_Iallgather", label);
     r.reqs_.push_back(q);
   }
-  return r;
+  return posted(std::move(r));
 }
 
 template <class T>
@@ -522,7 +526,7 @@ CommRequest Communicator::isend_recv(std::string_view label, const T* send, int6
     }
     r.reqs_.push_back(q);
   }
-  return r;
+  return posted(std::move(r));
 }
 
 // Posts one non-blocking operation of `op` under `label`; accounting happens in the caller.
@@ -562,7 +566,7 @@ CommRequest Communicator::ireduce_scatter(std::string_view label, const T* send,
       }
     });
   }
-  return r;
+  return posted(std::move(r));
 }
 
 template <class T>
@@ -585,7 +589,7 @@ CommRequest Communicator::ireduce(std::string_view label, const T* send, T* recv
       r.reqs_.push_back(q);
     });
   }
-  return r;
+  return posted(std::move(r));
 }
 
 template <class T>
@@ -602,6 +606,21 @@ CommRequest Communicator::iall_reduce(std::string_view label, T* buf, int64_t n)
       r.reqs_.push_back(q);
     });
   }
+  return posted(std::move(r));
+}
+
+void Communicator::set_overlap(bool on) {
+  g_overlap.store(on, std::memory_order_relaxed);
+}
+
+bool Communicator::overlap() {
+  return g_overlap.load(std::memory_order_relaxed);
+}
+
+// Without overlap the transfer is completed (and its time charged as exposed) before the caller computes;
+// the caller's later wait() returns at once. The bytes, calls and results are those of the overlapped run.
+CommRequest Communicator::posted(CommRequest r) {
+  if (!overlap()) wait(r);
   return r;
 }
 

@@ -174,6 +174,11 @@ class Communicator {
                          int64_t n_recv, int source);
   // Completes `r` (MPI_Waitall) and makes it inactive; an inactive request returns at once.
   void wait(CommRequest& r);
+  // Process-wide (default on). Off, every non-blocking call above completes before it returns, so double
+  // buffers hide nothing and all transfer time shows as exposed: the baseline that measures what the
+  // overlap hides (tsp bench --no-overlap, docs/bench.md). Results and bytes are unchanged.
+  static void set_overlap(bool on);
+  static bool overlap();
 
  private:
   // The counter of (phase, label), created with `op`; a label reused for a different op is a programming
@@ -182,6 +187,7 @@ class Communicator {
   CommCounter& account(std::string_view label, const char* op, int64_t payload_bytes, int64_t recv_bytes);
   void charge(const std::string& phase, std::string_view label, const char* op, double t0_us);
   CommRequest pending(std::string_view label, const char* op) const;
+  CommRequest posted(CommRequest r);
   MPI_Comm comm_ = MPI_COMM_NULL;
   bool owned_ = false;
   int rank_ = 0, size_ = 1;

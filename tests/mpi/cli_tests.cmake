@@ -66,6 +66,8 @@ tsp_cli_test(bench_tsp_np2 ${TSP_CLI_DIR}/expect.sh 0 "\"per_rank\"" "\"comm_exp
 tsp_cli_test(bench_compare_np2 ${TSP_CLI_DIR}/expect.sh 0 "ratios against tsp" "tsp\\+kv .* 1\\.[0-9]{3} " --
              ${TSP_MPIEXEC} -np 2 ${TSP_BIN} bench --compare tsp,tsp+kv --preset tiny --seq-len 64 --steps 1
              --sgemm-n 256)
+# --no-overlap: the same loss and the same calls and bytes per label as the overlapped bench, only the waits move.
+tsp_cli_test(bench_no_overlap_np2 ${TSP_CLI_DIR}/no_overlap.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE})
 tsp_cli_test(bench_bad_steps ${TSP_CLI_DIR}/expect.sh nonzero "\\[rank 0\\] error: --steps must be >= 1 .*got 0"
              "\\[rank 1\\] error: --steps must be >= 1" -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} bench --strategy tsp
              --preset tiny --seq-len 64 --steps 0)

@@ -15,6 +15,8 @@ tsp_cli_test(preempt_sigterm_tsp_bf16_np2 ${TSP_REL}/preempt.sh ${TSP_BIN} ${MPI
              --strategy tsp --matmul-precision bf16)
 set_tests_properties(cli_preempt_sigterm_tsp_bf16_np2 PROPERTIES SKIP_REGULAR_EXPRESSION
                      "has no bf16 product on this CPU")
+# Outside training the signals keep their default action (tsp waits for them on a thread of its own).
+tsp_cli_test(signal_outside_training ${TSP_REL}/signal_outside_training.sh ${TSP_BIN})
 tsp_cli_test(save_dtype_bf16_resume_tsp_np2 ${TSP_REL}/save_dtype.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 --strategy tsp)
 tsp_cli_test(crash_during_save_tsp_np2 ${TSP_REL}/crash_save.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 --strategy tsp)
 tsp_cli_test(damaged_checkpoints_np2 ${TSP_REL}/corrupt.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 --strategy tsp)

@@ -13,6 +13,7 @@
 
 #include "comm/comm_report.h"
 #include "core/check.h"
+#include "core/dtype.h"
 #include "core/memory.h"
 #include "core/sgemm_rate.h"
 #include "core/trace.h"
@@ -203,8 +204,7 @@ void validate_bench_options(const BenchOptions& o) {
   TSP_REQUIRE(o.warmup >= 0, "--warmup must be >= 0 (untimed steps before the timed ones), got {}", o.warmup);
   TSP_REQUIRE(o.batch >= 1, "--batch must be >= 1, got {}", o.batch);
   TSP_REQUIRE(o.seq_len >= 1, "--seq-len must be >= 1, got {}", o.seq_len);
-  TSP_REQUIRE(o.dtype == "float32" || o.dtype == "float64",
-              "--dtype {} is not supported (allowed: float32, float64)", o.dtype);
+  TSP_REQUIRE(supported_dtype(o.dtype), "{}", unsupported_dtype_message(o.dtype));
   TSP_REQUIRE(o.sgemm_n >= 1 && o.sgemm_reps >= 1, "--sgemm-n and --sgemm-reps must be >= 1, got {} and {}",
               o.sgemm_n, o.sgemm_reps);
 }

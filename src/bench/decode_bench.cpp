@@ -7,6 +7,7 @@
 
 #include "comm/comm_report.h"
 #include "core/check.h"
+#include "core/dtype.h"
 #include "core/memory.h"
 #include "core/trace.h"
 #include "infer/generator.h"
@@ -96,8 +97,7 @@ void validate_decode_bench_options(const BenchOptions& o) {
   o.model.require_sequence_length(
       o.prompt_len + o.new_tokens,
       fmt::format("--prompt-len {} + --new-tokens {}", o.prompt_len, o.new_tokens));
-  TSP_REQUIRE(o.dtype == "float32" || o.dtype == "float64",
-              "--dtype {} is not supported (allowed: float32, float64)", o.dtype);
+  TSP_REQUIRE(supported_dtype(o.dtype), "{}", unsupported_dtype_message(o.dtype));
 }
 
 nlohmann::json run_decode_bench(const BenchOptions& o, Communicator& world) {

@@ -6,6 +6,7 @@
 
 #include "comm/comm_report.h"
 #include "core/check.h"
+#include "core/dtype.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/matmul_precision.h"
 #include "model/params.h"
@@ -18,7 +19,7 @@ namespace tsp {
 double check_tolerance(const std::string& dtype) {
   if (dtype == "float64") return 1e-10;
   if (dtype == "float32") return 1e-5;
-  throw UsageError(fmt::format("--dtype {} is not supported (allowed: float32, float64)", dtype));
+  throw UsageError(unsupported_dtype_message(dtype));
 }
 
 namespace {

@@ -12,6 +12,7 @@
 #include "comm/fault_injection.h"
 #include "comm/watchdog.h"
 #include "core/check.h"
+#include "core/dtype.h"
 #include "core/exit_status.h"
 #include "core/memory.h"
 #include "core/threading.h"
@@ -448,7 +449,7 @@ int64_t effective_seq_len_warmup(const TrainOptions& o) {
 nlohmann::json run_training(const TrainOptions& o, Communicator& world) {
   if (o.dtype == "float32") return train_impl<float>(o, world);
   if (o.dtype == "float64") return train_impl<double>(o, world);
-  throw UsageError(fmt::format("--dtype {} is not supported (allowed: float32, float64)", o.dtype));
+  throw UsageError(unsupported_dtype_message(o.dtype));
 }
 
 }  // namespace tsp

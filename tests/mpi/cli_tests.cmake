@@ -29,6 +29,12 @@ tsp_cli_test(bad_config ${TSP_CLI_DIR}/expect.sh nonzero "error: .*nonexistent.j
 tsp_cli_test(bad_checkpoint ${TSP_CLI_DIR}/expect.sh nonzero "error: .* is not a checkpoint" -- ${TSP_BIN} eval
              --checkpoint ${CMAKE_CURRENT_BINARY_DIR} --tokens ${TSP_CLI_DIR}/tokens.txt)
 
+# --dtype bf16 (the paper's precision, asked for first): a clear refusal on every rank naming what runs in bf16.
+tsp_cli_test(bad_dtype_bf16 ${TSP_CLI_DIR}/expect.sh nonzero
+             "\\[rank 0\\] error: --dtype bf16 is not supported \\(allowed: float32, float64\\); bf16 storage and communication are not implemented yet: --dtype float32 --matmul-precision bf16"
+             "\\[rank 1\\] error: --dtype bf16 is not supported" -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} train --strategy tsp
+             --preset tiny --seq-len 64 --steps 1 --dtype bf16)
+
 tsp_cli_test(pipeline_np2 ${TSP_CLI_DIR}/pipeline.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2)
 
 # Semantics against an independent numpy transcription of HF LlamaForCausalLM (untied MHA/GQA preset, and a

@@ -37,6 +37,8 @@ struct BenchOptions {
   bool decode = false;
   int64_t prompt_len = 512, new_tokens = 32;
   DecodeOptions kv;  // tsp's KV layout
+  // --decode under bf16 products: round the weights once per generation (false: in every product).
+  bool freeze_bf16_weights = true;
 };
 
 // Model FLOPs of one step over the whole batch, matrix products only (the formula of bench/bench_step.cpp):

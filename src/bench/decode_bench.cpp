@@ -11,6 +11,8 @@
 #include "core/memory.h"
 #include "core/trace.h"
 #include "infer/generator.h"
+#include "kernels/matmul_precision.h"
+#include "kernels/onednn_matmul.h"
 #include "model/params.h"
 
 namespace tsp {
@@ -32,6 +34,7 @@ nlohmann::json measure_rank(const BenchOptions& o, Communicator& world) {
   ModelParams<T> params(c, strategy->shard_spec(c), /*with_grads=*/false);
   params.init(o.seed);
   Generator<T> gen(params, *strategy, o.kv);
+  gen.freeze_bf16_weights = o.freeze_bf16_weights;
   std::mt19937_64 rng(o.seed + 1);
   std::vector<std::vector<int32_t>> prompts(size_t(o.batch), std::vector<int32_t>(size_t(o.prompt_len)));
   for (auto& p : prompts)
@@ -77,6 +80,7 @@ nlohmann::json measure_rank(const BenchOptions& o, Communicator& world) {
       {"comm", comm_stats_json(stats)},
       {"decode_comm_recv_bytes_per_step", decode_recv},
       {"kv_cache_bytes", st.kv_cache_bytes},
+      {"frozen_bf16_bytes", st.frozen_bf16_bytes},
       {"kv_context", st.context},
       {"ttft_s", st.prefill_seconds},
       {"tpot_s",
@@ -128,6 +132,9 @@ nlohmann::json run_decode_bench(const BenchOptions& o, Communicator& world) {
                         {"mode", "decode"},
                         {"ranks", world.size()},
                         {"dtype", o.dtype},
+                        {"matmul_precision", kernels::to_string(kernels::matmul_precision())},
+                        {"frozen_bf16_weights", o.freeze_bf16_weights},
+                        {"isa", kernels::onednn::cpu_isa()},
                         {"batch", o.batch},
                         {"prompt_len", o.prompt_len},
                         {"new_tokens", o.new_tokens},

@@ -126,6 +126,10 @@ void add_bench_command(CLI::App& root, std::vector<Command>& cmds) {
   app->add_option("--prompt-len", o->prompt_len, "--decode: tokens per prompt")->capture_default_str();
   app->add_option("--new-tokens", o->new_tokens, "--decode: tokens generated per sequence")
       ->capture_default_str();
+  auto no_frozen = std::make_shared<bool>(false);
+  app->add_flag("--no-frozen-weights", *no_frozen,
+                "--decode with --matmul-precision bf16: round the weights to bf16 in every product (the "
+                "baseline), not once per generation");
   auto kv_layout = std::make_shared<std::string>("heads");
   auto* kv = app->add_option("--kv-layout", *kv_layout, "--decode, tsp: KV cache by heads or sequence")
                  ->capture_default_str();
@@ -145,13 +149,16 @@ void add_bench_command(CLI::App& root, std::vector<Command>& cmds) {
                   "also measure link bandwidth and latency and write a device profile for tsp plan --device "
                   "FILE (needs >= 2 ranks; not with --compare)");
   cmds.push_back(
-      {app, [app, src, o, compare, json, profile_out, kv_layout, kv, no_overlap](Communicator& world) {
+      {app,
+       [app, src, o, compare, json, profile_out, kv_layout, kv, no_overlap, no_frozen](Communicator& world) {
          BenchOptions opts = *o;
          opts.overlap = !*no_overlap;
+         opts.freeze_bf16_weights = !*no_frozen;
          Communicator::set_overlap(opts.overlap);
          opts.model = src->load();
          opts.kv.kv_layout = parse_kv_layout(*kv_layout);
          opts.kv.kv_layout_given = kv->count() > 0;
+         TSP_REQUIRE(opts.decode || !*no_frozen, "--no-frozen-weights describes --decode");
          TSP_REQUIRE(opts.decode || (!app->get_option("--prompt-len")->count() &&
                                      !app->get_option("--new-tokens")->count() && !kv->count()),
                      "--prompt-len, --new-tokens and --kv-layout describe --decode");

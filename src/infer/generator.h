@@ -36,6 +36,7 @@ struct GenerateStats {
   int64_t output_tokens = 0;         // over all sequences, the first tokens included
   int64_t kv_cache_bytes = 0;        // this rank
   int64_t context = 0;               // positions each sequence can reach in the cache
+  int64_t frozen_bf16_bytes = 0;     // this rank's bf16 copy of its weights at rest (bf16 products), or 0
 };
 
 // Checks a batch of prompts against the model (non-empty, ids in the vocabulary, room below
@@ -62,6 +63,10 @@ class Generator {
   // Test hook: sees every pick's logits (this rank's vocabulary shard, [batch.size(), shard.rows]) and the
   // rows they belong to; batch.pos is the position whose next token the logits predict.
   std::function<void(const DecodeBatch& batch, const T* logits, const VocabShard& shard)> on_logits;
+  // Under --matmul-precision bf16, round the weights to bf16 once per generation rather than in every
+  // product (kernels/frozen_weights.h; the same tokens and logits). Off: the per-call rounding (tests, the
+  // baseline of docs/performance.md).
+  bool freeze_bf16_weights = true;
 
  private:
   // logits: scratch [batch, vocabulary shard rows].

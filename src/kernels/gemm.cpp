@@ -10,6 +10,7 @@
 #include "core/check.h"
 #include "core/trace.h"
 #include "kernels/bf16.h"
+#include "kernels/frozen_weights.h"
 #include "kernels/matmul_precision.h"
 #include "kernels/onednn_matmul.h"
 
@@ -100,8 +101,10 @@ void linear_forward(T* y, const T* x, const T* w, int64_t n, int64_t in, int64_t
   if constexpr (std::is_same_v<T, float>)
     if (bf16_products() && n > 0 && out > 0 && in > 0) {
       Bf16Operands& ops = bf16_operands();
-      return bf16_product(false, true, n, out, in, as_bf16(ops.a, x, n * in), in, as_bf16(ops.b, w, out * in),
-                          in, beta, y, ldy);
+      // A weight at rest (kernels/frozen_weights.h) was rounded once; the same bits as rounding it here.
+      const uint16_t* w16 = frozen_bf16(w, out * in);
+      return bf16_product(false, true, n, out, in, as_bf16(ops.a, x, n * in), in,
+                          w16 ? w16 : as_bf16(ops.b, w, out * in), in, beta, y, ldy);
     }
   gemm<T>(false, true, n, out, in, T(1), x, in, w, in, beta, y, ldy);
 }

@@ -167,6 +167,8 @@ tsp_cli_test(bench_decode_np2 ${TSP_CLI_DIR}/expect.sh 0 "\"ttft_s\"" "\"p99\"" 
 tsp_cli_test(bench_decode_compare_np2 ${TSP_CLI_DIR}/expect.sh 0 "ratios against tp" "tsp\\+seq +[0-9.]+ +[0-9.]+"
              -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} bench --decode --compare tp,tsp,tsp+seq --preset tiny --prompt-len 40
              --new-tokens 4)
+tsp_cli_test(bench_no_frozen_without_decode ${TSP_CLI_DIR}/expect.sh nonzero "error: --no-frozen-weights describes --decode"
+             -- ${TSP_BIN} bench --strategy single --preset tiny --seq-len 64 --no-frozen-weights)
 tsp_cli_test(bench_decode_bad ${TSP_CLI_DIR}/expect.sh nonzero "error: --prompt-len, --new-tokens and --kv-layout describe --decode"
              -- ${TSP_BIN} bench --strategy single --preset tiny --prompt-len 40)
 

@@ -17,6 +17,9 @@
 #include "comm/communicator.h"
 #include "equivalence_helpers.h"
 #include "infer/generator.h"
+#include "kernels/frozen_weights.h"
+#include "kernels/matmul_precision.h"
+#include "kernels/onednn_matmul.h"
 #include "mesh_test_model.h"
 #include "model/params.h"
 #include "model/transformer.h"
@@ -195,6 +198,46 @@ TEST(Decode, SamplingGivesTheSameTokensOnEveryLayout) {
       const auto out = gen.generate(prompts, o);
       for (size_t b = 0; b < out.size(); ++b) EXPECT_EQ(out[b].tokens, want[b].tokens) << "sequence " << b;
     }
+  }
+}
+
+// Under bf16 products the generator rounds the weights at rest once (kernels/frozen_weights.h): every layout
+// gives the same tokens and the same logits, bit for bit, as rounding them in every product, and the copies
+// are used (lookups hit), counted at half the fp32 bytes of this rank's parameters.
+TEST(Decode, FrozenBf16WeightsGiveTheBitsOfPerCallRounding) {
+  if (!kernels::onednn::bf16_supported()) GTEST_SKIP() << "oneDNN has no bf16 product on this CPU";
+  kernels::ScopedMatmulPrecision bf16(kernels::MatmulPrecision::bf16);
+  Communicator world = Communicator::world();
+  const ModelConfig c = test::mesh_test_config(false, 2, 24, 12);
+  const auto prompts = make_prompts(c.vocab_size, {7, 3, 12});
+  GenerateOptions o;
+  o.max_new_tokens = 6;
+  for (const ServeCase& sc : serve_cases(world.size())) {
+    SCOPED_TRACE(sc.label);
+    auto strategy = make_replica_strategy<float>(sc.strategy, world, sc.layout);
+    ModelParams<float> params(c, strategy->shard_spec(c), false);
+    params.init(9);
+    std::vector<std::vector<float>> logits[2];
+    std::vector<GeneratedSequence> out[2];
+    for (int frozen = 0; frozen < 2; ++frozen) {
+      Generator<float> gen(params, *strategy, sc.decode);
+      gen.freeze_bf16_weights = frozen == 1;
+      gen.on_logits = [&](const DecodeBatch& batch, const float* l, const VocabShard& shard) {
+        logits[frozen].emplace_back(l, l + batch.size() * shard.rows);
+      };
+      const int64_t hits = kernels::frozen_bf16_hits();
+      out[frozen] = gen.generate(prompts, o);
+      if (frozen) {
+        EXPECT_GT(kernels::frozen_bf16_hits(), hits);
+        EXPECT_EQ(gen.stats().frozen_bf16_bytes, params.local_numel() * 2);
+      } else {
+        EXPECT_EQ(kernels::frozen_bf16_hits(), hits);
+        EXPECT_EQ(gen.stats().frozen_bf16_bytes, 0);
+      }
+    }
+    for (size_t b = 0; b < prompts.size(); ++b)
+      EXPECT_EQ(out[1][b].tokens, out[0][b].tokens) << "sequence " << b;
+    EXPECT_EQ(logits[1], logits[0]);
   }
 }
 

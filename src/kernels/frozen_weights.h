@@ -1,0 +1,43 @@
+// bf16 copies of weights at rest. Under --matmul-precision bf16 every linear product rounds its fp32 operands
+// to bf16 on the call; for a weight that cannot change — inference, for the length of one generation — that
+// rounding is the same every time, and in decode it costs about as much as the product (docs/performance.md,
+// "Blocked weights"). A FrozenBf16Weights rounds the ranges it is given once; while it lives,
+// kernels::linear_forward uses that copy for a weight operand lying inside one of them (the result is the
+// same bits: the copy is exactly what the call would have rounded). Communication buffers are never
+// registered, so a weight shard received from another rank is rounded per call as before.
+//
+// The registry is process-wide. Register and unregister only while no product runs (the holder is created
+// and destroyed by the thread that runs the model); the weights must not change while they are registered.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/memory.h"
+
+namespace tsp::kernels {
+
+class FrozenBf16Weights {
+ public:
+  FrozenBf16Weights() = default;
+  ~FrozenBf16Weights();
+  FrozenBf16Weights(const FrozenBf16Weights&) = delete;
+  FrozenBf16Weights& operator=(const FrozenBf16Weights&) = delete;
+
+  // Rounds w[0, n) to bf16 now (a copy under the allocator's `parameters` category: half the fp32 bytes) and
+  // registers it. Ranges must not overlap one already registered.
+  void add(const float* w, int64_t n);
+  // Bytes of the bf16 copies held.
+  int64_t bytes() const;
+
+ private:
+  std::vector<const float*> ranges_;
+  std::vector<Buffer<uint16_t>> copies_;
+};
+
+// The bf16 copy of w[0, n) when a live FrozenBf16Weights holds a range containing it, else nullptr.
+const uint16_t* frozen_bf16(const float* w, int64_t n);
+// How many lookups found a copy since the process started (tests: the copies are used, not only made).
+int64_t frozen_bf16_hits();
+
+}  // namespace tsp::kernels

@@ -1,6 +1,7 @@
 // The linear layer under --matmul-precision (kernels/matmul_precision.h): bf16 products held to the bound of
 // their rounding against fp64, fp32 products untouched by the setting, and the parser's refusals.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <random>
@@ -8,6 +9,7 @@
 
 #include "core/check.h"
 #include "kernel_test_util.h"
+#include "kernels/bf16.h"
 #include "kernels/gemm.h"
 #include "kernels/matmul_precision.h"
 #include "kernels/onednn_matmul.h"
@@ -151,6 +153,29 @@ TEST(MatmulPrecision, ParsesTheAllowedNamesAndRefusesOthers) {
   } else {
     EXPECT_THROW(parse_matmul_precision("bf16"), UsageError);
   }
+}
+
+// kernels::onednn runs a product below its one-thread bound on the calling thread (a decode step's few rows:
+// waking the OpenMP team costs more than the product): the result is the team's within fp32 rounding, and
+// the caller's OpenMP thread count is left as it was.
+TEST(MatmulPrecision, SmallProductsRunOnTheCallingThread) {
+  if (!onednn::bf16_supported()) GTEST_SKIP() << "oneDNN has no bf16 product on this CPU";
+  const int64_t m = 8, n = 48, k = 64;  // 2mnk = 49152 FLOPs, below the default bound
+  ASSERT_LT(2.0 * m * n * k, onednn::kDefaultOneThreadFlops);
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<float> dist(-1.f, 1.f);
+  std::vector<uint16_t> a(size_t(m * k)), b(size_t(k * n));
+  for (auto& v : a) v = float_to_bf16(dist(rng));
+  for (auto& v : b) v = float_to_bf16(dist(rng));
+  std::vector<float> one(size_t(m * n)), team(size_t(m * n));
+  const int threads = omp_get_max_threads();
+  onednn::matmul(false, false, m, n, k, 1.f, a.data(), k, b.data(), n, 0.f, one.data(), n);
+  EXPECT_EQ(omp_get_max_threads(), threads);
+  const double prev = onednn::set_one_thread_flops(0);  // every product on the team
+  EXPECT_EQ(prev, onednn::kDefaultOneThreadFlops);
+  onednn::matmul(false, false, m, n, k, 1.f, a.data(), k, b.data(), n, 0.f, team.data(), n);
+  onednn::set_one_thread_flops(prev);
+  for (size_t i = 0; i < one.size(); ++i) EXPECT_NEAR(one[i], team[i], 1e-5 * (1.0 + std::abs(team[i]))) << i;
 }
 
 }  // namespace

@@ -13,8 +13,8 @@
 
 #include "comm/comm_report.h"
 #include "core/check.h"
-#include "core/dtype.h"
 #include "core/memory.h"
+#include "core/run_dtype.h"
 #include "core/sgemm_rate.h"
 #include "core/trace.h"
 #include "kernels/matmul_precision.h"

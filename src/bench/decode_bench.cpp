@@ -7,8 +7,8 @@
 
 #include "comm/comm_report.h"
 #include "core/check.h"
-#include "core/dtype.h"
 #include "core/memory.h"
+#include "core/run_dtype.h"
 #include "core/trace.h"
 #include "infer/generator.h"
 #include "kernels/matmul_precision.h"

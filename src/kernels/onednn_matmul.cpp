@@ -3,11 +3,13 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <chrono>
 #include <memory>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "core/check.h"
@@ -130,9 +132,32 @@ Entry& entry(const Key& key) {
   return *s.cache.emplace(key, std::move(e)).first->second;
 }
 
+// Products below this many FLOPs run on the calling thread (set_one_thread_flops).
+std::atomic<double> g_one_thread_flops{kDefaultOneThreadFlops};
+
+// Sets OpenMP's thread count for the calling thread for a scope (omp_set_num_threads is per task).
+class ScopedOmpThreads {
+ public:
+  explicit ScopedOmpThreads(bool one) : prev_(one ? omp_get_max_threads() : 0) {
+    if (one) omp_set_num_threads(1);
+  }
+  ~ScopedOmpThreads() {
+    if (prev_ > 0) omp_set_num_threads(prev_);
+  }
+  ScopedOmpThreads(const ScopedOmpThreads&) = delete;
+  ScopedOmpThreads& operator=(const ScopedOmpThreads&) = delete;
+
+ private:
+  int prev_;
+};
+
 template <class In>
 void run(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const In* a, int64_t lda,
          const In* b, int64_t ldb, float beta, float* c, int64_t ldc, bool any_shape) {
+  // A small product (a decode step's few rows) finishes on one thread before the team's sleeping threads
+  // would have woken; the choice depends on the shape alone, so a run and its resume take the same path.
+  const ScopedOmpThreads one_thread(!omp_in_parallel() &&
+                                    2.0 * double(m) * double(n) * double(k) < g_one_thread_flops.load());
   TSP_CHECK(m >= 0 && n >= 0 && k >= 0, "onednn::matmul: negative size m={} n={} k={}", m, n, k);
   if (m == 0 || n == 0) return;
   // An empty inner dimension means C = beta * C (kernels::gemm does exactly that, reading neither A nor B).
@@ -238,6 +263,10 @@ double bf16_gemm_flops_per_s(int n, int reps) {
   // Its primitive and scratchpad are not kept: a measurement must not stay resident in the run it precedes.
   state().cache.erase(key_of(true, false, false, n, n, n, n, n, n, 1.f, 0.f, false));
   return 2.0 * double(n) * double(n) * double(n) * reps / sec;
+}
+
+double set_one_thread_flops(double flops) {
+  return g_one_thread_flops.exchange(flops);
 }
 
 size_t cached_primitives() {

@@ -43,6 +43,13 @@ std::string summary();
 // (core/sgemm_rate.h): the ceiling a bf16 run's matrix products are compared with; 0 without
 // bf16_supported().
 double bf16_gemm_flops_per_s(int n, int reps);
+// Outside an OpenMP team, a product of fewer than this many FLOPs (2mnk) runs on the calling thread alone:
+// under the passive wait policy tsp sets (core/threading.h) waking the team's sleeping threads costs tens of
+// microseconds, more than such a product takes on one thread (bench/bench_small_products;
+// docs/performance.md, "Small products"). set_one_thread_flops changes the bound and returns the previous one
+// (0: always the team; benchmarks and tests).
+inline constexpr double kDefaultOneThreadFlops = 5e6;
+double set_one_thread_flops(double flops);
 // Primitives cached by the calling thread (tests check that repeated shapes reuse them).
 size_t cached_primitives();
 

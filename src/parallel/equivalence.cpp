@@ -6,7 +6,7 @@
 
 #include "comm/comm_report.h"
 #include "core/check.h"
-#include "core/dtype.h"
+#include "core/run_dtype.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/matmul_precision.h"
 #include "model/params.h"

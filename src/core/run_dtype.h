@@ -1,4 +1,5 @@
-// The storage precisions a run can have (--dtype), and the one message every command gives for any other.
+// The storage precisions a run can have (--dtype: float32, float64), and the one message every command gives
+// for any other. (The formats of checkpoint files are model/dtype.h.)
 #pragma once
 
 #include <string>

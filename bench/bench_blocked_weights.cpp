@@ -10,10 +10,8 @@
 //
 // Usage: bench_blocked_weights [h ...] (default 128 512 1024); tokens N = 4096 (a training or prefill step)
 // and N = 8 (a decode step of 8 sequences); shapes h->h, h->4h, 4h->h.
-#include <malloc.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -21,28 +19,13 @@
 #include <random>
 #include <vector>
 
-#include "core/threading.h"
+#include "bench_util.h"
 #include "kernels/bf16.h"
 #include "kernels/onednn_matmul.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using dnnl::memory;
-
-template <class F>
-double best_seconds(F&& f) {
-  f();  // warm-up: primitive creation, first touch
-  double best = 1e30, total = 0;
-  for (int r = 0; r < 50 && (r < 3 || total < 0.3); ++r) {
-    const auto t0 = Clock::now();
-    f();
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    best = std::min(best, s);
-    total += s;
-  }
-  return best;
-}
 
 memory::desc strided(memory::data_type dt, int64_t rows, int64_t cols, int64_t ld, bool transposed) {
   return memory::desc({rows, cols}, dt, transposed ? memory::dims{1, ld} : memory::dims{ld, 1});
@@ -97,15 +80,11 @@ struct BlockedProduct {
 }  // namespace
 
 int main(int argc, char** argv) {
-  tsp::use_passive_openmp_wait(argv);  // as tsp does (core/threading.h)
-  const tsp::ThreadPlan threads = tsp::apply_single_process_threads();
-  mallopt(M_MMAP_MAX, 0);  // fresh pages cost ~14 us each on this VM (docs/machine.md)
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  std::vector<int64_t> hs;
-  for (int i = 1; i < argc; ++i) hs.push_back(std::atoll(argv[i]));
-  if (hs.empty()) hs = {128, 512, 1024};
-  std::printf("threads: %s | %s\n", tsp::thread_summary(threads).c_str(),
-              tsp::kernels::onednn::summary().c_str());
+  tsp::bench::set_up_process(argv);
+  // Both ways on the OpenMP team, whatever the product's size: the blocked primitive below is oneDNN's own,
+  // outside kernels::onednn's one-thread bound for small products (docs/performance.md, "Small products").
+  tsp::kernels::onednn::set_one_thread_flops(0);
+  const std::vector<int64_t> hs = tsp::bench::hidden_sizes(argc, argv, 1);
   if (!tsp::kernels::onednn::bf16_supported()) {
     std::printf("oneDNN has no bf16 product on this CPU: nothing to measure\n");
     return 0;
@@ -135,15 +114,17 @@ int main(int argc, char** argv) {
           std::vector<uint16_t> a16(a.size());
           tsp::kernels::to_bf16(a.data(), int64_t(a.size()), a16.data());
           const int64_t ldb = p.trans_b ? p.k : p.n;
-          const double s_strided = best_seconds([&] {
-            tsp::kernels::onednn::matmul(false, p.trans_b, N, p.n, p.k, 1.f, a16.data(), p.k, w16.data(), ldb,
-                                         0.f, c.data(), p.n);
-          });
+          const double s_strided = tsp::bench::best_seconds(
+              [&] {
+                tsp::kernels::onednn::matmul(false, p.trans_b, N, p.n, p.k, 1.f, a16.data(), p.k, w16.data(),
+                                             ldb, 0.f, c.data(), p.n);
+              },
+              3, 50);
           BlockedProduct bp(N, p.n, p.k, p.trans_b, a16.data(), w.data(), c.data());
-          const double s_blocked = best_seconds([&] { bp.run(); });
-          const double s_conv =
-              best_seconds([&] { tsp::kernels::to_bf16(w.data(), int64_t(w.size()), w16.data()); });
-          const double s_reorder = best_seconds([&] { bp.prepare(); });
+          const double s_blocked = tsp::bench::best_seconds([&] { bp.run(); }, 3, 50);
+          const double s_conv = tsp::bench::best_seconds(
+              [&] { tsp::kernels::to_bf16(w.data(), int64_t(w.size()), w16.data()); }, 3, 50);
+          const double s_reorder = tsp::bench::best_seconds([&] { bp.prepare(); }, 3, 50);
           char shape[64];
           std::snprintf(shape, sizeof shape, "N %lld, h %lld: %lld->%lld", (long long)N, (long long)h,
                         (long long)in, (long long)out);

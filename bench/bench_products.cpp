@@ -6,37 +6,19 @@
 //
 // Usage: bench_products [tokens, default 4096] [h ...] (default h: 128 512 1024); shapes h->h, h->4h, 4h->h.
 #include <cblas.h>
-#include <malloc.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
 #include <vector>
 
-#include "core/threading.h"
+#include "bench_util.h"
 #include "kernels/bf16.h"
 #include "kernels/onednn_matmul.h"
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-template <class F>
-double best_seconds(F&& f) {
-  f();  // warm-up: primitive creation, first touch
-  double best = 1e30, total = 0;
-  for (int r = 0; r < 20 && (r < 3 || total < 0.3); ++r) {
-    const auto t0 = Clock::now();
-    f();
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    best = std::min(best, s);
-    total += s;
-  }
-  return best;
-}
 
 struct Product {
   const char* name;
@@ -47,16 +29,9 @@ struct Product {
 }  // namespace
 
 int main(int argc, char** argv) {
-  tsp::use_passive_openmp_wait(argv);  // as tsp does (core/threading.h)
-  const tsp::ThreadPlan threads = tsp::apply_single_process_threads();
-  mallopt(M_MMAP_MAX, 0);  // fresh pages cost ~14 us each on this VM (docs/machine.md)
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  tsp::bench::set_up_process(argv);
   const int64_t tokens = argc > 1 ? std::atoll(argv[1]) : 4096;
-  std::vector<int64_t> hs;
-  for (int i = 2; i < argc; ++i) hs.push_back(std::atoll(argv[i]));
-  if (hs.empty()) hs = {128, 512, 1024};
-  std::printf("threads: %s | %s\n", tsp::thread_summary(threads).c_str(),
-              tsp::kernels::onednn::summary().c_str());
+  const std::vector<int64_t> hs = tsp::bench::hidden_sizes(argc, argv, 2);
   std::printf("%-22s %-9s %8s %8s %8s | %7s %7s %9s | %s\n", "shape (tokens=N)", "product", "sgemm",
               "dnn f32", "dnn bf16", "f32/sg", "bf16/sg", "+convert", "bf16 kernel");
   std::mt19937_64 rng(1);
@@ -78,22 +53,22 @@ int main(int argc, char** argv) {
         std::vector<uint16_t> ah(a.size()), bh(b.size());
         tsp::kernels::to_bf16(a.data(), int64_t(a.size()), ah.data());
         tsp::kernels::to_bf16(b.data(), int64_t(b.size()), bh.data());
-        const double sg = best_seconds([&] {
+        const double sg = tsp::bench::best_seconds([&] {
           cblas_sgemm(CblasRowMajor, p.ta ? CblasTrans : CblasNoTrans, p.tb ? CblasTrans : CblasNoTrans,
                       int(p.m), int(p.n), int(p.k), 1.f, a.data(), int(lda), b.data(), int(ldb), 0.f,
                       c.data(), int(p.n));
         });
-        const double f32 = best_seconds([&] {
+        const double f32 = tsp::bench::best_seconds([&] {
           tsp::kernels::onednn::matmul(p.ta, p.tb, p.m, p.n, p.k, 1.f, a.data(), lda, b.data(), ldb, 0.f,
                                        c.data(), p.n);
         });
         // Without a bf16 product on this CPU (oneDNN 2.6 needs AVX-512) its columns are NaN ("nan" printed).
         const bool has_bf16 = tsp::kernels::onednn::bf16_supported();
-        const double bf = !has_bf16 ? NAN : best_seconds([&] {
+        const double bf = !has_bf16 ? NAN : tsp::bench::best_seconds([&] {
           tsp::kernels::onednn::matmul(p.ta, p.tb, p.m, p.n, p.k, 1.f, ah.data(), lda, bh.data(), ldb, 0.f,
                                        c.data(), p.n);
         });
-        const double conv = !has_bf16 ? NAN : best_seconds([&] {
+        const double conv = !has_bf16 ? NAN : tsp::bench::best_seconds([&] {
           tsp::kernels::to_bf16(a.data(), int64_t(a.size()), ah.data());
           tsp::kernels::to_bf16(b.data(), int64_t(b.size()), bh.data());
         });

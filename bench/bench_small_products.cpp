@@ -7,50 +7,21 @@
 //
 // Usage: bench_small_products [h ...] (default 128 512 1024); rows 1, 8, 32, 128, 512, 2048; shapes h->h,
 // h->4h, 4h->h.
-#include <malloc.h>
 #include <omp.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
 #include <vector>
 
-#include "core/threading.h"
+#include "bench_util.h"
 #include "kernels/bf16.h"
 #include "kernels/onednn_matmul.h"
 
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-template <class F>
-double best_seconds(F&& f) {
-  f();  // warm-up: primitive creation, first touch
-  double best = 1e30, total = 0;
-  for (int r = 0; r < 200 && (r < 5 || total < 0.2); ++r) {
-    const auto t0 = Clock::now();
-    f();
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    best = std::min(best, s);
-    total += s;
-  }
-  return best;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  tsp::use_passive_openmp_wait(argv);  // as tsp does (core/threading.h)
-  const tsp::ThreadPlan threads = tsp::apply_single_process_threads();
-  mallopt(M_MMAP_MAX, 0);  // fresh pages cost ~14 us each on this VM (docs/machine.md)
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  std::vector<int64_t> hs;
-  for (int i = 1; i < argc; ++i) hs.push_back(std::atoll(argv[i]));
-  if (hs.empty()) hs = {128, 512, 1024};
-  std::printf("threads: %s | %s\n", tsp::thread_summary(threads).c_str(),
-              tsp::kernels::onednn::summary().c_str());
+  tsp::bench::set_up_process(argv);
+  const std::vector<int64_t> hs = tsp::bench::hidden_sizes(argc, argv, 1);
   if (!tsp::kernels::onednn::bf16_supported()) {
     std::printf("oneDNN has no bf16 product on this CPU: nothing to measure\n");
     return 0;
@@ -74,9 +45,9 @@ int main(int argc, char** argv) {
                                        y.data(), out);
         };
         omp_set_num_threads(1);
-        const double one = best_seconds(product);
+        const double one = tsp::bench::best_seconds(product, 5, 200, 0.2);
         omp_set_num_threads(team);
-        const double all = best_seconds(product);
+        const double all = tsp::bench::best_seconds(product, 5, 200, 0.2);
         char shape[64];
         std::snprintf(shape, sizeof shape, "h %lld: %lld->%lld", (long long)h, (long long)in, (long long)out);
         std::printf("%-22s %6lld %10.3f | %8.1fus %8.1fus | %6.2fx\n", shape, (long long)m,

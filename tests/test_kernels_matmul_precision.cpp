@@ -173,7 +173,10 @@ TEST(MatmulPrecision, SmallProductsRunOnTheCallingThread) {
   EXPECT_EQ(omp_get_max_threads(), threads);
   const double prev = onednn::set_one_thread_flops(0);  // every product on the team
   EXPECT_EQ(prev, onednn::kDefaultOneThreadFlops);
+  // The primitive for the team is a new one: the first call's was created for one thread.
+  const size_t cached = onednn::cached_primitives();
   onednn::matmul(false, false, m, n, k, 1.f, a.data(), k, b.data(), n, 0.f, team.data(), n);
+  EXPECT_EQ(onednn::cached_primitives(), cached + (threads > 1 ? 1 : 0));
   onednn::set_one_thread_flops(prev);
   for (size_t i = 0; i < one.size(); ++i) EXPECT_NEAR(one[i], team[i], 1e-5 * (1.0 + std::abs(team[i]))) << i;
 }

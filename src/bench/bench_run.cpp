@@ -213,7 +213,10 @@ nlohmann::json run_bench(const BenchOptions& o, Communicator& world) {
   if (o.decode) return run_decode_bench(o, world);
   validate_bench_options(o);
   if (!o.trace.empty()) trace_enable(world.rank());
+  const bool overlap_before = Communicator::overlap();
+  Communicator::set_overlap(o.overlap);
   RankResult r = o.dtype == "float64" ? measure_rank<double>(o, world) : measure_rank<float>(o, world);
+  Communicator::set_overlap(overlap_before);
   // The layout's buffers are gone; return their pages too, so that a next layout starts from a low VmHWM.
   malloc_trim(0);
 
@@ -255,7 +258,7 @@ nlohmann::json run_bench(const BenchOptions& o, Communicator& world) {
                         {"isa", kernels::onednn::cpu_isa()},
                         {"model_flops_ratio", flops / step / sgemm_sum},
                         {"matmul_precision", kernels::to_string(kernels::matmul_precision())},
-                        {"overlap", Communicator::overlap()},
+                        {"overlap", o.overlap},
                         {"model_flops_ratio_bf16_gemm", bf16_sum > 0 ? flops / step / bf16_sum : 0.0},
                         {"memory_peak_bytes_max", mem_max},
                         {"comm_recv_bytes_per_step_max", recv_max},

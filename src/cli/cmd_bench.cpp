@@ -154,7 +154,6 @@ void add_bench_command(CLI::App& root, std::vector<Command>& cmds) {
          BenchOptions opts = *o;
          opts.overlap = !*no_overlap;
          opts.freeze_bf16_weights = !*no_frozen;
-         Communicator::set_overlap(opts.overlap);
          opts.model = src->load();
          opts.kv.kv_layout = parse_kv_layout(*kv_layout);
          opts.kv.kv_layout_given = kv->count() > 0;

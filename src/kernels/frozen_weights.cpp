@@ -80,10 +80,8 @@ const uint16_t* frozen_bf16(const float* w, int64_t n) {
   return it->second.copy + (begin - it->first) / sizeof(float);
 }
 
-}  // namespace tsp::kernels
-
-namespace tsp::kernels {
 int64_t frozen_bf16_hits() {
   return g_hits.load(std::memory_order_relaxed);
 }
+
 }  // namespace tsp::kernels

@@ -8,7 +8,7 @@
 // before MPI and every other thread start (start_stop_signal_thread), so every later thread inherits the
 // block. Handled by whichever thread the kernel picked (mostly the main thread, inside MPI, oneDNN or
 // OpenBLAS), 6 of 108 tp runs stopped by a signal corrupted their heap (malloc aborts, a segfault while
-// printing the summary; uninterrupted runs never did); taken on this thread, 0 of 120
+// printing the summary; uninterrupted runs never did); taken on this thread, 0 of 240
 // (tests/cli/reliability/preempt_stress.sh). The handler StopSignals installs remains for threads that
 // started before the block (a program that never called start_stop_signal_thread, e.g. a test).
 #pragma once

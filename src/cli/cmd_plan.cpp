@@ -120,6 +120,9 @@ void add_plan_command(CLI::App& root, std::vector<Command>& cmds) {
   app->add_flag("--keep-gathered-kv", r.keep_gathered_kv, "tsp: keep the gathered K/V for the backward");
   app->add_option("--dtype", r.dtype, "weights, gradients, activations: float32, bf16, float64")
       ->capture_default_str();
+  app->add_option("--weight-comm-dtype", r.weight_comm_dtype,
+                  "tsp: dtype of the weight shards on the wire and their buffers (default: --dtype; bf16 is "
+                  "the runtime's --weight-comm-dtype bf16)");
   app->add_option("--optimizer-dtype", r.optimizer_dtype, "AdamW moments: float32, bf16, float64")
       ->capture_default_str();
   app->add_option("--master-weights", r.master,

@@ -55,6 +55,11 @@ void add_layout_options(CLI::App* app, std::string& strategy, StrategyOptions& o
   app->add_flag("--zero1", o.zero1, "with --dp > 1: shard the AdamW state across replicas (ZeRO-1)");
   app->add_flag("--keep-gathered-kv", o.keep_gathered_kv,
                 "tsp: keep the all-gathered K/V for the backward instead of re-gathering (costs memory)");
+  app->add_option_function<std::string>(
+         "--weight-comm-dtype", [&o](const std::string& v) { o.weight_comm_bf16 = v == "bf16"; },
+         "tsp: dtype the weight shards travel in: float32 (default) or bf16 (half the weight traffic and "
+         "buffers; needs --matmul-precision bf16, whose products round the weights to those bits)")
+      ->check(CLI::IsMember({"float32", "bf16"}));
   app->add_option("--threads", threads_option(),
                   "OpenMP and OpenBLAS threads per rank (default: the rank's cores / ranks sharing them)");
   app->add_option("--matmul-precision", matmul_precision_option(),

@@ -43,6 +43,10 @@ MPI_Datatype mpi_type<int32_t>() {
   return MPI_INT32_T;
 }
 template <>
+MPI_Datatype mpi_type<uint16_t>() {
+  return MPI_UINT16_T;  // bf16 bit patterns: moved, never reduced
+}
+template <>
 MPI_Datatype mpi_type<int64_t>() {
   return MPI_INT64_T;
 }
@@ -659,6 +663,18 @@ TSP_COMM_INSTANTIATE(float)
 TSP_COMM_INSTANTIATE(double)
 TSP_COMM_INSTANTIATE(int32_t)
 TSP_COMM_INSTANTIATE(int64_t)
+
+// bf16 weight shards (--weight-comm-dtype bf16) only move: no reduction is instantiated for them, so that
+// summing bit patterns cannot compile.
+template void Communicator::broadcast<uint16_t>(std::string_view, uint16_t*, int64_t, int);
+template void Communicator::all_gather<uint16_t>(std::string_view, const uint16_t*, uint16_t*, int64_t);
+template void Communicator::send_recv<uint16_t>(std::string_view, const uint16_t*, int64_t, int, uint16_t*,
+                                                int64_t, int);
+template CommRequest Communicator::ibroadcast<uint16_t>(std::string_view, uint16_t*, int64_t, int);
+template CommRequest Communicator::iall_gather<uint16_t>(std::string_view, const uint16_t*, uint16_t*,
+                                                         int64_t);
+template CommRequest Communicator::isend_recv<uint16_t>(std::string_view, const uint16_t*, int64_t, int,
+                                                        uint16_t*, int64_t, int);
 
 #undef TSP_COMM_INSTANTIATE
 

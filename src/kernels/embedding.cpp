@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "core/check.h"
+#include "kernels/bf16.h"
 
 namespace tsp::kernels {
 
@@ -24,6 +25,17 @@ void embedding_forward(T* out, const T* table, const int32_t* tokens, int64_t n,
   for (int64_t i = 0; i < n; ++i) {
     if (!in_shard(tokens[i], row_begin, rows)) continue;
     std::copy_n(table + (tokens[i] - row_begin) * h, h, out + i * h);
+  }
+}
+
+void embedding_forward(float* out, const uint16_t* table, const int32_t* tokens, int64_t n, int64_t h,
+                       int64_t row_begin, int64_t rows) {
+  TSP_CHECK(n >= 0 && h > 0 && row_begin >= 0 && rows >= 0,
+            "embedding_forward: bad shape n={} h={} rows [{}, +{})", n, h, row_begin, rows);
+#pragma omp parallel for schedule(static) if (n * h > kParallelElements)
+  for (int64_t i = 0; i < n; ++i) {
+    if (!in_shard(tokens[i], row_begin, rows)) continue;
+    from_bf16(table + (tokens[i] - row_begin) * h, h, out + i * h);
   }
 }
 

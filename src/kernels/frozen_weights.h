@@ -4,7 +4,8 @@
 // "Blocked weights"). A FrozenBf16Weights rounds the ranges it is given once; while it lives,
 // kernels::linear_forward uses that copy for a weight operand lying inside one of them (the result is the
 // same bits: the copy is exactly what the call would have rounded). Communication buffers are never
-// registered, so a weight shard received from another rank is rounded per call as before.
+// registered: a weight shard received from another rank is rounded per call, unless it travelled in bf16
+// (--weight-comm-dtype bf16), in which case the product uses it as it arrived (kernels/weight_ref.h).
 //
 // The registry is process-wide. Register and unregister only while no product runs (the holder is created
 // and destroyed by the thread that runs the model); the weights must not change while they are registered.

@@ -92,43 +92,57 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
              to_blas_int(ldb, "ldb"), beta, c, to_blas_int(ldc, "ldc"));
 }
 
+// A bf16 weight operand exists only for bf16 products; an fp32 product handed one would have to widen it,
+// which no caller means to do.
 template <class T>
-void linear_forward(T* y, const T* x, const T* w, int64_t n, int64_t in, int64_t out, bool accumulate,
-                    int64_t ldy) {
+void require_weight_precision(const WeightRef<T>& w) {
+  TSP_CHECK(!w.is_bf16() || bf16_products(),
+            "linear layer: a bf16 weight operand needs --matmul-precision bf16 (the products are {})",
+            to_string(matmul_precision()));
+}
+
+template <class T>
+void linear_forward(T* y, const T* x, WeightRef<std::type_identity_t<T>> w, int64_t n, int64_t in,
+                    int64_t out, bool accumulate, int64_t ldy) {
   if (ldy == 0) ldy = out;
   const T beta = accumulate ? T(1) : T(0);
+  require_weight_precision(w);
   // W[out, in] is exactly (W^T)^T in row-major, so the HF layout needs a transposed B and no copy.
   if constexpr (std::is_same_v<T, float>)
     if (bf16_products() && n > 0 && out > 0 && in > 0) {
       Bf16Operands& ops = bf16_operands();
-      // A weight at rest (kernels/frozen_weights.h) was rounded once; the same bits as rounding it here.
-      const uint16_t* w16 = frozen_bf16(w, out * in);
+      // A weight at rest (kernels/frozen_weights.h) was rounded once, a shard received in bf16 on the wire;
+      // either is the same bits as rounding it here.
+      const uint16_t* w16 = w.b ? w.b : frozen_bf16(w.f, out * in);
       return bf16_product(false, true, n, out, in, as_bf16(ops.a, x, n * in), in,
-                          w16 ? w16 : as_bf16(ops.b, w, out * in), in, beta, y, ldy);
+                          w16 ? w16 : as_bf16(ops.b, w.f, out * in), in, beta, y, ldy);
     }
-  gemm<T>(false, true, n, out, in, T(1), x, in, w, in, beta, y, ldy);
+  gemm<T>(false, true, n, out, in, T(1), x, in, w.f, in, beta, y, ldy);
 }
 
 template <class T>
-void linear_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, int64_t n, int64_t in, int64_t out) {
+void linear_backward(T* dx, T* dw, const T* dy, const T* x, WeightRef<std::type_identity_t<T>> w, int64_t n,
+                     int64_t in, int64_t out) {
+  require_weight_precision(w);
   if constexpr (std::is_same_v<T, float>)
     if (bf16_products() && n > 0 && out > 0 && in > 0) {
       Bf16Operands& ops = bf16_operands();
       const uint16_t* dy16 = as_bf16(ops.c, dy, n * out);
       if (dx)
-        bf16_product(false, false, n, in, out, dy16, out, as_bf16(ops.b, w, out * in), in, 1.0f, dx, in);
+        bf16_product(false, false, n, in, out, dy16, out, w.b ? w.b : as_bf16(ops.b, w.f, out * in), in, 1.0f,
+                     dx, in);
       if (dw) bf16_product(true, false, out, in, n, dy16, out, as_bf16(ops.a, x, n * in), in, 1.0f, dw, in);
       return;
     }
-  if (dx) gemm<T>(false, false, n, in, out, T(1), dy, out, w, in, T(1), dx, in);
+  if (dx) gemm<T>(false, false, n, in, out, T(1), dy, out, w.f, in, T(1), dx, in);
   if (dw) gemm<T>(true, false, out, in, n, T(1), dy, out, x, in, T(1), dw, in);
 }
 
 #define TSP_INSTANTIATE_GEMM(T)                                                                            \
   template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, int64_t, T, \
                         T*, int64_t);                                                                      \
-  template void linear_forward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t, bool, int64_t);       \
-  template void linear_backward<T>(T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t);
+  template void linear_forward<T>(T*, const T*, WeightRef<T>, int64_t, int64_t, int64_t, bool, int64_t);   \
+  template void linear_backward<T>(T*, T*, const T*, const T*, WeightRef<T>, int64_t, int64_t, int64_t);
 
 TSP_INSTANTIATE_GEMM(float)
 TSP_INSTANTIATE_GEMM(double)

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "core/check.h"
 #include "core/trace.h"
+#include "kernels/bf16.h"
 #include "kernels/bias.h"
 #include "kernels/gemm.h"
 #include "kernels/rmsnorm.h"
@@ -15,6 +17,24 @@ namespace tsp {
 
 using namespace kernels;
 
+namespace {
+
+// x[n, dim] += b, with b in T or (a shard that travelled in bf16) widened from its bf16 bits first.
+template <class T>
+void add_bias(T* x, WeightRef<T> b, int64_t n, int64_t dim) {
+  if (!b) return;
+  if constexpr (std::is_same_v<T, float>)
+    if (b.is_bf16()) {
+      thread_local std::vector<float> wide;
+      wide.resize(size_t(dim));
+      from_bf16(b.b, dim, wide.data());
+      return bias_forward(x, static_cast<const float*>(wide.data()), n, dim);
+    }
+  bias_forward(x, b.f, n, dim);
+}
+
+}  // namespace
+
 template <class T>
 void qkv_forward(T* q, T* k, T* v, const T* u, const ConstProjections<T>& w, const int64_t* pos,
                  const AttnShardShape& s, const RopeTable& rope, QkPreNorm<T> pre_norm) {
@@ -22,9 +42,9 @@ void qkv_forward(T* q, T* k, T* v, const T* u, const ConstProjections<T>& w, con
   linear_forward(q, u, w.wq, n, s.hidden, qd);
   linear_forward(k, u, w.wk, n, s.hidden, kd);
   linear_forward(v, u, w.wv, n, s.hidden, kd);
-  if (w.bq) bias_forward(q, w.bq, n, qd);
-  if (w.bk) bias_forward(k, w.bk, n, kd);
-  if (w.bv) bias_forward(v, w.bv, n, kd);
+  add_bias(q, w.bq, n, qd);
+  add_bias(k, w.bk, n, kd);
+  add_bias(v, w.bv, n, kd);
   if (w.q_norm) {
     if (pre_norm.q) std::copy_n(q, n * qd, pre_norm.q);
     rmsnorm_rows_inplace(q, w.q_norm, n * s.q_heads, s.head_dim, s.norm_eps);
@@ -41,7 +61,7 @@ namespace {
 
 // The adjoint of one projection x = norm(u Wᵀ + b) after RoPE: dx (post-RoPE gradient) is consumed.
 template <class T>
-void projection_backward(T* du, T* dw, T* db, T* dnorm, T* dx, const T* u, const T* w, const T* norm,
+void projection_backward(T* du, T* dw, T* db, T* dnorm, T* dx, const T* u, WeightRef<T> w, const T* norm,
                          const T* pre_norm, const int64_t* pos, int64_t heads, const AttnShardShape& s,
                          const RopeTable& rope) {
   const int64_t dim = heads * s.head_dim;
@@ -107,8 +127,8 @@ void attention_batched_backward(T* dq, T* dk, T* dv, const T* d_o, const T* q, c
 }
 
 template <class T>
-void mlp_shard_forward(T* y, T* g, T* up, T* act, const T* u, const T* w_gate, const T* w_up, const T* w_down,
-                       int64_t n, int64_t h, int64_t i, bool accumulate) {
+void mlp_shard_forward(T* y, T* g, T* up, T* act, const T* u, WeightOf<T> w_gate, WeightOf<T> w_up,
+                       WeightOf<T> w_down, int64_t n, int64_t h, int64_t i, bool accumulate) {
   linear_forward(g, u, w_gate, n, h, i);
   linear_forward(up, u, w_up, n, h, i);
   swiglu_forward(act, g, up, n * i);
@@ -116,9 +136,9 @@ void mlp_shard_forward(T* y, T* g, T* up, T* act, const T* u, const T* w_gate, c
 }
 
 template <class T>
-void mlp_shard_backward(T* du, T* dw_gate, T* dw_up, T* dw_down, const T* dy, const T* u, const T* w_gate,
-                        const T* w_up, const T* w_down, const T* g, const T* up, T* act, T* d_act, T* dg,
-                        T* dup, int64_t n, int64_t h, int64_t i) {
+void mlp_shard_backward(T* du, T* dw_gate, T* dw_up, T* dw_down, const T* dy, const T* u, WeightOf<T> w_gate,
+                        WeightOf<T> w_up, WeightOf<T> w_down, const T* g, const T* up, T* act, T* d_act,
+                        T* dg, T* dup, int64_t n, int64_t h, int64_t i) {
   const int64_t ni = n * i;
   swiglu_forward(act, g, up, ni);
   for (int64_t j = 0; j < ni; ++j) d_act[j] = dg[j] = dup[j] = T(0);
@@ -144,10 +164,11 @@ void mlp_shard_backward(T* du, T* dw_gate, T* dw_up, T* dw_down, const T* dy, co
   template void attention_batched_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, \
                                               const T*, const int64_t*, const int64_t*, int64_t,            \
                                               const AttentionShape&);                                       \
-  template void mlp_shard_forward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, int64_t,       \
-                                     int64_t, int64_t, bool);                                               \
-  template void mlp_shard_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, const T*,     \
-                                      const T*, const T*, T*, T*, T*, T*, int64_t, int64_t, int64_t);
+  template void mlp_shard_forward<T>(T*, T*, T*, T*, const T*, WeightOf<T>, WeightOf<T>, WeightOf<T>,       \
+                                     int64_t, int64_t, int64_t, bool);                                      \
+  template void mlp_shard_backward<T>(T*, T*, T*, T*, const T*, const T*, WeightOf<T>, WeightOf<T>,         \
+                                      WeightOf<T>, const T*, const T*, T*, T*, T*, T*, int64_t, int64_t,    \
+                                      int64_t);
 TSP_INSTANTIATE(float)
 TSP_INSTANTIATE(double)
 #undef TSP_INSTANTIATE
@@ -159,7 +180,7 @@ TSP_INSTANTIATE(double)
 namespace tsp {
 
 template <class T>
-void head_shard_fold(const OnlineLse<T>& st, T* logits, const T* u, const T* w, const int32_t* targets,
+void head_shard_fold(const OnlineLse<T>& st, T* logits, const T* u, WeightOf<T> w, const int32_t* targets,
                      int64_t n, int64_t h, int64_t v_begin, int64_t v_valid) {
   if (v_valid <= 0) return;
   kernels::linear_forward(logits, u, w, n, h, v_valid);
@@ -168,7 +189,7 @@ void head_shard_fold(const OnlineLse<T>& st, T* logits, const T* u, const T* w, 
 }
 
 template <class T>
-void head_shard_backward(T* du, T* dw, T* logits, T* dlogits, const T* u, const T* w, const T* lse,
+void head_shard_backward(T* du, T* dw, T* logits, T* dlogits, const T* u, WeightOf<T> w, const T* lse,
                          const int32_t* targets, int64_t n, int64_t h, int64_t v_begin, int64_t v_valid,
                          T scale) {
   if (v_valid <= 0) return;
@@ -179,14 +200,14 @@ void head_shard_backward(T* du, T* dw, T* logits, T* dlogits, const T* u, const 
   kernels::linear_backward(du, dw, dlogits, u, w, n, h, v_valid);
 }
 
-template void head_shard_fold<float>(const OnlineLse<float>&, float*, const float*, const float*,
+template void head_shard_fold<float>(const OnlineLse<float>&, float*, const float*, WeightOf<float>,
                                      const int32_t*, int64_t, int64_t, int64_t, int64_t);
-template void head_shard_fold<double>(const OnlineLse<double>&, double*, const double*, const double*,
+template void head_shard_fold<double>(const OnlineLse<double>&, double*, const double*, WeightOf<double>,
                                       const int32_t*, int64_t, int64_t, int64_t, int64_t);
-template void head_shard_backward<float>(float*, float*, float*, float*, const float*, const float*,
+template void head_shard_backward<float>(float*, float*, float*, float*, const float*, WeightOf<float>,
                                          const float*, const int32_t*, int64_t, int64_t, int64_t, int64_t,
                                          float);
-template void head_shard_backward<double>(double*, double*, double*, double*, const double*, const double*,
+template void head_shard_backward<double>(double*, double*, double*, double*, const double*, WeightOf<double>,
                                           const double*, const int32_t*, int64_t, int64_t, int64_t, int64_t,
                                           double);
 

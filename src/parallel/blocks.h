@@ -8,6 +8,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/rope.h"
+#include "kernels/weight_ref.h"
 #include "model/params.h"
 
 namespace tsp {
@@ -59,8 +60,39 @@ struct QkPreNorm {
   T* k = nullptr;  // [n, kv_dim]
 };
 
+// The projection weights one attention shard is applied with: each weight and bias in T, or in bf16 as a
+// TSP shard that travelled in bf16 arrived (kernels/weight_ref.h); the q/k norm weights are replicated and
+// never travel, so they stay in T.
 template <class T>
-using ConstProjections = AttnProjections<const std::type_identity_t<T>>;
+struct AttnWeights {
+  using Ref = kernels::WeightRef<T>;
+  Ref wq, wk, wv, bq, bk, bv;
+  const T *q_norm = nullptr, *k_norm = nullptr;
+  AttnWeights() = default;
+  AttnWeights(Ref q, Ref k, Ref v, Ref b_q, Ref b_k, Ref b_v, const T* qn, const T* kn)
+      : wq(q), wk(k), wv(v), bq(b_q), bk(b_k), bv(b_v), q_norm(qn), k_norm(kn) {}
+  AttnWeights(const AttnProjections<const T>& w)  // NOLINT: implicit, as the views it replaces
+      : AttnWeights(w.wq, w.wk, w.wv, w.bq, w.bk, w.bv, w.q_norm, w.k_norm) {}
+  AttnWeights(const AttnProjections<T>& w)  // NOLINT
+      : AttnWeights(AttnProjections<const T>(w)) {}
+};
+template <class T>
+using ConstProjections = AttnWeights<std::type_identity_t<T>>;
+
+// Views into a packed attention shard that travelled as bf16 bits W (or in T, as attn_projections).
+template <class T, class W>
+AttnWeights<T> attn_weights(const W* packed, const AttnOffsets& off, const T* q_norm, const T* k_norm) {
+  using Ref = kernels::WeightRef<T>;
+  auto at = [packed](int64_t o) { return o < 0 ? Ref() : Ref(packed + o); };
+  return {Ref(packed + off.q),
+          Ref(packed + off.k),
+          Ref(packed + off.v),
+          at(off.bq),
+          at(off.bk),
+          at(off.bv),
+          q_norm,
+          k_norm};
+}
 
 // q = rope(norm_q(u Wq_sᵀ + bq)), k = rope(norm_k(u Wk_sᵀ + bk)), v = u Wv_sᵀ + bv at the tokens' global
 // positions pos[n] (bias and norm where the model has them).
@@ -97,15 +129,18 @@ void attention_batched_backward(T* dq, T* dk, T* dv, const T* d_o, const T* q, c
 // Gated MLP on one intermediate shard of width i: y (+)= (silu(u W_gateᵀ) ⊙ (u W_upᵀ)) W_downᵀ.
 // g, up, act: scratch [n, i] (left holding the gate, up and activation values).
 template <class T>
-void mlp_shard_forward(T* y, T* g, T* up, T* act, const T* u, const T* w_gate, const T* w_up, const T* w_down,
-                       int64_t n, int64_t h, int64_t i, bool accumulate);
+using WeightOf = kernels::WeightRef<std::type_identity_t<T>>;
+
+template <class T>
+void mlp_shard_forward(T* y, T* g, T* up, T* act, const T* u, WeightOf<T> w_gate, WeightOf<T> w_up,
+                       WeightOf<T> w_down, int64_t n, int64_t h, int64_t i, bool accumulate);
 
 // The adjoint: needs g and up of this shard (saved or recomputed by the caller). Accumulates du and the
 // three weight gradients. act, d_act, dg, dup: scratch [n, i].
 template <class T>
-void mlp_shard_backward(T* du, T* dw_gate, T* dw_up, T* dw_down, const T* dy, const T* u, const T* w_gate,
-                        const T* w_up, const T* w_down, const T* g, const T* up, T* act, T* d_act, T* dg,
-                        T* dup, int64_t n, int64_t h, int64_t i);
+void mlp_shard_backward(T* du, T* dw_gate, T* dw_up, T* dw_down, const T* dy, const T* u, WeightOf<T> w_gate,
+                        WeightOf<T> w_up, WeightOf<T> w_down, const T* g, const T* up, T* act, T* d_act,
+                        T* dg, T* dup, int64_t n, int64_t h, int64_t i);
 
 }  // namespace tsp
 
@@ -121,13 +156,13 @@ struct OnlineLse {
 // Folds one LM-head shard (rows [v_begin, v_begin + v_valid) of the vocabulary; w: [v_valid, h]) into the
 // online state: logits[n, v_valid] = u wᵀ (scratch) then the online fold. Padding rows are never passed.
 template <class T>
-void head_shard_fold(const OnlineLse<T>& st, T* logits, const T* u, const T* w, const int32_t* targets,
+void head_shard_fold(const OnlineLse<T>& st, T* logits, const T* u, WeightOf<T> w, const int32_t* targets,
                      int64_t n, int64_t h, int64_t v_begin, int64_t v_valid);
 
 // The adjoint for one shard: recomputes the logits, then du += dlogits w and dw += dlogitsᵀ u with
 // dlogits = scale * (softmax - onehot) using the final lse.
 template <class T>
-void head_shard_backward(T* du, T* dw, T* logits, T* dlogits, const T* u, const T* w, const T* lse,
+void head_shard_backward(T* du, T* dw, T* logits, T* dlogits, const T* u, WeightOf<T> w, const T* lse,
                          const int32_t* targets, int64_t n, int64_t h, int64_t v_begin, int64_t v_valid,
                          T scale);
 

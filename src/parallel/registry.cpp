@@ -25,6 +25,11 @@ std::unique_ptr<Strategy<T>> make_replica_strategy(const std::string& name, Comm
   }
   TSP_REQUIRE(!opts.keep_gathered_kv || name == "tsp",
               "--keep-gathered-kv is implemented for --strategy tsp only (got --strategy {})", name);
+  const bool wire16 = opts.weight_comm_bf16;
+  TSP_REQUIRE(!wire16 || name == "tsp",
+              "--weight-comm-dtype bf16 narrows the weight shards TSP moves; --strategy {} moves no weights "
+              "(it communicates activations), so it applies to --strategy tsp only",
+              name);
   if (name == "single") {
     TSP_REQUIRE(comm.size() == 1,
                 "--strategy single runs on exactly 1 rank per replica, but {} ranks would share one model "
@@ -35,6 +40,8 @@ std::unique_ptr<Strategy<T>> make_replica_strategy(const std::string& name, Comm
   if (name == "tsp") {
     TspOptions t;
     t.keep_gathered_kv = opts.keep_gathered_kv;
+    t.weight_comm_bf16 = wire16;
+    require_weight_wire<T>(t);
     return std::make_unique<TspStrategy<T>>(comm, t);
   }
   if (name == "tp" || name == "sp" || name == "tpsp") return make_mesh_strategy<T>(name, comm, opts);

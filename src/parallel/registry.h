@@ -17,6 +17,9 @@ struct StrategyOptions {
   bool sequence_parallel = false;  // tp, tpsp: Megatron-SP (norm regions sharded along the sequence)
   int dp = 1;                      // data-parallel replicas of the layout (ranks = dp x ranks per replica)
   bool zero1 = false;              // with dp > 1: shard AdamW state across the replicas (ZeRO stage 1)
+  // tsp: the weight shards travel as bf16 (--weight-comm-dtype bf16; needs float32 weights and
+  // --matmul-precision bf16: parallel/tsp/tsp.h).
+  bool weight_comm_bf16 = false;
 };
 
 std::vector<std::string> strategy_names();

@@ -50,15 +50,15 @@ void each_block(const Sizes& z, Fn&& fn) {
 
 // TSP (docs/tsp.md, tests/mpi/test_tsp_comm.cpp). Broadcasts and reduces go to each owner in turn, so over
 // the D calls of a layer a rank receives (D-1) shards.
-void tsp_comm(Counter& c, const Sizes& z, const LayoutSpec& lay) {
+void tsp_comm(Counter& c, const Sizes& z, const LayoutSpec& lay, int64_t wire) {
   const int64_t D = z.T, L = z.L, W_a = z.attn_block(), W_m = z.W_mlp / D, P_v = z.V_p / D * z.h;
   const int64_t kv = z.N_a * z.kvd_s;  // my k (or v) of one head group
   for (const char* ph : {"forward", "backward"}) {
     const bool bwd = std::string(ph) == "backward";
-    c.add(ph, "attn.weight_bcast", "broadcast", L * D, W_a, D, true);
+    c.add(ph, "attn.weight_bcast", "broadcast", L * D, W_a, D, true, false, wire);
     if (!bwd || !lay.keep_gathered_kv) c.add(ph, "attn.kv_allgather", "all_gather", L * D, 2 * kv, D, false);
-    c.add(ph, "mlp.weight_ring", "send_recv", L * (D - 1), W_m, D, true);
-    c.add(ph, "vocab.ring", "send_recv", (bwd ? 1 : 2) * (D - 1), P_v, D, true);
+    c.add(ph, "mlp.weight_ring", "send_recv", L * (D - 1), W_m, D, true, false, wire);
+    c.add(ph, "vocab.ring", "send_recv", (bwd ? 1 : 2) * (D - 1), P_v, D, true, false, wire);
   }
   c.add("backward", "attn.kv_grad_reducescatter", "reduce_scatter", L * D, 2 * kv, D, false);
   c.add("backward", "attn.weight_grad_reduce", "reduce", L * D, W_a, D, true);
@@ -164,7 +164,7 @@ CommByLabel predict_comm(const Sizes& z, const LayoutSpec& lay, const Policy& po
     case Kind::single:
       break;  // no communicator
     case Kind::tsp:
-      tsp_comm(c, z, lay);
+      tsp_comm(c, z, lay, pol.wire_bytes());
       break;
     default:
       mesh_comm(c, z, lay);

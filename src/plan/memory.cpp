@@ -66,6 +66,7 @@ Memory predict_memory(const Sizes& z, const LayoutSpec& lay, const Policy& pol, 
 
   // Communication buffers (allocated once) and the named scratch buffers (workspace estimate).
   int64_t comm = 0, ws = 4 * Nt * h;  // transformer: u, y, du, dx
+  int64_t wire_comm_bytes = 0;        // TSP's weight buffers, at the weight wire's bytes
   const int64_t T = z.T;
   switch (lay.kind) {
     case Kind::single:
@@ -73,7 +74,9 @@ Memory predict_memory(const Sizes& z, const LayoutSpec& lay, const Policy& pol, 
       break;
     case Kind::tsp: {
       const int64_t D = T, N = z.N_a, W_a = z.attn_block(), W_m = z.W_mlp / D, P_v = z.V_p / D * h;
-      comm = 3 * W_a + 2 * z.BS * z.kvd_s + 4 * W_m + 4 * P_v;
+      // Weight buffers (two per movement pattern) at the wire's bytes, counted in weight_bytes units below.
+      wire_comm_bytes = pol.wire_bytes() * (2 * W_a + 2 * W_m + 2 * P_v);
+      comm = W_a + 2 * z.BS * z.kvd_s + 2 * W_m + 2 * P_v;  // gradient partial, K|V, accumulators
       const int64_t full_kv = z.BS * z.kvd_s;
       ws += 3 * N * z.qd_s + (lay.keep_gathered_kv ? 0 : 2 * full_kv) + 2 * full_kv + 2 * N * z.kvd_s;
       if (z.qk_norm) ws += N * (z.qd_s + z.kvd_s);  // pre-norm q and k of the head group differentiated
@@ -105,7 +108,7 @@ Memory predict_memory(const Sizes& z, const LayoutSpec& lay, const Policy& pol, 
     const int64_t largest = std::max({z.attn_block(), z.mlp_block(), z.vocab_block(), z.norms});
     comm += (lay.dp + 1) * ((largest + lay.dp - 1) / lay.dp);
   }
-  m.communication = bw * comm;
+  m.communication = bw * comm + wire_comm_bytes;
   m.workspace = bw * ws;
   return m;
 }

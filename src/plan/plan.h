@@ -63,9 +63,13 @@ struct Policy {
   bool master_weights = false;
   int master_bytes = 4;
   Recompute recompute = Recompute::runtime;
+  // Bytes per element of the weight shards TSP moves (broadcasts, rings) and their buffers; 0: weight_bytes.
+  // 2 is the runtime's --weight-comm-dtype bf16 (gradients still travel at weight_bytes).
+  int weight_wire_bytes = 0;
+  int wire_bytes() const { return weight_wire_bytes ? weight_wire_bytes : weight_bytes; }
   // The runtime's policy for element type T: sizeof(T) everywhere, no master copy, its recompute.
   static Policy runtime(int element_bytes) {
-    return {element_bytes, element_bytes, false, 4, Recompute::runtime};
+    return {element_bytes, element_bytes, false, 4, Recompute::runtime, 0};
   }
 };
 

@@ -48,6 +48,12 @@ Policy policy_of(const Request& r) {
   p.master_weights = r.master == "on" || (r.master == "auto" && p.weight_bytes < p.optimizer_bytes);
   p.master_bytes = std::max(4, p.optimizer_bytes);
   p.recompute = parse_recompute(r.recompute);
+  if (!r.weight_comm_dtype.empty()) {
+    p.weight_wire_bytes = dtype_bytes("--weight-comm-dtype", r.weight_comm_dtype);
+    TSP_REQUIRE(p.weight_wire_bytes <= p.weight_bytes,
+                "--weight-comm-dtype {} is wider than --dtype {}: the wire can only narrow the weights",
+                r.weight_comm_dtype, r.dtype);
+  }
   return p;
 }
 
@@ -263,7 +269,10 @@ std::string to_table(const Request& r, const Result& res) {
       "{}{} | "
       "{}, optimizer {}{} | recompute {} | device {}, budget {} ({})\n",
       r.model_name, human_rate(double(r.model.parameter_count())), r.shape.micro_batch, r.shape.seq_len,
-      r.ranks, r.ranks == 1 ? "" : "s", r.dp, r.zero1 && r.dp > 1 ? " (ZeRO-1)" : "", r.dtype,
+      r.ranks, r.ranks == 1 ? "" : "s", r.dp, r.zero1 && r.dp > 1 ? " (ZeRO-1)" : "",
+      r.weight_comm_dtype.empty()
+          ? r.dtype
+          : fmt::format("{} (tsp weights on the wire: {})", r.dtype, r.weight_comm_dtype),
       r.optimizer_dtype, pol.master_weights ? " + master weights" : "", r.recompute, r.device,
       human_bytes(double(res.budget)), r.budget > 0 ? "--memory-budget" : "the device's memory");
   const DeviceProfile dev = device_of(r);

@@ -194,6 +194,21 @@ tsp_bf16_check_test(check_bf16_tp_np2 2 --strategy tp)
 tsp_bf16_check_test(check_bf16_sp_np2 2 --strategy sp)
 tsp_bf16_check_test(check_bf16_tsp_np4 4 --strategy tsp)
 tsp_bf16_check_test(check_bf16_tpsp_2x2 4 --strategy tpsp --tp 2 --sp 2)
+# --weight-comm-dtype bf16 (parallel/tsp/ring.h): TSP's weight shards on a bf16 wire, the embedding table
+# rounded with them, still within the bf16 rule; refused without bf16 products or on a layout that moves none.
+tsp_bf16_check_test(check_bf16_tsp_wire_np2 2 --strategy tsp --weight-comm-dtype bf16)
+tsp_bf16_check_test(check_bf16_tsp_wire_np4 4 --strategy tsp --weight-comm-dtype bf16)
+tsp_cli_test(weight_comm_needs_bf16_products ${TSP_CLI_DIR}/expect.sh 2
+             "\\[rank 1\\] error: --weight-comm-dtype bf16 needs --matmul-precision bf16 \\(got fp32\\)" --
+             ${TSP_MPIEXEC} -np 2 ${TSP_BIN} check --strategy tsp --preset tiny --seq-len 64 --dtype float32
+             --weight-comm-dtype bf16)
+tsp_cli_test(weight_comm_tsp_only ${TSP_CLI_DIR}/expect.sh 2
+             "error: --weight-comm-dtype bf16 narrows the weight shards TSP moves; --strategy single moves no weights"
+             -- ${TSP_BIN} check --strategy single --seq-len 16 --dtype float32 --matmul-precision bf16
+             --weight-comm-dtype bf16)
+set_tests_properties(cli_weight_comm_tsp_only PROPERTIES SKIP_REGULAR_EXPRESSION "has no bf16 product on this CPU")
+tsp_cli_test(weight_comm_unknown ${TSP_CLI_DIR}/expect.sh 2 "error: --weight-comm-dtype: fp8 not in \\{float32,bf16\\}"
+             -- ${TSP_BIN} check --strategy single --seq-len 16 --weight-comm-dtype fp8)
 tsp_cli_test(matmul_precision_needs_float32 ${TSP_CLI_DIR}/expect.sh 2
              "\\[rank 1\\] error: --matmul-precision bf16 needs --dtype float32 \\(got --dtype float64\\)" --
              ${TSP_MPIEXEC} -np 2 ${TSP_BIN} check --strategy tsp --preset tiny --seq-len 64 --matmul-precision bf16)

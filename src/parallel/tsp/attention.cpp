@@ -1,7 +1,9 @@
 #include "parallel/tsp/attention.h"
 
 #include <algorithm>
+#include <type_traits>
 
+#include "core/check.h"
 #include "core/trace.h"
 #include "kernels/gemm.h"
 
@@ -9,7 +11,9 @@ namespace tsp {
 
 template <class T>
 void TspAttention<T>::prepare(const TspLayout& L, const ModelParams<T>& p, bool keep_gathered_kv,
-                              bool training) {
+                              bool training, bool bf16_wire) {
+  TSP_CHECK(!bf16_wire || (std::is_same_v<T, float>), "a bf16 weight wire narrows float weights only");
+  bf16_wire_ = bf16_wire;
   const ModelConfig& c = p.config();
   const ShardSpec& spec = p.spec();
   L_ = &L;
@@ -33,7 +37,8 @@ void TspAttention<T>::prepare(const TspLayout& L, const ModelParams<T>& p, bool 
   }
   const int64_t bwd = training ? 1 : 0;  // gradient buffers only when training
   kept_kv_ = Buffer<T>(keep_ ? layers * L.D * 2 * full_kv_ : 0, Mem::activations);
-  for (auto& b : bcast_) b = Buffer<T>(shard_numel_, Mem::communication);
+  for (auto& b : bcast_) b = Buffer<T>(bf16_wire ? 0 : shard_numel_, Mem::communication);
+  for (auto& b : bcast16_) b = Buffer<uint16_t>(bf16_wire ? shard_numel_ : 0, Mem::communication);
   kv_gather_ = Buffer<T>(L.D * 2 * local_kv_, Mem::communication);
   grad_partial_ = Buffer<T>(bwd * shard_numel_, Mem::communication);
   q_ = Buffer<T>(n_q, Mem::workspace);
@@ -92,14 +97,24 @@ CommRequest TspAttention<T>::reduce_scatter_kv_grad(const T* dk_full, const T* d
 }
 
 template <class T>
-void TspAttention<T>::forward(ModelParams<T>& p, int layer, const T* u, T* y) {
-  broadcast_shards(*L_, "attn.weight_bcast", p.value(p.attn_block(layer)).data(), shard_numel_,
-                   bcast_[0].data(), bcast_[1].data(),
-                   [&](const T* w, int r) { forward_head_group(p, layer, r, w, u, y); });
+template <class Use>
+void TspAttention<T>::each_shard(ModelParams<T>& p, int layer, Use&& use) {
+  const T* own = p.value(p.attn_block(layer)).data();
+  if constexpr (std::is_same_v<T, float>)
+    if (bf16_wire_)
+      return broadcast_shards(*L_, "attn.weight_bcast", own, shard_numel_, bcast16_[0].data(),
+                              bcast16_[1].data(), use);
+  broadcast_shards(*L_, "attn.weight_bcast", own, shard_numel_, bcast_[0].data(), bcast_[1].data(), use);
 }
 
 template <class T>
-void TspAttention<T>::forward_head_group(ModelParams<T>& p, int layer, int r, const T* w, const T* u, T* y) {
+void TspAttention<T>::forward(ModelParams<T>& p, int layer, const T* u, T* y) {
+  each_shard(p, layer, [&](const auto* w, int r) { forward_head_group(p, layer, r, w, u, y); });
+}
+
+template <class T>
+template <class W>
+void TspAttention<T>::forward_head_group(ModelParams<T>& p, int layer, int r, const W* w, const T* u, T* y) {
   const TspLayout& L = *L_;
   T* k_local = kv_gather_.data() + L.p * 2 * local_kv_;
   {
@@ -108,8 +123,8 @@ void TspAttention<T>::forward_head_group(ModelParams<T>& p, int layer, int r, co
     TraceSpan span("attn.fwd", "compute");
     const LayerWeights<T> lw = p.layer(layer);
     qkv_forward(q_.data(), k_local, k_local + local_kv_, u,
-                attn_projections<const T>(w, off_, lw.q_norm, lw.k_norm), L.token_positions.data(), shape_,
-                rope_);
+                attn_weights<T>(w, off_, static_cast<const T*>(lw.q_norm), static_cast<const T*>(lw.k_norm)),
+                L.token_positions.data(), shape_, rope_);
   }
   T* k = keep_ ? kept_kv(layer, r) : k_full_.data();
   T* v = keep_ ? k + full_kv_ : v_full_.data();
@@ -132,24 +147,25 @@ void TspAttention<T>::forward_head_group(ModelParams<T>& p, int layer, int r, co
   attention_batched_forward(o, saved_lse(layer, r), q_.data(), k, v, L.seq_positions.data(),
                             L.key_positions.data(), L.batch, attn_);
   // The sum over head groups is local: y = Σ_r o_r Wo_rᵀ.
-  kernels::linear_forward(y, o, w + off_.o, L.n, shape_.q_dim(), shape_.hidden, r > 0);
+  kernels::linear_forward(y, o, kernels::WeightRef<T>(w + off_.o), L.n, shape_.q_dim(), shape_.hidden, r > 0);
 }
 
 template <class T>
 void TspAttention<T>::backward(ModelParams<T>& p, int layer, const T* u, const T* dy, T* du) {
   T* own_grad = p.grad(p.attn_block(layer)).data();
-  broadcast_shards(*L_, "attn.weight_bcast", p.value(p.attn_block(layer)).data(), shard_numel_,
-                   bcast_[0].data(), bcast_[1].data(),
-                   [&](const T* w, int r) { backward_head_group(p, layer, r, w, u, dy, du, own_grad); });
+  each_shard(p, layer,
+             [&](const auto* w, int r) { backward_head_group(p, layer, r, w, u, dy, du, own_grad); });
 }
 
 template <class T>
-void TspAttention<T>::backward_head_group(ModelParams<T>& p, int layer, int r, const T* w, const T* u,
+template <class W>
+void TspAttention<T>::backward_head_group(ModelParams<T>& p, int layer, int r, const W* w, const T* u,
                                           const T* dy, T* du, T* own_grad) {
   const TspLayout& L = *L_;
   T* k_local = kv_gather_.data() + L.p * 2 * local_kv_;
   const LayerWeights<T> lw = p.layer(layer), lg = p.layer_grad(layer);
-  const ConstProjections<T> proj = attn_projections<const T>(w, off_, lw.q_norm, lw.k_norm);
+  const ConstProjections<T> proj =
+      attn_weights<T>(w, off_, static_cast<const T*>(lw.q_norm), static_cast<const T*>(lw.k_norm));
   {
     // Of head group r only o and lse were saved: recompute q, k, v from u.
     TraceSpan span("attn.bwd", "compute");
@@ -168,7 +184,8 @@ void TspAttention<T>::backward_head_group(ModelParams<T>& p, int layer, int r, c
     const T* o = saved_o(layer, r);
     grad_partial_.zero();
     do_.zero();
-    kernels::linear_backward(do_.data(), g + off_.o, dy, o, w + off_.o, L.n, shape_.q_dim(), shape_.hidden);
+    kernels::linear_backward(do_.data(), g + off_.o, dy, o, kernels::WeightRef<T>(w + off_.o), L.n,
+                             shape_.q_dim(), shape_.hidden);
     dq_.zero();
     dk_full_.zero();
     dv_full_.zero();

@@ -22,7 +22,9 @@ class TspAttention {
   // layer and head group from the forward (activations: 2·B·S·kv_dim per layer) instead of re-gathering.
   // training = false (prefill): nothing is kept for a backward (o and lse of one head group at a time, no
   // gradient buffers).
-  void prepare(const TspLayout& L, const ModelParams<T>& p, bool keep_gathered_kv, bool training = true);
+  // bf16_wire (float only, under bf16 products): the shards are broadcast as bf16 (ring.h).
+  void prepare(const TspLayout& L, const ModelParams<T>& p, bool keep_gathered_kv, bool training = true,
+               bool bf16_wire = false);
   // Prefill: the forward also writes the KV cache (kv_cache.h). heads: in the all-gather of head group p,
   // rank p receives every position's keys and values of its own head group and keeps them (slot = position).
   // sequence: rank p keeps its own tokens' keys and values of every head group (columns r·kv_dim/D of the
@@ -35,10 +37,15 @@ class TspAttention {
   void backward(ModelParams<T>& p, int layer, const T* u, const T* dy, T* du);
 
  private:
-  // One owner's shard r applied to my tokens (forward_head_group), and its adjoint. w: the packed shard;
-  // `layer` gives the replicated q/k norms.
-  void forward_head_group(ModelParams<T>& p, int layer, int r, const T* w, const T* u, T* y);
-  void backward_head_group(ModelParams<T>& p, int layer, int r, const T* w, const T* u, const T* dy, T* du,
+  // Broadcasts the shards of `layer` and calls use(w, r) with each (W: T, or bf16 bits on a bf16 wire).
+  template <class Use>
+  void each_shard(ModelParams<T>& p, int layer, Use&& use);
+  // One owner's shard r applied to my tokens (forward_head_group), and its adjoint. w: the packed shard as it
+  // travelled (in T or bf16); `layer` gives the replicated q/k norms.
+  template <class W>
+  void forward_head_group(ModelParams<T>& p, int layer, int r, const W* w, const T* u, T* y);
+  template <class W>
+  void backward_head_group(ModelParams<T>& p, int layer, int r, const W* w, const T* u, const T* dy, T* du,
                            T* own_grad);
   // all-gather of my k|v (already in place in kv_gather_) and reorder into k_full, v_full [B, S, kv_dim_s].
   void gather_kv(T* k_full, T* v_full);
@@ -72,6 +79,8 @@ class TspAttention {
   // Communication: the two broadcast buffers, the gathered k|v of one head group [D, 2, n, kv_dim_s] (also
   // the send side of the dK/dV reduce-scatter), the packed weight-gradient partial sent to its owner.
   Buffer<T> bcast_[2], kv_gather_, grad_partial_;
+  Buffer<uint16_t> bcast16_[2];  // the broadcast buffers of a bf16 wire (instead of bcast_)
+  bool bf16_wire_ = false;
   // Workspace: q of one head group, K/V in sequence order (unless kept), and the gradients; with q/k norms,
   // the pre-norm q and k of the head group being differentiated.
   Buffer<T> q_, k_full_, v_full_, dq_, do_, dk_full_, dv_full_, dkv_local_, q_pre_, k_pre_;

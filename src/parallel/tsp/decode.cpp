@@ -5,8 +5,8 @@
 namespace tsp {
 
 template <class T>
-TspDecode<T>::TspDecode(ModelParams<T>& p, Communicator& comm, KvLayout kv_layout)
-    : p_(p), comm_(comm), kv_layout_(kv_layout) {}
+TspDecode<T>::TspDecode(ModelParams<T>& p, Communicator& comm, KvLayout kv_layout, bool bf16_wire)
+    : p_(p), comm_(comm), kv_layout_(kv_layout), bf16_wire_(bf16_wire) {}
 
 template <class T>
 std::string TspDecode<T>::kv_placement() const {
@@ -43,10 +43,10 @@ void TspDecode<T>::allocate(const ServeShape& s) {
   slots_ = heads ? KvSlots{1, 0, s.prompt, context} : KvSlots{D, comm_.rank(), s.prompt, context};
   cache_ = KvCache<T>(c.num_hidden_layers, s.batch, slots_.slots(),
                       heads ? p_.spec().kv_heads.size * c.head_dim : c.kv_dim());
-  attn_.prepare(layout_, p_, /*keep_gathered_kv=*/false, /*training=*/false);
+  attn_.prepare(layout_, p_, /*keep_gathered_kv=*/false, /*training=*/false, bf16_wire_);
   attn_.set_cache(&cache_, kv_layout_);
-  mlp_.prepare(layout_, p_, false);
-  vocab_.prepare(layout_, p_, false);
+  mlp_.prepare(layout_, p_, false, bf16_wire_);
+  vocab_.prepare(layout_, p_, false, bf16_wire_);
   dvocab_.prepare(p_, &comm_, s.batch);
   dmlp_.prepare(p_, &comm_, s.batch);
   if (heads)

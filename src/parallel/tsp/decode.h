@@ -26,7 +26,8 @@ namespace tsp {
 template <class T>
 class TspDecode : public Decoder<T> {
  public:
-  TspDecode(ModelParams<T>& p, Communicator& comm, KvLayout kv_layout);
+  // bf16_wire: the prefill's weight shards travel as bf16 (TspOptions::weight_comm_bf16).
+  TspDecode(ModelParams<T>& p, Communicator& comm, KvLayout kv_layout, bool bf16_wire = false);
   TspDecode(const TspDecode&) = delete;
   TspDecode& operator=(const TspDecode&) = delete;
 
@@ -55,6 +56,7 @@ class TspDecode : public Decoder<T> {
   ModelParams<T>& p_;
   Communicator& comm_;
   KvLayout kv_layout_;
+  bool bf16_wire_ = false;
   // Prefill: TSP's training blocks in inference mode.
   TspLayout layout_;
   TspAttention<T> attn_;

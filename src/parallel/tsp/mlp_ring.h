@@ -15,18 +15,25 @@ namespace tsp {
 template <class T>
 class TspMlpRing {
  public:
-  // training = false (prefill): no gradient accumulators or scratch.
-  void prepare(const TspLayout& L, const ModelParams<T>& p, bool training = true);
+  // training = false (prefill): no gradient accumulators or scratch. bf16_wire (float only, under bf16
+  // products): the weight shards ride the ring as bf16 (ring.h); the accumulators stay in T.
+  void prepare(const TspLayout& L, const ModelParams<T>& p, bool training = true, bool bf16_wire = false);
   void forward(ModelParams<T>& p, int layer, const T* u, T* y);
   void backward(ModelParams<T>& p, int layer, const T* u, const T* dy, T* du);
 
  private:
+  // Calls f(buf0, buf1) with the weight ring's buffers: bf16 ones on a bf16 wire, else those in T.
+  template <class F>
+  void with_ring(F&& f);
+
   const TspLayout* L_ = nullptr;
   int64_t hidden_ = 0, inter_ = 0;  // h and the intermediate width of one shard
   int64_t shard_numel_ = 0;         // packed MLP shard: 3 · inter_ · h
   MlpOffsets off_;
   // Communication: the weight ring's two buffers and the two travelling gradient accumulators.
   Buffer<T> ring_[2], acc_[2];
+  Buffer<uint16_t> ring16_[2];  // the weight ring of a bf16 wire (instead of ring_)
+  bool bf16_wire_ = false;
   // Workspace: this step's gradient contribution (added to the arriving accumulator), and [n, inter_]
   // scratch.
   Buffer<T> grad_partial_, g_, up_, act_, dact_, dg_, dup_;

@@ -7,13 +7,22 @@
 //   weight_ring_with_grad:      the same ring with a gradient accumulator travelling with each shard (§7).
 // All three are double-buffered: the transfer of the next shard is posted before the compute with the current
 // one and waited after it, so the GEMMs hide the traffic.
+//
+// The weights travel as W: the model's T, or bf16 bits (uint16_t) for float models under
+// --weight-comm-dtype bf16. With W != T a rank's own shard is rounded into the communication buffer that is
+// free at that moment (its previous content's compute and send are done), so the bf16 wire needs no third
+// buffer, and every rank, the owner included, computes with the same bf16 shard. Gradients always travel in
+// T (their accumulation is fp32).
 #pragma once
 
 #include <cstdint>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "comm/communicator.h"
+#include "core/trace.h"
+#include "kernels/bf16.h"
 
 namespace tsp {
 
@@ -40,36 +49,62 @@ struct TspLayout {
 // The layout of a [batch, seq_len] step on comm's ranks (seq_len a multiple of 2D, checked by the caller).
 TspLayout make_tsp_layout(Communicator& comm, int64_t batch, int64_t seq_len);
 
+// The own shard in the wire type: itself when W is T, else rounded into `slot` (n elements).
+template <class W, class T>
+const W* on_wire(const T* own, int64_t n, W* slot) {
+  if constexpr (std::is_same_v<W, T>) {
+    return own;
+  } else {
+    static_assert(std::is_same_v<T, float> && std::is_same_v<W, uint16_t>, "the only narrowed wire is bf16");
+    TraceSpan span("weights.bf16_convert", "convert");
+    kernels::to_bf16(own, n, slot);
+    return slot;
+  }
+}
+
 // Visits the shards of owners r = 0..D-1, each broadcast from its owner under `label`; the broadcast of shard
 // r+1 is in flight while use(shard, r) computes with shard r. own: this rank's shard (sent as is when p is
-// the root; MPI does not write a root's buffer); buf0, buf1: two communication buffers of n elements.
-template <class T, class Use>
-void broadcast_shards(const TspLayout& L, std::string_view label, T* own, int64_t n, T* buf0, T* buf1,
+// the root and W is T; MPI does not write a root's buffer); buf0, buf1: two communication buffers of n
+// elements of W. use(const W*, r).
+template <class W, class T, class Use>
+void broadcast_shards(const TspLayout& L, std::string_view label, const T* own, int64_t n, W* buf0, W* buf1,
                       Use&& use) {
   Communicator& comm = *L.comm;
-  T* bufs[2] = {buf0, buf1};
-  auto shard = [&](int r) { return r == L.p ? own : bufs[r % 2]; };
-  CommRequest pending = comm.ibroadcast(label, shard(0), n, 0);
+  W* bufs[2] = {buf0, buf1};
+  // Shard r goes to bufs[r % 2]: when shard r is posted, that buffer's last shard (r-2) has been used. The
+  // root's own shard is rounded there on a narrowed wire, else sent from where it lies.
+  auto shard = [&](int r) {
+    return r == L.p ? const_cast<W*>(on_wire<W>(own, n, bufs[r % 2])) : bufs[r % 2];
+  };
+  W* cur = shard(0);
+  CommRequest pending = comm.ibroadcast(label, cur, n, 0);
   for (int r = 0; r < L.D; ++r) {
     comm.wait(pending);
+    W* next = nullptr;
     // bufs[(r+1) % 2] held shard r-1, whose compute has finished.
-    if (r + 1 < L.D) pending = comm.ibroadcast(label, shard(r + 1), n, r + 1);
-    use(static_cast<const T*>(shard(r)), r);
+    if (r + 1 < L.D) {
+      next = shard(r + 1);
+      pending = comm.ibroadcast(label, next, n, r + 1);
+    }
+    use(static_cast<const W*>(cur), r);
+    cur = next;
   }
 }
 
 // The forward ring: use(shard, s) is called for every shard s, starting with this rank's own. D-1 transfers
-// of n elements per rank under `label`. own is only read; buf0, buf1: two communication buffers of n.
-template <class T, class Use>
-void weight_ring(const TspLayout& L, std::string_view label, const T* own, int64_t n, T* buf0, T* buf1,
+// of n elements per rank under `label`. own is only read; buf0, buf1: two communication buffers of n
+// elements of W. use(const W*, s).
+template <class W, class T, class Use>
+void weight_ring(const TspLayout& L, std::string_view label, const T* own, int64_t n, W* buf0, W* buf1,
                  Use&& use) {
   Communicator& comm = *L.comm;
-  T* bufs[2] = {buf0, buf1};
-  const T* cur = own;
+  W* bufs[2] = {buf0, buf1};
+  // On a narrowed wire the own shard is rounded into bufs[1], which first receives at t = 1.
+  const W* cur = on_wire<W>(own, n, bufs[1]);
   for (int t = 0; t < L.D; ++t) {
     // cur arrived in bufs[(t-1) % 2]; bufs[t % 2] held the shard of step t-1, whose send has been waited,
     // so it can receive the next shard while cur is being sent on.
-    T* next = bufs[t % 2];
+    W* next = bufs[t % 2];
     CommRequest pending;
     if (t + 1 < L.D) pending = comm.isend_recv(label, cur, n, L.next(), next, n, L.prev());
     use(cur, L.shard_at(t));
@@ -90,18 +125,19 @@ void weight_ring(const TspLayout& L, std::string_view label, const T* own, int64
 // t = D-1 is the owner (p-(D-1) = p+1 mod D): on arrival it is added into own_grad. Transfers per rank per
 // call: D-1 weight shards (n_w, when own_w is set) under w_label and D-1 accumulators (n_g) under g_label.
 // Every rank posts the two rings in the same order, so the messages match in posting order (one MPI tag).
-template <class T, class Contribute>
+// Weights travel as W (wbuf0, wbuf1: n_w elements of W), accumulators as T.
+template <class W, class T, class Contribute>
 void weight_ring_with_grad(const TspLayout& L, std::string_view w_label, std::string_view g_label,
-                           const T* own_w, int64_t n_w, T* wbuf0, T* wbuf1, T* own_grad, int64_t n_g, T* acc0,
+                           const T* own_w, int64_t n_w, W* wbuf0, W* wbuf1, T* own_grad, int64_t n_g, T* acc0,
                            T* acc1, T* partial, Contribute&& contribute) {
   Communicator& comm = *L.comm;
-  T* wbufs[2] = {wbuf0, wbuf1};
+  W* wbufs[2] = {wbuf0, wbuf1};
   T* accs[2] = {acc0, acc1};
-  const T* cur = own_w;
+  const W* cur = own_w ? on_wire<W>(own_w, n_w, wbufs[1]) : nullptr;
   CommRequest w_pending, g_pending;
   int held = 0;  // accs[held]: the accumulator received last (or started at t = 1)
   for (int t = 0; t < L.D; ++t) {
-    T* next = wbufs[t % 2];
+    W* next = wbufs[t % 2];
     if (own_w && t + 1 < L.D) w_pending = comm.isend_recv(w_label, cur, n_w, L.next(), next, n_w, L.prev());
     const int s = L.shard_at(t);
     if (t == 0) {

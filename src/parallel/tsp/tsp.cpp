@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <numeric>
+#include <type_traits>
 
 #include "core/check.h"
+#include "kernels/matmul_precision.h"
 #include "parallel/layout.h"
 #include "parallel/tsp/decode.h"
 
@@ -25,6 +27,21 @@ TspLayout make_tsp_layout(Communicator& comm, int64_t batch, int64_t seq_len) {
   std::iota(L.key_positions.begin(), L.key_positions.end(), int64_t(0));
   return L;
 }
+
+template <class T>
+void require_weight_wire(const TspOptions& o) {
+  if (!o.weight_comm_bf16) return;
+  TSP_REQUIRE(
+      (std::is_same_v<T, float>),
+      "--weight-comm-dtype bf16 narrows float32 weights; it needs --dtype float32 (this run is float64)");
+  TSP_REQUIRE(
+      kernels::matmul_precision() == kernels::MatmulPrecision::bf16,
+      "--weight-comm-dtype bf16 needs --matmul-precision bf16 (got {}): only bf16 products consume the "
+      "rounded shards without changing the model's products",
+      kernels::to_string(kernels::matmul_precision()));
+}
+template void require_weight_wire<float>(const TspOptions&);
+template void require_weight_wire<double>(const TspOptions&);
 
 template <class T>
 TspStrategy<T>::TspStrategy(Communicator& comm, TspOptions opts) : comm_(comm), opts_(opts) {}
@@ -53,6 +70,7 @@ void TspStrategy<T>::prepare(ModelParams<T>& p, int64_t batch, int64_t seq_len) 
   if (prepared_for_ == &p && layout_.batch == batch && layout_.seq_len == seq_len) return;
   const ModelConfig& c = p.config();
   validate(c, batch, seq_len);
+  require_weight_wire<T>(opts_);
   const ShardSpec want = shard_spec(c);
   const ShardSpec& have = p.spec();
   TSP_CHECK(
@@ -82,9 +100,10 @@ void TspStrategy<T>::prepare(ModelParams<T>& p, int64_t batch, int64_t seq_len) 
     kv_holders_ = kv_holder_group(comm_, replicas);
     kv_replicas_ = replicas;
   }
-  attn_.prepare(L, p, opts_.keep_gathered_kv);
-  mlp_.prepare(L, p);
-  vocab_.prepare(L, p);
+  const bool wire16 = opts_.weight_comm_bf16;
+  attn_.prepare(L, p, opts_.keep_gathered_kv, true, wire16);
+  mlp_.prepare(L, p, true, wire16);
+  vocab_.prepare(L, p, true, wire16);
   prepared_for_ = &p;
 }
 
@@ -196,7 +215,8 @@ std::unique_ptr<Decoder<T>> TspStrategy<T>::make_decoder(ModelParams<T>& p, cons
   TSP_CHECK(p.spec().q_heads == want.q_heads && p.spec().kv_heads == want.kv_heads &&
                 p.spec().intermediate == want.intermediate && p.spec().vocab == want.vocab,
             "TspStrategy::make_decoder on rank {}: the parameters hold a different shard", comm_.rank());
-  return std::make_unique<TspDecode<T>>(p, comm_, o.kv_layout);
+  require_weight_wire<T>(opts_);
+  return std::make_unique<TspDecode<T>>(p, comm_, o.kv_layout, opts_.weight_comm_bf16);
 }
 
 template class TspStrategy<float>;

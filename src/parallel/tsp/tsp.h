@@ -24,7 +24,15 @@ struct TspOptions {
   // Keep the gathered K/V of every layer and head group from the forward (activations, 2·B·S·kv_dim per
   // layer) instead of all-gathering them again in the backward.
   bool keep_gathered_kv = false;
+  // --weight-comm-dtype bf16: the weight shards (attention broadcasts, MLP and vocabulary rings) travel as
+  // bf16, half the bytes and half the buffers; gradients still travel in fp32. Float models under
+  // --matmul-precision bf16 only, where the products round the weights to the same bits anyway (ring.h).
+  bool weight_comm_bf16 = false;
 };
+
+// UsageError unless a bf16 weight wire is allowed for element type T now (float, bf16 products).
+template <class T>
+void require_weight_wire(const TspOptions& o);
 
 template <class T>
 class TspStrategy : public Strategy<T> {

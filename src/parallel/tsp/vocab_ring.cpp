@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "core/check.h"
 #include "core/trace.h"
@@ -13,13 +14,16 @@
 namespace tsp {
 
 template <class T>
-void TspVocabRing<T>::prepare(const TspLayout& L, const ModelParams<T>& p, bool training) {
+void TspVocabRing<T>::prepare(const TspLayout& L, const ModelParams<T>& p, bool training, bool bf16_wire) {
+  TSP_CHECK(!bf16_wire || (std::is_same_v<T, float>), "a bf16 weight wire narrows float weights only");
   L_ = &L;
+  bf16_wire_ = bf16_wire;
   hidden_ = p.config().hidden_size;
   vocab_ = p.config().vocab_size;
   shard_rows_ = p.spec().vocab.size;
   part_numel_ = shard_rows_ * hidden_;
-  for (auto& b : ring_) b = Buffer<T>(part_numel_, Mem::communication);
+  for (auto& b : ring_) b = Buffer<T>(bf16_wire ? 0 : part_numel_, Mem::communication);
+  for (auto& b : ring16_) b = Buffer<uint16_t>(bf16_wire ? part_numel_ : 0, Mem::communication);
   const int64_t bwd = training ? 1 : 0, n = bwd * L.n;
   for (auto& b : acc_) b = Buffer<T>(bwd * part_numel_, Mem::communication);
   lse_ = Buffer<T>(n, Mem::activations);
@@ -35,6 +39,14 @@ int64_t TspVocabRing<T>::valid_rows(int s) const {
 }
 
 template <class T>
+template <class F>
+void TspVocabRing<T>::with_ring(F&& f) {
+  if constexpr (std::is_same_v<T, float>)
+    if (bf16_wire_) return f(ring16_[0].data(), ring16_[1].data());
+  f(ring_[0].data(), ring_[1].data());
+}
+
+template <class T>
 void TspVocabRing<T>::embed_forward(ModelParams<T>& p, const int32_t* tokens, T* x) {
   const TspLayout& L = *L_;
   // Only this rank sees its tokens, so a bad id is a failure of this rank (it aborts the job) rather than a
@@ -43,11 +55,13 @@ void TspVocabRing<T>::embed_forward(ModelParams<T>& p, const int32_t* tokens, T*
     TSP_CHECK(tokens[i] >= 0 && tokens[i] < vocab_, "token id {} is outside the vocabulary [0, {})",
               tokens[i], vocab_);
   std::memset(x, 0, sizeof(T) * size_t(L.n * hidden_));
-  weight_ring(L, "vocab.ring", p.value(p.vocab_block()).data() + p.embed_offset(), part_numel_,
-              ring_[0].data(), ring_[1].data(), [&](const T* w, int s) {
-                TraceSpan span("embed.fwd.shard", "compute");
-                kernels::embedding_forward(x, w, tokens, L.n, hidden_, s * shard_rows_, shard_rows_);
-              });
+  with_ring([&](auto* buf0, auto* buf1) {
+    weight_ring(L, "vocab.ring", p.value(p.vocab_block()).data() + p.embed_offset(), part_numel_, buf0, buf1,
+                [&](const auto* w, int s) {
+                  TraceSpan span("embed.fwd.shard", "compute");
+                  kernels::embedding_forward(x, w, tokens, L.n, hidden_, s * shard_rows_, shard_rows_);
+                });
+  });
 }
 
 template <class T>
@@ -68,12 +82,14 @@ double TspVocabRing<T>::head_forward(ModelParams<T>& p, const T* u, const int32_
   const TspLayout& L = *L_;
   kernels::online_lse_init(run_max_.data(), run_sum_.data(), target_logit_.data(), argmax, L.n);
   OnlineLse<T> st{run_max_.data(), run_sum_.data(), target_logit_.data(), argmax};
-  weight_ring(L, "vocab.ring", p.value(p.vocab_block()).data() + p.lm_head_offset(), part_numel_,
-              ring_[0].data(), ring_[1].data(), [&](const T* w, int s) {
-                TraceSpan span("head.fwd.shard", "compute");
-                head_shard_fold(st, logits_.data(), u, w, targets, L.n, hidden_, s * shard_rows_,
-                                valid_rows(s));
-              });
+  with_ring([&](auto* buf0, auto* buf1) {
+    weight_ring(L, "vocab.ring", p.value(p.vocab_block()).data() + p.lm_head_offset(), part_numel_, buf0,
+                buf1, [&](const auto* w, int s) {
+                  TraceSpan span("head.fwd.shard", "compute");
+                  head_shard_fold(st, logits_.data(), u, kernels::WeightRef<T>(w), targets, L.n, hidden_,
+                                  s * shard_rows_, valid_rows(s));
+                });
+  });
   kernels::online_lse_finish(lse_.data(), loss_.data(), run_max_.data(), run_sum_.data(),
                              target_logit_.data(), targets, L.n, kernels::kIgnoreIndex);
   double sum = 0;
@@ -86,27 +102,32 @@ void TspVocabRing<T>::head_backward(ModelParams<T>& p, const T* u, const int32_t
   const TspLayout& L = *L_;
   // With tied embeddings lm_head_offset() == embed_offset() == 0: the head's gradient lands in the
   // embedding's rows, to which embed_backward adds the lookup's gradient later.
-  weight_ring_with_grad(L, "vocab.ring", "vocab.grad_ring",
-                        p.value(p.vocab_block()).data() + p.lm_head_offset(), part_numel_, ring_[0].data(),
-                        ring_[1].data(), p.grad(p.vocab_block()).data() + p.lm_head_offset(), part_numel_,
-                        acc_[0].data(), acc_[1].data(), grad_partial_.data(), [&](const T* w, T* dw, int s) {
-                          TraceSpan span("head.bwd.shard", "compute");
-                          head_shard_backward(du, dw, logits_.data(), dlogits_.data(), u, w, lse_.data(),
-                                              targets, L.n, hidden_, s * shard_rows_, valid_rows(s), scale);
-                        });
+  with_ring([&](auto* buf0, auto* buf1) {
+    weight_ring_with_grad(
+        L, "vocab.ring", "vocab.grad_ring", p.value(p.vocab_block()).data() + p.lm_head_offset(), part_numel_,
+        buf0, buf1, p.grad(p.vocab_block()).data() + p.lm_head_offset(), part_numel_, acc_[0].data(),
+        acc_[1].data(), grad_partial_.data(), [&](const auto* w, T* dw, int s) {
+          TraceSpan span("head.bwd.shard", "compute");
+          head_shard_backward(du, dw, logits_.data(), dlogits_.data(), u, kernels::WeightRef<T>(w),
+                              lse_.data(), targets, L.n, hidden_, s * shard_rows_, valid_rows(s), scale);
+        });
+  });
 }
 
 template <class T>
 void TspVocabRing<T>::head_logits(ModelParams<T>& p, const T* u, T* logits) {
   const TspLayout& L = *L_;
-  weight_ring(L, "vocab.ring", p.value(p.vocab_block()).data() + p.lm_head_offset(), part_numel_,
-              ring_[0].data(), ring_[1].data(), [&](const T* w, int s) {
-                TraceSpan span("head.logits.shard", "compute");
-                const int64_t v = valid_rows(s);
-                // Shard s fills columns [s · rows, s · rows + v) of the [n, V] logits.
-                if (v > 0)
-                  kernels::linear_forward(logits + s * shard_rows_, u, w, L.n, hidden_, v, false, vocab_);
-              });
+  with_ring([&](auto* buf0, auto* buf1) {
+    weight_ring(L, "vocab.ring", p.value(p.vocab_block()).data() + p.lm_head_offset(), part_numel_, buf0,
+                buf1, [&](const auto* w, int s) {
+                  TraceSpan span("head.logits.shard", "compute");
+                  const int64_t v = valid_rows(s);
+                  // Shard s fills columns [s · rows, s · rows + v) of the [n, V] logits.
+                  if (v > 0)
+                    kernels::linear_forward(logits + s * shard_rows_, u, kernels::WeightRef<T>(w), L.n,
+                                            hidden_, v, false, vocab_);
+                });
+  });
 }
 
 template class TspVocabRing<float>;

@@ -19,7 +19,9 @@ template <class T>
 class TspVocabRing {
  public:
   // training = false (prefill): only the embedding ring; no LM-head, loss or gradient buffers.
-  void prepare(const TspLayout& L, const ModelParams<T>& p, bool training = true);
+  // bf16_wire (float only, under bf16 products): the vocabulary parts ride the ring as bf16 (ring.h) — the
+  // embedding too, whose lookup then widens bf16 rows (as a bf16 model's does); accumulators stay in T.
+  void prepare(const TspLayout& L, const ModelParams<T>& p, bool training = true, bool bf16_wire = false);
   void embed_forward(ModelParams<T>& p, const int32_t* tokens, T* x);
   void embed_backward(ModelParams<T>& p, const int32_t* tokens, const T* dx);
   double head_forward(ModelParams<T>& p, const T* u, const int32_t* targets, int32_t* argmax);
@@ -29,6 +31,9 @@ class TspVocabRing {
  private:
   // Real vocabulary rows of shard s (padding rows past vocab_size never enter the softmax).
   int64_t valid_rows(int s) const;
+  // Calls f(buf0, buf1) with the ring's buffers: bf16 ones on a bf16 wire, else those in T.
+  template <class F>
+  void with_ring(F&& f);
 
   const TspLayout* L_ = nullptr;
   int64_t hidden_ = 0, vocab_ = 0;
@@ -36,6 +41,8 @@ class TspVocabRing {
   int64_t part_numel_ = 0;  // one part (embedding or LM head) of a vocabulary shard: shard_rows_ · h
   // Communication: the ring's two buffers and the two travelling gradient accumulators (one part each).
   Buffer<T> ring_[2], acc_[2];
+  Buffer<uint16_t> ring16_[2];  // the ring of a bf16 wire (instead of ring_)
+  bool bf16_wire_ = false;
   Buffer<T> lse_;  // activations: the final log-sum-exp of my tokens
   // Workspace: this step's gradient contribution, logits of one shard, the online softmax state.
   Buffer<T> grad_partial_, logits_, dlogits_, run_max_, run_sum_, target_logit_, loss_;

@@ -133,7 +133,7 @@ void add_bench_command(CLI::App& root, std::vector<Command>& cmds) {
   auto kv_layout = std::make_shared<std::string>("heads");
   auto* kv = app->add_option("--kv-layout", *kv_layout, "--decode, tsp: KV cache by heads or sequence")
                  ->capture_default_str();
-  app->add_option("--dtype", o->dtype, "float32 or float64")->capture_default_str();
+  add_dtype_options(app, o->dtype, /*with_float64=*/true, /*training=*/true);
   app->add_option("--seed", o->seed, "seed of the model and the random tokens")->capture_default_str();
   app->add_option("--trace", o->trace,
                   "Chrome trace: FILE on one rank; on several, one per rank with .rank<r> before .json "

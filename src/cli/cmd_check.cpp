@@ -20,7 +20,7 @@ void add_check_command(CLI::App& root, std::vector<Command>& cmds) {
   add_layout_options(app, o->strategy, o->layout);
   app->add_option("--seq-len", o->seq_len, "tokens per sequence")->required();
   app->add_option("--batch", o->batch, "sequences")->capture_default_str();
-  app->add_option("--dtype", o->dtype, "float32 or float64")->capture_default_str();
+  add_dtype_options(app, o->dtype, /*with_float64=*/true, /*training=*/true);
   app->add_option("--seed", o->seed, "seed of the model and the batch")->capture_default_str();
   app->add_flag("--json", *json, "print one JSON document");
   cmds.push_back(

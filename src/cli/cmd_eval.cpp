@@ -133,7 +133,11 @@ void add_eval_command(CLI::App& root, std::vector<Command>& cmds) {
   app->add_option("--logits-out", o->logits_out, "write raw little-endian float32 logits [tokens x vocab]");
   add_layout_options(app, o->strategy, o->layout);
   app->add_flag("--json", o->json, "print one JSON document (fields loss, tokens)");
-  cmds.push_back({app, [o](Communicator& world) { return run_eval(*o, world); }});
+  // Checkpoints are read into a float32 model; bf16 computes with bf16 weights and activations (the bf16
+  // policy, core/precision.h; main() applies it).
+  auto dtype = std::make_shared<std::string>("float32");
+  add_dtype_options(app, *dtype, /*with_float64=*/false, /*training=*/false);
+  cmds.push_back({app, [o, dtype](Communicator& world) { return run_eval(*o, world); }});
 }
 
 }  // namespace tsp::cli

@@ -162,7 +162,11 @@ void add_generate_command(CLI::App& root, std::vector<Command>& cmds) {
                 "re-run the whole sequence for every new token (the baseline; same tokens)");
   add_layout_options(app, o->strategy, o->layout);
   app->add_flag("--json", o->json, "print one JSON document");
-  cmds.push_back({app, [o, p, pt, pf, kv](Communicator& world) {
+  // Checkpoints are read into a float32 model; bf16 computes with bf16 weights and activations (the bf16
+  // policy, core/precision.h; main() applies it).
+  auto dtype = std::make_shared<std::string>("float32");
+  add_dtype_options(app, *dtype, /*with_float64=*/false, /*training=*/false);
+  cmds.push_back({app, [o, p, pt, pf, kv, dtype](Communicator& world) {
                     TSP_REQUIRE(p->count() || pt->count() || pf->count(),
                                 "give --prompt TEXT, --prompt-tokens \"1 2 3\" or --prompts FILE");
                     TSP_REQUIRE(!o->token_ids || pf->count(),

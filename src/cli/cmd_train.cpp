@@ -12,7 +12,7 @@ void add_train_command(CLI::App& root, std::vector<Command>& cmds) {
   auto o = std::make_shared<TrainOptions>();
   add_model_options(app, *src);
   add_layout_options(app, o->strategy, o->layout);
-  app->add_option("--dtype", o->dtype, "float32 or float64")->capture_default_str();
+  add_dtype_options(app, o->dtype, /*with_float64=*/true, /*training=*/true);
   app->add_option("--seq-len", o->seq_len, "tokens per sequence")->capture_default_str();
   app->add_option("--batch", o->batch, "sequences per step")->capture_default_str();
   app->add_option("--steps", o->steps, "optimizer steps")->capture_default_str();

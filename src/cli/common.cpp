@@ -4,7 +4,9 @@
 #include <sstream>
 
 #include "core/check.h"
+#include "core/precision.h"
 #include "kernels/matmul_precision.h"
+#include "kernels/onednn_matmul.h"
 
 namespace tsp::cli {
 
@@ -63,8 +65,9 @@ void add_layout_options(CLI::App* app, std::string& strategy, StrategyOptions& o
   app->add_option("--threads", threads_option(),
                   "OpenMP and OpenBLAS threads per rank (default: the rank's cores / ranks sharing them)");
   app->add_option("--matmul-precision", matmul_precision_option(),
-                  "fp32 linear-layer products: fp32 (OpenBLAS) or bf16 (operands rounded to bf16, fp32 "
-                  "accumulation, on oneDNN; needs --dtype float32)")
+                  "linear-layer and attention products: fp32 (OpenBLAS) or bf16 (operands rounded to bf16, "
+                  "fp32 accumulation, on oneDNN; needs --dtype float32 or bf16; the default under --dtype "
+                  "bf16)")
       ->capture_default_str();
 }
 
@@ -78,16 +81,74 @@ std::string& matmul_precision_option() {
   return p;
 }
 
-void apply_matmul_precision(const CLI::App& chosen) {
-  const kernels::MatmulPrecision p = kernels::parse_matmul_precision(matmul_precision_option());
-  if (p == kernels::MatmulPrecision::bf16) {
-    // bf16 products are a float32 mode: fp64 runs are the reference and never round their operands.
-    const CLI::Option* dtype = chosen.get_option_no_throw("--dtype");
-    const std::string d = dtype ? dtype->as<std::string>() : "float32";
-    if (d != "float32")
-      throw UsageError(fmt::format("--matmul-precision bf16 needs --dtype float32 (got --dtype {})", d));
+namespace {
+
+std::string& optimizer_dtype_option() {
+  static std::string d = "float32";
+  return d;
+}
+std::string& grad_reduce_dtype_option() {
+  static std::string d = "float32";
+  return d;
+}
+
+bool given(const CLI::App& app, const char* name) {
+  const CLI::Option* o = app.get_option_no_throw(name);
+  return o && o->count() > 0;
+}
+
+}  // namespace
+
+void add_dtype_options(CLI::App* app, std::string& dtype, bool with_float64, bool training) {
+  std::vector<std::string> allowed = {"float32", "bf16", "bfloat16"};
+  if (with_float64) allowed.push_back("float64");
+  app->add_option(
+         "--dtype", dtype,
+         std::string("float32, bf16 (bf16 weights, activations and communication with an fp32 master, "
+                     "fp32 accumulation and statistics: docs/precision.md)") +
+             (with_float64 ? " or float64" : ""))
+      ->capture_default_str()
+      ->transform([](const std::string& v) { return v == "bfloat16" ? std::string("bf16") : v; })
+      ->check(CLI::IsMember(allowed));
+  if (!training) return;
+  app->add_option("--optimizer-dtype", optimizer_dtype_option(),
+                  "AdamW moments: float32 or bf16 (half their bytes; with --dtype float32 or bf16)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"float32", "bf16"}));
+  app->add_option("--grad-reduce-dtype", grad_reduce_dtype_option(),
+                  "weight gradients reduced across ranks in float32 or bf16 (half those bytes; accumulation "
+                  "stays fp32; with --dtype float32 or bf16)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"float32", "bf16"}));
+}
+
+void apply_precision(const CLI::App& chosen) {
+  const CLI::Option* dtype = chosen.get_option_no_throw("--dtype");
+  const std::string d = dtype ? dtype->as<std::string>() : "float32";
+  PrecisionPolicy pol;
+  pol.bf16 = d == "bf16";
+  pol.bf16_moments = optimizer_dtype_option() == "bf16";
+  pol.bf16_grad_reduce = grad_reduce_dtype_option() == "bf16";
+  if (d == "float64") {
+    if (pol.bf16_moments)
+      throw UsageError("--optimizer-dtype bf16 needs --dtype float32 or bf16 (got float64)");
+    if (pol.bf16_grad_reduce)
+      throw UsageError("--grad-reduce-dtype bf16 needs --dtype float32 or bf16 (got float64)");
   }
-  kernels::set_matmul_precision(p);
+  kernels::MatmulPrecision mp = kernels::MatmulPrecision::fp32;
+  if (pol.bf16 && !given(chosen, "--matmul-precision")) {
+    // The policy's products are bf16; a CPU where oneDNN has none keeps the bf16 storage and communication
+    // and multiplies in fp32 (the run header names the products).
+    mp = kernels::onednn::bf16_supported() ? kernels::MatmulPrecision::bf16 : kernels::MatmulPrecision::fp32;
+  } else {
+    mp = kernels::parse_matmul_precision(matmul_precision_option());
+    // bf16 products are a float32 mode: fp64 runs are the reference and never round their operands.
+    if (mp == kernels::MatmulPrecision::bf16 && d == "float64")
+      throw UsageError(
+          fmt::format("--matmul-precision bf16 needs --dtype float32 or bf16 (got --dtype {})", d));
+  }
+  kernels::set_matmul_precision(mp);
+  set_precision_policy(pol);
 }
 
 void require_input_file(const std::string& option, const std::string& path, const std::string& what) {

@@ -38,9 +38,17 @@ void add_layout_options(CLI::App* app, std::string& strategy, StrategyOptions& l
 // --threads N of whichever command was chosen (0: not given); main() applies it (core/threading.h).
 int& threads_option();
 // --matmul-precision of whichever command was chosen; main() applies it (kernels/matmul_precision.h) before
-// the command runs, refusing bf16 unless the command's --dtype is float32 and oneDNN has a bf16 product.
+// the command runs, refusing bf16 unless the command's --dtype is float32 or bf16 and oneDNN has a bf16
+// product.
 std::string& matmul_precision_option();
-void apply_matmul_precision(const CLI::App& chosen);
+// --dtype: float32, bf16 (the bf16 policy, core/precision.h: a float32 model with bf16 weights,
+// activations and traffic) or float64 (with_float64: train, bench, check). training adds the policy's
+// companions --optimizer-dtype and --grad-reduce-dtype (train, bench, check).
+void add_dtype_options(CLI::App* app, std::string& dtype, bool with_float64, bool training);
+// main(): before the chosen command runs, sets the precision policy from its --dtype and companions
+// (core/precision.h) and the matmul precision (under --dtype bf16, bf16 products unless --matmul-precision
+// says otherwise, or fp32 where oneDNN has none), refusing combinations that cannot run, on every rank.
+void apply_precision(const CLI::App& chosen);
 
 void add_train_command(CLI::App& root, std::vector<Command>& cmds);
 void add_eval_command(CLI::App& root, std::vector<Command>& cmds);

@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
     configure_threads(world);
     for (auto& c : cmds)
       if (c.app->parsed()) {
-        tsp::cli::apply_matmul_precision(*c.app);
+        tsp::cli::apply_precision(*c.app);
         int rc = c.run(world);
         tsp::Communicator::finalize();
         return rc;

@@ -8,12 +8,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 
 #include "comm/fault_injection.h"
 #include "comm/watchdog.h"
 #include "core/check.h"
 #include "core/trace.h"
+#include "kernels/bf16.h"
 
 namespace tsp {
 
@@ -44,11 +46,35 @@ MPI_Datatype mpi_type<int32_t>() {
 }
 template <>
 MPI_Datatype mpi_type<uint16_t>() {
-  return MPI_UINT16_T;  // bf16 bit patterns: moved, never reduced
+  return MPI_UINT16_T;  // bf16 bit patterns (kernels/bf16.h), summed by bf16_sum below
 }
 template <>
 MPI_Datatype mpi_type<int64_t>() {
   return MPI_INT64_T;
+}
+
+// uint16_t on the wire is bf16 (the bf16 policy's activations and, with --grad-reduce-dtype bf16, gradients):
+// MPI has no bf16 type, so its sum is a user operation that widens both operands, adds them in fp32 and
+// rounds the sum to nearest even, as a bf16 add does. Every partial sum of a reduction is rounded, as NCCL's
+// bf16 sums are. Commutative like MPI_SUM, so MPI picks the same algorithms (and every rank of an all-reduce
+// gets the same bits, as with fp32).
+void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
+  const auto* a = static_cast<const uint16_t*>(in);
+  auto* b = static_cast<uint16_t*>(inout);
+  for (int i = 0; i < *len; ++i) b[i] = float_to_bf16(bf16_to_float(a[i]) + bf16_to_float(b[i]));
+}
+
+template <class T>
+MPI_Op sum_op() {
+  if constexpr (std::is_same_v<T, uint16_t>) {
+    static const MPI_Op op = [] {
+      MPI_Op o;
+      mpi_check(MPI_Op_create(&bf16_sum, 1, &o), "MPI_Op_create");
+      return o;
+    }();
+    return op;
+  }
+  return MPI_SUM;
 }
 
 bool mpi_usable() {
@@ -332,14 +358,14 @@ void Communicator::reduce_scatter(std::string_view label, const T* send, T* recv
     copy_elems(send, recv, n_per_rank);
   } else if (n_per_rank <= g_max_count) {
     check_call(
-        MPI_Reduce_scatter_block(send, recv, static_cast<int>(n_per_rank), mpi_type<T>(), MPI_SUM, comm_),
+        MPI_Reduce_scatter_block(send, recv, static_cast<int>(n_per_rank), mpi_type<T>(), sum_op<T>(), comm_),
         "MPI_Reduce_scatter_block", label);
   } else {
     // Block j's chunks are not contiguous across blocks, so each chunk of each block is reduced to its owner.
     for_each_chunk(n_per_rank, [&](int64_t off, int cnt) {
       for (int j = 0; j < size_; ++j)
         check_call(MPI_Reduce(send + j * n_per_rank + off, j == rank_ ? recv + off : nullptr, cnt,
-                              mpi_type<T>(), MPI_SUM, j, comm_),
+                              mpi_type<T>(), sum_op<T>(), j, comm_),
                    "MPI_Reduce", label);
     });
   }
@@ -361,7 +387,7 @@ void Communicator::reduce(std::string_view label, const T* send, T* recv, int64_
     const bool is_root = rank_ == root, in_place = is_root && send == recv;
     for_each_chunk(n, [&](int64_t off, int cnt) {
       const void* s = in_place ? MPI_IN_PLACE : static_cast<const void*>(send + off);
-      check_call(MPI_Reduce(s, is_root ? recv + off : nullptr, cnt, mpi_type<T>(), MPI_SUM, root, comm_),
+      check_call(MPI_Reduce(s, is_root ? recv + off : nullptr, cnt, mpi_type<T>(), sum_op<T>(), root, comm_),
                  "MPI_Reduce", label);
     });
   }
@@ -378,8 +404,8 @@ void Communicator::all_reduce(std::string_view label, T* buf, int64_t n) {
   CommWatchScope watch(label, acct_->phase);
   if (size_ > 1) {
     for_each_chunk(n, [&](int64_t off, int cnt) {
-      check_call(MPI_Allreduce(MPI_IN_PLACE, buf + off, cnt, mpi_type<T>(), MPI_SUM, comm_), "MPI_Allreduce",
-                 label);
+      check_call(MPI_Allreduce(MPI_IN_PLACE, buf + off, cnt, mpi_type<T>(), sum_op<T>(), comm_),
+                 "MPI_Allreduce", label);
     });
   }
   charge(acct_->phase, label, "all_reduce", t0);
@@ -554,7 +580,7 @@ CommRequest Communicator::ireduce_scatter(std::string_view label, const T* send,
     copy_elems(send, recv, n_per_rank);
   } else if (n_per_rank <= g_max_count) {
     MPI_Request q;
-    check_call(MPI_Ireduce_scatter_block(send, recv, static_cast<int>(n_per_rank), mpi_type<T>(), MPI_SUM,
+    check_call(MPI_Ireduce_scatter_block(send, recv, static_cast<int>(n_per_rank), mpi_type<T>(), sum_op<T>(),
                                          comm_, &q),
                "MPI_Ireduce_scatter_block", label);
     r.reqs_.push_back(q);
@@ -564,7 +590,7 @@ CommRequest Communicator::ireduce_scatter(std::string_view label, const T* send,
       for (int j = 0; j < size_; ++j) {
         MPI_Request q;
         check_call(MPI_Ireduce(send + j * n_per_rank + off, j == rank_ ? recv + off : nullptr, cnt,
-                               mpi_type<T>(), MPI_SUM, j, comm_, &q),
+                               mpi_type<T>(), sum_op<T>(), j, comm_, &q),
                    "MPI_Ireduce", label);
         r.reqs_.push_back(q);
       }
@@ -588,8 +614,9 @@ CommRequest Communicator::ireduce(std::string_view label, const T* send, T* recv
     for_each_chunk(n, [&](int64_t off, int cnt) {
       const void* s = in_place ? MPI_IN_PLACE : static_cast<const void*>(send + off);
       MPI_Request q;
-      check_call(MPI_Ireduce(s, is_root ? recv + off : nullptr, cnt, mpi_type<T>(), MPI_SUM, root, comm_, &q),
-                 "MPI_Ireduce", label);
+      check_call(
+          MPI_Ireduce(s, is_root ? recv + off : nullptr, cnt, mpi_type<T>(), sum_op<T>(), root, comm_, &q),
+          "MPI_Ireduce", label);
       r.reqs_.push_back(q);
     });
   }
@@ -605,7 +632,7 @@ CommRequest Communicator::iall_reduce(std::string_view label, T* buf, int64_t n)
   if (size_ > 1) {
     for_each_chunk(n, [&](int64_t off, int cnt) {
       MPI_Request q;
-      check_call(MPI_Iallreduce(MPI_IN_PLACE, buf + off, cnt, mpi_type<T>(), MPI_SUM, comm_, &q),
+      check_call(MPI_Iallreduce(MPI_IN_PLACE, buf + off, cnt, mpi_type<T>(), sum_op<T>(), comm_, &q),
                  "MPI_Iallreduce", label);
       r.reqs_.push_back(q);
     });
@@ -664,17 +691,7 @@ TSP_COMM_INSTANTIATE(double)
 TSP_COMM_INSTANTIATE(int32_t)
 TSP_COMM_INSTANTIATE(int64_t)
 
-// bf16 weight shards (--weight-comm-dtype bf16) only move: no reduction is instantiated for them, so that
-// summing bit patterns cannot compile.
-template void Communicator::broadcast<uint16_t>(std::string_view, uint16_t*, int64_t, int);
-template void Communicator::all_gather<uint16_t>(std::string_view, const uint16_t*, uint16_t*, int64_t);
-template void Communicator::send_recv<uint16_t>(std::string_view, const uint16_t*, int64_t, int, uint16_t*,
-                                                int64_t, int);
-template CommRequest Communicator::ibroadcast<uint16_t>(std::string_view, uint16_t*, int64_t, int);
-template CommRequest Communicator::iall_gather<uint16_t>(std::string_view, const uint16_t*, uint16_t*,
-                                                         int64_t);
-template CommRequest Communicator::isend_recv<uint16_t>(std::string_view, const uint16_t*, int64_t, int,
-                                                        uint16_t*, int64_t, int);
+TSP_COMM_INSTANTIATE(uint16_t)  // bf16 bit patterns: moved, and summed by bf16_sum
 
 #undef TSP_COMM_INSTANTIATE
 

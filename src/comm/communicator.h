@@ -119,7 +119,8 @@ class Communicator {
   const CommStats& stats() const { return acct_->stats; }
   void reset_stats() { acct_->stats.clear(); }
 
-  // Blocking collectives (T = float, double, int32_t, int64_t). Sums for the reductions.
+  // Blocking collectives (T = float, double, int32_t, int64_t, and uint16_t holding bf16 bit patterns, whose
+  // sum widens, adds in fp32 and rounds to bf16 at every step). Sums for the reductions.
   //   all_gather: recv holds P·n_per_rank, rank r's block at r·n_per_rank; send may point at that block.
   //   reduce_scatter: send holds P·n_per_rank, rank r receives the sum of every rank's block r.
   //   reduce: recv is only written on the root (may be null elsewhere) and may equal send there.

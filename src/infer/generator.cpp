@@ -112,11 +112,14 @@ std::vector<GeneratedSequence> Generator<T>::generate(const std::vector<std::vec
   // Under bf16 products the weights, at rest for the whole generation, are rounded to bf16 once here instead
   // of in every product of every step (kernels/frozen_weights.h; the same bits). Counted in TTFT, as a
   // server that rounds them at load would pay it once.
+  // Under the bf16 policy the parameters hold that copy already (refreshed here from the master).
   kernels::FrozenBf16Weights frozen;
+  p_.sync_bf16();
   if constexpr (std::is_same_v<T, float>)
-    if (kernels::matmul_precision() == kernels::MatmulPrecision::bf16 && freeze_bf16_weights)
+    if (kernels::matmul_precision() == kernels::MatmulPrecision::bf16 && freeze_bf16_weights &&
+        !p_.holds_bf16())
       for (int b = 0; b < p_.num_blocks(); ++b) frozen.add(p_.value(b).data(), p_.value(b).size());
-  stats_.frozen_bf16_bytes = frozen.bytes();
+  stats_.frozen_bf16_bytes = p_.holds_bf16() ? p_.bf16_bytes() : frozen.bytes();
   decoder_->allocate(ServeShape{B, S, needed});
   stats_.kv_cache_bytes = decoder_->kv_cache_bytes();
   stats_.context = decoder_->context();

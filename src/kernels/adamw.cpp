@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <numbers>
+#include <type_traits>
 #include <vector>
 
 #include "core/check.h"
+#include "kernels/bf16.h"
 
 namespace tsp::kernels {
 
@@ -16,9 +18,27 @@ constexpr int64_t kParallelElements = int64_t(1) << 16;
 constexpr int64_t kSumBlock = int64_t(1) << 14;
 }  // namespace
 
+namespace {
+
+// A moment as stored: in T, or as bf16 bits (--optimizer-dtype bf16), rounded to nearest even.
 template <class T>
-void adamw_update(T* p, const T* g, T* m, T* v, int64_t n, int64_t t, double lr, double weight_decay,
-                  const AdamWHyper& hp) {
+double load_moment(T x) {
+  return double(x);
+}
+inline double load_moment(uint16_t b) {
+  return double(bf16_to_float(b));
+}
+template <class M>
+M store_moment(double x) {
+  if constexpr (std::is_same_v<M, uint16_t>)
+    return float_to_bf16(float(x));
+  else
+    return M(x);
+}
+
+template <class T, class M>
+void adamw(T* p, const T* g, M* m, M* v, int64_t n, int64_t t, double lr, double weight_decay,
+           const AdamWHyper& hp) {
   TSP_CHECK(t >= 1, "adamw_update: step t={} must be >= 1 (bias correction divides by 1 - beta^t)", t);
   TSP_CHECK(n >= 0, "adamw_update: negative size {}", n);
   TSP_CHECK(hp.beta1 >= 0 && hp.beta1 < 1 && hp.beta2 >= 0 && hp.beta2 < 1,
@@ -26,18 +46,31 @@ void adamw_update(T* p, const T* g, T* m, T* v, int64_t n, int64_t t, double lr,
   const double b1 = hp.beta1, b2 = hp.beta2, eps = hp.eps;
   const double bias1 = 1.0 - std::pow(b1, double(t)), bias2 = 1.0 - std::pow(b2, double(t));
   // The update is formed in double and rounded once, so float and double runs differ only by storage
-  // rounding.
+  // rounding; bf16 moments round only what is stored (this step uses the unrounded moments).
 #pragma omp parallel for simd schedule(static) if (n > kParallelElements)
   for (int64_t i = 0; i < n; ++i) {
     const double gi = double(g[i]);
-    const double mi = b1 * double(m[i]) + (1.0 - b1) * gi;
-    const double vi = b2 * double(v[i]) + (1.0 - b2) * gi * gi;
-    m[i] = T(mi);
-    v[i] = T(vi);
+    const double mi = b1 * load_moment(m[i]) + (1.0 - b1) * gi;
+    const double vi = b2 * load_moment(v[i]) + (1.0 - b2) * gi * gi;
+    m[i] = store_moment<M>(mi);
+    v[i] = store_moment<M>(vi);
     const double pi = double(p[i]);
     // Decoupled decay: wd * p is added to the step, never to the gradient, so it bypasses the moments.
     p[i] = T(pi - lr * ((mi / bias1) / (std::sqrt(vi / bias2) + eps) + weight_decay * pi));
   }
+}
+
+}  // namespace
+
+template <class T>
+void adamw_update(T* p, const T* g, T* m, T* v, int64_t n, int64_t t, double lr, double weight_decay,
+                  const AdamWHyper& hp) {
+  adamw(p, g, m, v, n, t, lr, weight_decay, hp);
+}
+
+void adamw_update(float* p, const float* g, uint16_t* m, uint16_t* v, int64_t n, int64_t t, double lr,
+                  double weight_decay, const AdamWHyper& hp) {
+  adamw(p, g, m, v, n, t, lr, weight_decay, hp);
 }
 
 template <class T>

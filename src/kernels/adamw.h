@@ -18,6 +18,10 @@ struct AdamWHyper {
 template <class T>
 void adamw_update(T* p, const T* g, T* m, T* v, int64_t n, int64_t t, double lr, double weight_decay,
                   const AdamWHyper& hp);
+// The same with the moments held as bf16 bits (--optimizer-dtype bf16): read widened, updated in double
+// like the above, stored rounded to nearest even (each stored moment within 2^-8 of its fp32 value).
+void adamw_update(float* p, const float* g, uint16_t* m, uint16_t* v, int64_t n, int64_t t, double lr,
+                  double weight_decay, const AdamWHyper& hp);
 
 // Sum of squares, accumulated in double (for the global gradient norm).
 template <class T>

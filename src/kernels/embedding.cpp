@@ -5,6 +5,7 @@
 
 #include "core/check.h"
 #include "kernels/bf16.h"
+#include "kernels/frozen_weights.h"
 
 namespace tsp::kernels {
 
@@ -21,6 +22,10 @@ void embedding_forward(T* out, const T* table, const int32_t* tokens, int64_t n,
                        int64_t rows) {
   TSP_CHECK(n >= 0 && h > 0 && row_begin >= 0 && rows >= 0,
             "embedding_forward: bad shape n={} h={} rows [{}, +{})", n, h, row_begin, rows);
+  // Under the bf16 policy the model looks up the held bf16 table (frozen_weights.h).
+  if constexpr (std::is_same_v<T, float>)
+    if (const uint16_t* held = rows > 0 ? held_bf16(table, rows * h) : nullptr)
+      return embedding_forward(out, held, tokens, n, h, row_begin, rows);
 #pragma omp parallel for schedule(static) if (n * h > kParallelElements)
   for (int64_t i = 0; i < n; ++i) {
     if (!in_shard(tokens[i], row_begin, rows)) continue;

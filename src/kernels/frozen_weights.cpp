@@ -17,6 +17,7 @@ namespace {
 struct Range {
   uintptr_t end;  // one past the last fp32 element's byte
   const uint16_t* copy;
+  bool every_read;  // FrozenBf16Weights(every_read)
 };
 
 // Keyed by the address of the fp32 range's first element (integers: a pointer into one allocation is never
@@ -50,7 +51,7 @@ void FrozenBf16Weights::add(const float* w, int64_t n) {
   TSP_CHECK(next == r.ranges.end() || next->first >= end, "frozen bf16 weights: overlapping ranges");
   if (next != r.ranges.begin())
     TSP_CHECK(std::prev(next)->second.end <= begin, "frozen bf16 weights: overlapping ranges");
-  r.ranges.emplace(begin, Range{end, copy.data()});
+  r.ranges.emplace(begin, Range{end, copy.data(), every_read_});
   ranges_.push_back(w);
   copies_.push_back(std::move(copy));
 }
@@ -61,13 +62,19 @@ FrozenBf16Weights::~FrozenBf16Weights() {
   for (const float* w : ranges_) r.ranges.erase(addr(w));
 }
 
+void FrozenBf16Weights::refresh() {
+  for (size_t i = 0; i < ranges_.size(); ++i) to_bf16(ranges_[i], copies_[i].size(), copies_[i].data());
+}
+
 int64_t FrozenBf16Weights::bytes() const {
   int64_t b = 0;
   for (const auto& c : copies_) b += c.size() * int64_t(sizeof(uint16_t));
   return b;
 }
 
-const uint16_t* frozen_bf16(const float* w, int64_t n) {
+namespace {
+
+const uint16_t* lookup(const float* w, int64_t n, bool every_read_only) {
   Registry& r = registry();
   std::shared_lock lock(r.mu);
   if (r.ranges.empty()) return nullptr;
@@ -76,8 +83,27 @@ const uint16_t* frozen_bf16(const float* w, int64_t n) {
   if (it == r.ranges.begin()) return nullptr;
   --it;
   if (begin + uintptr_t(n) * sizeof(float) > it->second.end) return nullptr;
+  if (every_read_only && !it->second.every_read) return nullptr;
   g_hits.fetch_add(1, std::memory_order_relaxed);
   return it->second.copy + (begin - it->first) / sizeof(float);
+}
+
+}  // namespace
+
+const uint16_t* frozen_bf16(const float* w, int64_t n) {
+  return lookup(w, n, false);
+}
+
+const uint16_t* held_bf16(const float* w, int64_t n) {
+  return lookup(w, n, true);
+}
+
+const float* frozen_as_float(const float* w, int64_t n, std::vector<float>& scratch) {
+  const uint16_t* b = w ? held_bf16(w, n) : nullptr;
+  if (!b) return w;
+  scratch.resize(size_t(n));
+  from_bf16(b, n, scratch.data());
+  return scratch.data();
 }
 
 int64_t frozen_bf16_hits() {

@@ -2,12 +2,24 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
+#include <vector>
 
 #include "core/check.h"
+#include "kernels/frozen_weights.h"
 
 namespace tsp::kernels {
 
 namespace {
+
+// The gains as the model reads them: under the bf16 policy the held bf16 copy, widened (frozen_weights.h).
+template <class T>
+const T* gains(const T* w, int64_t n, std::vector<float>& scratch) {
+  if constexpr (std::is_same_v<T, float>) return frozen_as_float(w, n, scratch);
+  (void)n, (void)scratch;
+  return w;
+}
+
 // Below this many elements the OpenMP fork/join costs more than the loop.
 constexpr int64_t kParallelElements = int64_t(1) << 16;
 // Columns per task of the dw reduction: a slab narrow enough that its partial sums stay in registers/L1.
@@ -16,6 +28,8 @@ constexpr int64_t kDwColumnBlock = 256;
 
 template <class T>
 void rmsnorm_forward(T* out, T* rstd, const T* x, const T* w, int64_t n, int64_t h, double eps) {
+  std::vector<float> held;
+  w = gains(w, h, held);
   TSP_CHECK(n >= 0 && h > 0, "rmsnorm_forward: bad shape n={} h={}", n, h);
   TSP_CHECK(eps >= 0, "rmsnorm_forward: eps={} must be non-negative", eps);
 #pragma omp parallel for schedule(static) if (n * h > kParallelElements)
@@ -35,6 +49,8 @@ void rmsnorm_forward(T* out, T* rstd, const T* x, const T* w, int64_t n, int64_t
 template <class T>
 void rmsnorm_backward(T* dx, T* dw, const T* dout, const T* x, const T* w, const T* rstd, int64_t n,
                       int64_t h) {
+  std::vector<float> held;
+  w = gains(w, h, held);
   TSP_CHECK(n >= 0 && h > 0, "rmsnorm_backward: bad shape n={} h={}", n, h);
   const bool parallel = n * h > kParallelElements;
   // With xhat = x r and g = dout w:  dx = r (g - xhat mean(g xhat)), since d r / d x = -r^3 x / h.
@@ -82,6 +98,8 @@ template <class T>
 void rmsnorm_rows_inplace(T* x, const T* w, int64_t rows, int64_t d, double eps) {
   TSP_CHECK(rows >= 0 && d > 0 && eps >= 0, "rmsnorm_rows_inplace: bad shape rows={} d={} eps={}", rows, d,
             eps);
+  std::vector<float> held;
+  w = gains(w, d, held);
 #pragma omp parallel for schedule(static) if (rows * d > kParallelElements)
   for (int64_t i = 0; i < rows; ++i) {
     T* xi = x + i * d;
@@ -95,6 +113,8 @@ void rmsnorm_rows_backward_inplace(T* dx, T* dw, const T* x, const T* w, int64_t
                                    double eps) {
   TSP_CHECK(rows >= 0 && d > 0 && eps >= 0, "rmsnorm_rows_backward_inplace: bad shape rows={} d={} eps={}",
             rows, d, eps);
+  std::vector<float> held;
+  w = gains(w, d, held);
   const bool parallel = rows * d > kParallelElements;
   // dw first, while dx still holds d(loss)/d(out): column slabs as in rmsnorm_backward, rows in order.
   if (dw) {

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/check.h"
+#include "core/precision.h"
 
 namespace tsp {
 
@@ -127,10 +128,22 @@ ModelParams<T>::ModelParams(const ModelConfig& c, const ShardSpec& spec, bool wi
     }
     blocks_.push_back(std::move(norms));
   }
+  const bool bf16 = bf16_storage<T>();
+  const Mem value_cat = bf16 && with_grads ? Mem::optimizer : Mem::parameters;
   for (const auto& b : blocks_) {
-    values_.emplace_back(b.numel, Mem::parameters);
+    values_.emplace_back(b.numel, value_cat);
     grads_.emplace_back(with_grads ? b.numel : 0, Mem::gradients);
   }
+  if constexpr (std::is_same_v<T, float>)
+    if (bf16) {
+      held_ = std::make_unique<kernels::FrozenBf16Weights>(/*every_read=*/true);
+      for (const auto& v : values_) held_->add(v.data(), v.size());
+    }
+}
+
+template <class T>
+void ModelParams<T>::sync_bf16() {
+  if (held_) held_->refresh();
 }
 
 template <class T>

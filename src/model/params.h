@@ -22,10 +22,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/memory.h"
+#include "kernels/frozen_weights.h"
 #include "model/config.h"
 #include "parallel/layout.h"
 
@@ -133,6 +135,16 @@ class ModelParams {
 
   int64_t local_numel() const;  // elements held here (values)
 
+  // The bf16 policy (--dtype bf16, core/precision.h; float only): the model computes with a bf16 copy of
+  // every value block (kernels/frozen_weights.h: registered, so every kernel reads it in place of the
+  // values), counted under `parameters`; the values are then the fp32 master, counted under `optimizer` when
+  // there are gradients (training) and under `parameters` otherwise (the weights as loaded). sync_bf16()
+  // rounds the values into the copy: the transformer and the generator call it before they read weights,
+  // so an optimizer step, a checkpoint load or an initialisation reaches the copy. A no-op without it.
+  void sync_bf16();
+  bool holds_bf16() const { return held_ != nullptr; }
+  int64_t bf16_bytes() const { return held_ ? held_->bytes() : 0; }
+
  private:
   LayerWeights<T> layer_of(std::vector<Buffer<T>>& blocks, int l);
 
@@ -140,6 +152,7 @@ class ModelParams {
   ShardSpec spec_;
   std::vector<ParamBlock> blocks_;
   std::vector<Buffer<T>> values_, grads_;
+  std::unique_ptr<kernels::FrozenBf16Weights> held_;  // the bf16 policy's copy (null otherwise)
   AttnOffsets attn_off_;
   MlpOffsets mlp_off_;
 };

@@ -25,17 +25,13 @@ void Transformer<T>::set_shape(int64_t batch, int64_t seq_len) {
   positions_ = s_.local_positions(seq_len);
   n_ = seqs_.size * int64_t(positions_.size());
   const int64_t h = c.hidden_size, L = c.num_hidden_layers;
-  x_in_.clear();
-  x_mid_.clear();
+  x_in_.prepare(L + 1, n_ * h);
+  x_mid_.prepare(L, n_ * h);
   rstd_in_.clear();
   rstd_mid_.clear();
   for (int64_t l = 0; l <= L; ++l) {
-    x_in_.emplace_back(n_ * h, Mem::activations);
     rstd_in_.emplace_back(n_, Mem::activations);
-    if (l < L) {
-      x_mid_.emplace_back(n_ * h, Mem::activations);
-      rstd_mid_.emplace_back(n_, Mem::activations);
-    }
+    if (l < L) rstd_mid_.emplace_back(n_, Mem::activations);
   }
   u_ = Buffer<T>(n_ * h, Mem::workspace);
   y_ = Buffer<T>(n_ * h, Mem::workspace);
@@ -64,26 +60,34 @@ void Transformer<T>::embed_and_layers(const int32_t* tokens) {
   take_local(tokens, tokens_);
   {
     TraceSpan span("embed.fwd", "compute");
-    s_.embed_forward(p_, tokens_.data(), x_in_[0].data());
+    s_.embed_forward(p_, tokens_.data(), x_in_.work(0));
   }
+  // x_in_.work(l) holds layer l's input (computed by the previous layer, in place under bf16: one working
+  // buffer); each slot is saved before the norm reads it.
   for (int64_t l = 0; l < L; ++l) {
     LayerWeights<T> w = p_.layer(int(l));
-    rmsnorm_forward(u_.data(), rstd_in_[l].data(), x_in_[l].data(), w.attn_norm, n_, h, c.rms_norm_eps);
+    T* xi = x_in_.work(l);
+    x_in_.save(l);
+    rmsnorm_forward(u_.data(), rstd_in_[l].data(), xi, w.attn_norm, n_, h, c.rms_norm_eps);
     s_.attention_forward(p_, int(l), u_.data(), y_.data());
-    T *xi = x_in_[l].data(), *xm = x_mid_[l].data(), *y = y_.data();
+    T *xm = x_mid_.work(l), *y = y_.data();
     for (int64_t i = 0; i < nh; ++i) xm[i] = xi[i] + y[i];
+    x_mid_.save(l);
     rmsnorm_forward(u_.data(), rstd_mid_[l].data(), xm, w.mlp_norm, n_, h, c.rms_norm_eps);
     s_.mlp_forward(p_, int(l), u_.data(), y_.data());
-    T* xo = x_in_[l + 1].data();
+    T* xo = x_in_.work(l + 1);
     for (int64_t i = 0; i < nh; ++i) xo[i] = xm[i] + y[i];
   }
-  rmsnorm_forward(u_.data(), rstd_in_[L].data(), x_in_[L].data(), p_.final_norm(), n_, h, c.rms_norm_eps);
+  T* x_last = x_in_.work(L);
+  x_in_.save(L);
+  rmsnorm_forward(u_.data(), rstd_in_[L].data(), x_last, p_.final_norm(), n_, h, c.rms_norm_eps);
 }
 
 template <class T>
 StepResult Transformer<T>::forward(const int32_t* tokens, const int32_t* targets, int64_t batch,
                                    int64_t seq_len, bool want_accuracy) {
   s_.set_phase("forward");
+  p_.sync_bf16();
   set_shape(batch, seq_len);
   embed_and_layers(tokens);
   take_local(targets, targets_);
@@ -115,29 +119,30 @@ void Transformer<T>::backward() {
   const int64_t h = c.hidden_size, L = c.num_hidden_layers;
   const T scale = count_ > 0 ? T(1.0 / count_) : T(0);
   // The final norm's output is recomputed from its saved input rather than kept.
-  rmsnorm_forward(u_.data(), rstd_in_[L].data(), x_in_[L].data(), p_.final_norm(), n_, h, c.rms_norm_eps);
+  const T* x_last = x_in_.load(L);
+  rmsnorm_forward(u_.data(), rstd_in_[L].data(), x_last, p_.final_norm(), n_, h, c.rms_norm_eps);
   du_.zero();
   {
     TraceSpan span("head.bwd", "compute");
     s_.head_backward(p_, u_.data(), targets_.data(), scale, du_.data());
   }
   dx_.zero();
-  rmsnorm_backward(dx_.data(), p_.final_norm_grad(), du_.data(), x_in_[L].data(), p_.final_norm(),
-                   rstd_in_[L].data(), n_, h);
+  rmsnorm_backward(dx_.data(), p_.final_norm_grad(), du_.data(), x_last, p_.final_norm(), rstd_in_[L].data(),
+                   n_, h);
   for (int64_t l = L - 1; l >= 0; --l) {
     LayerWeights<T> w = p_.layer(int(l));
     LayerWeights<T> g = p_.layer_grad(int(l));
     // dx holds d(loss)/d(layer output); the residual passes it through and each norm branch adds to it.
-    rmsnorm_forward(u_.data(), rstd_mid_[l].data(), x_mid_[l].data(), w.mlp_norm, n_, h, c.rms_norm_eps);
+    const T* xm = x_mid_.load(l);
+    rmsnorm_forward(u_.data(), rstd_mid_[l].data(), xm, w.mlp_norm, n_, h, c.rms_norm_eps);
     du_.zero();
     s_.mlp_backward(p_, int(l), u_.data(), dx_.data(), du_.data());
-    rmsnorm_backward(dx_.data(), g.mlp_norm, du_.data(), x_mid_[l].data(), w.mlp_norm, rstd_mid_[l].data(),
-                     n_, h);
-    rmsnorm_forward(u_.data(), rstd_in_[l].data(), x_in_[l].data(), w.attn_norm, n_, h, c.rms_norm_eps);
+    rmsnorm_backward(dx_.data(), g.mlp_norm, du_.data(), xm, w.mlp_norm, rstd_mid_[l].data(), n_, h);
+    const T* xi = x_in_.load(l);
+    rmsnorm_forward(u_.data(), rstd_in_[l].data(), xi, w.attn_norm, n_, h, c.rms_norm_eps);
     du_.zero();
     s_.attention_backward(p_, int(l), u_.data(), dx_.data(), du_.data());
-    rmsnorm_backward(dx_.data(), g.attn_norm, du_.data(), x_in_[l].data(), w.attn_norm, rstd_in_[l].data(),
-                     n_, h);
+    rmsnorm_backward(dx_.data(), g.attn_norm, du_.data(), xi, w.attn_norm, rstd_in_[l].data(), n_, h);
   }
   {
     TraceSpan span("embed.bwd", "compute");
@@ -149,6 +154,7 @@ void Transformer<T>::backward() {
 template <class T>
 std::vector<T> Transformer<T>::logits(const int32_t* tokens, int64_t batch, int64_t seq_len) {
   s_.set_phase("forward");
+  p_.sync_bf16();
   set_shape(batch, seq_len);
   embed_and_layers(tokens);
   const int64_t V = p_.config().vocab_size;

@@ -3,7 +3,9 @@
 //
 // Saved for the backward, per layer: the two norm inputs (the residual stream before attention and before the
 // MLP) and their inverse RMS, i.e. O(N·h) per layer for the N tokens held here; everything else a block needs
-// is saved (or recomputed) by the strategy.
+// is saved (or recomputed) by the strategy. Under the bf16 policy (core/precision.h) the residual stream is
+// rounded to bf16 where it is saved, and the model computes with the parameters' bf16 copy, refreshed from
+// the fp32 master at every forward (ModelParams::sync_bf16).
 #pragma once
 
 #include <cstdint>
@@ -11,6 +13,7 @@
 
 #include "core/memory.h"
 #include "model/params.h"
+#include "parallel/stash.h"
 #include "parallel/strategy.h"
 
 namespace tsp {
@@ -49,8 +52,10 @@ class Transformer {
   std::vector<int64_t> positions_;
   std::vector<int32_t> tokens_, targets_;
   double count_ = 0;
-  // Saved: residual stream at every norm input, and the norms' inverse RMS.
-  std::vector<Buffer<T>> x_in_, x_mid_, rstd_in_, rstd_mid_;
+  // Saved: the residual stream at every norm input (slot l of x_in_: layer l's input, slot L: the final
+  // norm's; x_mid_: before each MLP), in bf16 under the bf16 policy, and the norms' inverse RMS (fp32).
+  Stash<T> x_in_, x_mid_;
+  std::vector<Buffer<T>> rstd_in_, rstd_mid_;
   // Scratch reused by every layer.
   Buffer<T> u_, y_, du_, dx_;
 };

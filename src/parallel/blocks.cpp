@@ -8,6 +8,7 @@
 #include "core/trace.h"
 #include "kernels/bf16.h"
 #include "kernels/bias.h"
+#include "kernels/frozen_weights.h"
 #include "kernels/gemm.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
@@ -23,13 +24,16 @@ namespace {
 template <class T>
 void add_bias(T* x, WeightRef<T> b, int64_t n, int64_t dim) {
   if (!b) return;
-  if constexpr (std::is_same_v<T, float>)
+  if constexpr (std::is_same_v<T, float>) {
+    std::vector<float> wide;
     if (b.is_bf16()) {
-      thread_local std::vector<float> wide;
       wide.resize(size_t(dim));
       from_bf16(b.b, dim, wide.data());
       return bias_forward(x, static_cast<const float*>(wide.data()), n, dim);
     }
+    // Under the bf16 policy the held bf16 bias (kernels/frozen_weights.h).
+    return bias_forward(x, frozen_as_float(b.f, dim, wide), n, dim);
+  }
   bias_forward(x, b.f, n, dim);
 }
 

@@ -6,6 +6,7 @@
 
 #include "comm/comm_report.h"
 #include "core/check.h"
+#include "core/precision.h"
 #include "core/run_dtype.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/matmul_precision.h"
@@ -19,6 +20,7 @@ namespace tsp {
 double check_tolerance(const std::string& dtype) {
   if (dtype == "float64") return 1e-10;
   if (dtype == "float32") return 1e-5;
+  if (dtype == "bf16") return 1e-5;  // not used: bf16 is judged by the vs_fp64 rule
   throw UsageError(unsupported_dtype_message(dtype));
 }
 
@@ -171,7 +173,9 @@ nlohmann::json check_impl(const CheckOptions& o, Communicator& world) {
   if (strategy->comm()) strategy->comm()->set_phase("check");
   const RunErrors e = run_errors(par, run, ref, ref_run, strategy.get(), "check.grad_error_reduce");
   const double tol = check_tolerance(o.dtype);
-  const bool bf16 = kernels::matmul_precision() == kernels::MatmulPrecision::bf16 && std::is_same_v<T, float>;
+  // bf16 products or the bf16 policy (whose storage and traffic round even where the products are fp32).
+  const bool bf16 = std::is_same_v<T, float> &&
+                    (kernels::matmul_precision() == kernels::MatmulPrecision::bf16 || bf16_storage<T>());
   bool pass = e.loss <= tol && e.logits <= tol && e.worst_grad <= tol;
   nlohmann::json vs_fp64;
   if (bf16) {
@@ -191,7 +195,7 @@ nlohmann::json check_impl(const CheckOptions& o, Communicator& world) {
   nlohmann::json r = {{"strategy", o.strategy},
                       {"ranks", world.size()},
                       {"dtype", o.dtype},
-                      {"matmul_precision", bf16 ? "bf16" : "fp32"},
+                      {"matmul_precision", kernels::to_string(kernels::matmul_precision())},
                       {"seq_len", S},
                       {"batch", B},
                       {"loss", run.loss},
@@ -211,7 +215,7 @@ nlohmann::json check_impl(const CheckOptions& o, Communicator& world) {
 
 nlohmann::json run_check(const CheckOptions& o, Communicator& world) {
   check_tolerance(o.dtype);
-  if (o.dtype == "float32") return check_impl<float>(o, world);
+  if (o.dtype == "float32" || o.dtype == "bf16") return check_impl<float>(o, world);
   return check_impl<double>(o, world);
 }
 

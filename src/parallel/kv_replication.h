@@ -10,6 +10,7 @@
 
 #include "comm/communicator.h"
 #include "model/params.h"
+#include "parallel/grad_wire.h"
 
 namespace tsp {
 
@@ -17,8 +18,11 @@ namespace tsp {
 // the axis is in group r / replicas), sharing axis' counters; null when replicas == 1.
 std::unique_ptr<Communicator> kv_holder_group(const Communicator& axis, int replicas);
 
-// All-reduces the key/value gradients of every layer over the holders (posted together, waited together).
+// All-reduces the key/value gradients of every layer over the holders (posted together, waited together),
+// through `wire` (grad_wire.h; its mirror holds replicated_kv_grad_elements(p) from slot 0 under bf16).
 template <class T>
-void sum_replicated_kv_grads(ModelParams<T>& p, Communicator& holders, const char* label);
+void sum_replicated_kv_grads(ModelParams<T>& p, Communicator& holders, const char* label, GradWire<T>& wire);
+template <class T>
+int64_t replicated_kv_grad_elements(const ModelParams<T>& p);
 
 }  // namespace tsp

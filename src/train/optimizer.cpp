@@ -4,7 +4,9 @@
 #include <cmath>
 
 #include "core/check.h"
+#include "core/precision.h"
 #include "core/trace.h"
+#include "kernels/bf16.h"
 
 namespace tsp {
 
@@ -24,12 +26,15 @@ void each_view_in(const ParamBlock& block, Range r, Fn&& fn) {
 
 template <class T>
 AdamW<T>::AdamW(ModelParams<T>& params, kernels::AdamWHyper hp, const Strategy<T>* partition)
-    : p_(params), hp_(hp) {
+    : p_(params), hp_(hp), bf16_(tsp::bf16_moments<T>()) {
   for (int b = 0; b < p_.num_blocks(); ++b) {
     const int64_t n = p_.value(b).size();
     part_.push_back(partition ? partition->optimizer_range(n) : Range{0, n});
-    m_.emplace_back(part_.back().size, Mem::optimizer);
-    v_.emplace_back(part_.back().size, Mem::optimizer);
+    const int64_t mine = part_.back().size;
+    m_.emplace_back(bf16_ ? 0 : mine, Mem::optimizer);
+    v_.emplace_back(bf16_ ? 0 : mine, Mem::optimizer);
+    m16_.emplace_back(bf16_ ? mine : 0, Mem::optimizer);
+    v16_.emplace_back(bf16_ ? mine : 0, Mem::optimizer);
   }
 }
 
@@ -79,8 +84,13 @@ void AdamW<T>::update(Strategy<T>& s, double lr, double max_grad_norm, double no
     T* grad = p_.grad(b).data();
     each_view_in(p_.blocks()[size_t(b)], r, [&](const TensorView& v, int64_t begin, int64_t end) {
       const double wd = v.is_matrix() ? hp_.weight_decay : 0.0;
-      kernels::adamw_update(value + begin, grad + begin, m_[size_t(b)].data() + (begin - r.begin),
-                            v_[size_t(b)].data() + (begin - r.begin), end - begin, t_, lr, wd, hp_);
+      const int64_t at = begin - r.begin;
+      if constexpr (std::is_same_v<T, float>)
+        if (bf16_)
+          return kernels::adamw_update(value + begin, grad + begin, m16_[size_t(b)].data() + at,
+                                       v16_[size_t(b)].data() + at, end - begin, t_, lr, wd, hp_);
+      kernels::adamw_update(value + begin, grad + begin, m_[size_t(b)].data() + at, v_[size_t(b)].data() + at,
+                            end - begin, t_, lr, wd, hp_);
     });
   }
   for (int b = 0; b < p_.num_blocks(); ++b)
@@ -91,18 +101,22 @@ template <class T>
 void AdamW<T>::unpartition(Strategy<T>& s, bool gather) {
   TSP_CHECK(!whole_, "AdamW::unpartition twice");
   whole_ = true;
-  if (!partitioned()) return;
+  if (!partitioned() && !bf16_) return;
   for (int b = 0; b < p_.num_blocks(); ++b) {
     const int64_t n = p_.value(b).size();
-    for (std::vector<Buffer<T>>* mom : {&m_, &v_}) {
+    for (int k = 0; k < 2; ++k) {
+      std::vector<Buffer<T>>& mom = k == 0 ? m_ : v_;
       Buffer<T> whole(n, Mem::optimizer);
       whole.zero();
       if (gather) {
         const Range r = part_[size_t(b)];
-        std::copy_n((*mom)[size_t(b)].data(), r.size, whole.data() + r.begin);
-        s.gather_partitions(whole.data(), n, "dp.optim_state_allgather");
+        if constexpr (std::is_same_v<T, float>)
+          if (bf16_)
+            kernels::from_bf16((k == 0 ? m16_ : v16_)[size_t(b)].data(), r.size, whole.data() + r.begin);
+        if (!bf16_) std::copy_n(mom[size_t(b)].data(), r.size, whole.data() + r.begin);
+        if (partitioned()) s.gather_partitions(whole.data(), n, "dp.optim_state_allgather");
       }
-      (*mom)[size_t(b)] = std::move(whole);
+      mom[size_t(b)] = std::move(whole);
     }
   }
 }
@@ -111,13 +125,21 @@ template <class T>
 void AdamW<T>::repartition() {
   TSP_CHECK(whole_, "AdamW::repartition without unpartition");
   whole_ = false;
-  if (!partitioned()) return;
+  if (!partitioned() && !bf16_) return;
   for (int b = 0; b < p_.num_blocks(); ++b) {
     const Range r = part_[size_t(b)];
-    for (std::vector<Buffer<T>>* mom : {&m_, &v_}) {
+    for (int k = 0; k < 2; ++k) {
+      std::vector<Buffer<T>>& mom = k == 0 ? m_ : v_;
+      if constexpr (std::is_same_v<T, float>)
+        if (bf16_) {
+          // Rounded back into the bf16 moments (exact for moments that were bf16); the widened copy goes.
+          kernels::to_bf16(mom[size_t(b)].data() + r.begin, r.size, (k == 0 ? m16_ : v16_)[size_t(b)].data());
+          mom[size_t(b)] = Buffer<T>(0, Mem::optimizer);
+          continue;
+        }
       Buffer<T> mine(r.size, Mem::optimizer);
-      std::copy_n((*mom)[size_t(b)].data() + r.begin, r.size, mine.data());
-      (*mom)[size_t(b)] = std::move(mine);
+      std::copy_n(mom[size_t(b)].data() + r.begin, r.size, mine.data());
+      mom[size_t(b)] = std::move(mine);
     }
   }
 }

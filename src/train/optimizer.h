@@ -32,13 +32,17 @@ class AdamW {
   int64_t t() const { return t_; }
   void set_t(int64_t t) { t_ = t; }
   // Moments of this rank's partition of a block (the whole block without ZeRO-1, or after unpartition()).
+  // Under --optimizer-dtype bf16 the moments are held in bf16 and these are their widened copies, which
+  // exist only between unpartition() and repartition() (where checkpoints read and write them).
   Buffer<T>& m(int block) { return m_[size_t(block)]; }
   Buffer<T>& v(int block) { return v_[size_t(block)]; }
+  bool bf16_moments() const { return bf16_; }
   Range partition(int block) const { return part_[size_t(block)]; }
   bool partitioned() const;
-  // Checkpoints store whole moments. unpartition() all-gathers them across the partitions into whole-block
-  // buffers (collective over the strategy's DP axis; with gather = false it only allocates zeroed whole
-  // buffers for a checkpoint to be read into); repartition() keeps this rank's part again.
+  // Checkpoints store whole moments in T. unpartition() all-gathers them across the partitions into
+  // whole-block buffers (collective over the strategy's DP axis; with gather = false it only allocates
+  // zeroed whole buffers for a checkpoint to be read into); repartition() keeps this rank's part again.
+  // bf16 moments are widened into those buffers and rounded back (exactly: they are bf16 values).
   void unpartition(Strategy<T>& s, bool gather);
   void repartition();
   const kernels::AdamWHyper& hyper() const { return hp_; }
@@ -47,6 +51,8 @@ class AdamW {
   ModelParams<T>& p_;
   kernels::AdamWHyper hp_;
   std::vector<Buffer<T>> m_, v_;
+  bool bf16_ = false;                        // --optimizer-dtype bf16 (core/precision.h)
+  std::vector<Buffer<uint16_t>> m16_, v16_;  // the moments then (this rank's partitions)
   std::vector<Range> part_;
   bool whole_ = false;  // moments currently whole-block (between unpartition and repartition)
   int64_t t_ = 0;

@@ -14,6 +14,7 @@
 #include "core/check.h"
 #include "core/exit_status.h"
 #include "core/memory.h"
+#include "core/precision.h"
 #include "core/run_dtype.h"
 #include "core/threading.h"
 #include "core/trace.h"
@@ -119,7 +120,9 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   const int64_t seq_len_warmup = effective_seq_len_warmup(o);
   CheckpointWriteOptions ckpt_format;
   ckpt_format.max_shard_bytes = parse_shard_size(o.max_shard_size);
-  if (!o.save_dtype.empty()) ckpt_format.weight_dtype = parse_save_dtype(o.save_dtype);
+  // A bf16 run writes what it computes with, bf16 (the fp32 master stays in optimizer.safetensors).
+  if (!o.save_dtype.empty() || o.dtype == "bf16")
+    ckpt_format.weight_dtype = parse_save_dtype(o.save_dtype.empty() ? o.dtype : o.save_dtype);
   if (!o.trace.empty()) trace_enable(world.rank());
 
   if (data_path.empty() && o.dataset.empty())
@@ -219,8 +222,10 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
           log, "sequence-length warm-up: %lld -> %lld tokens over %lld steps%s (tokens per step constant)\n",
           (long long)o.seq_len_start, (long long)o.seq_len, (long long)seq_len_warmup,
           o.seq_len_warmup < 0 ? " (70% of --steps; --seq-len-warmup sets it)" : "");
-    std::fprintf(log, "threads: %s | %s | matmul precision %s\n", thread_summary(thread_plan()).c_str(),
-                 kernels::onednn::summary().c_str(), kernels::to_string(kernels::matmul_precision()).c_str());
+    const std::string policy = precision_summary();
+    std::fprintf(log, "threads: %s | %s | matmul precision %s%s%s\n", thread_summary(thread_plan()).c_str(),
+                 kernels::onednn::summary().c_str(), kernels::to_string(kernels::matmul_precision()).c_str(),
+                 policy.empty() ? "" : " | ", policy.c_str());
   }
   ProgressBar bar(bar_on, stdout, state.step + 1, o.steps);
   Communicator* comm = strategy->comm();
@@ -401,6 +406,8 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   summary["threads"] = thread_json(thread_plan());
   summary["isa"] = kernels::onednn::cpu_isa();
   summary["matmul_precision"] = kernels::to_string(kernels::matmul_precision());
+  summary["optimizer_dtype"] = optimizer_dtype_name();
+  summary["grad_reduce_dtype"] = grad_reduce_dtype_name();
   if (comm) {
     // Per step, like tsp bench and tsp plan: the last training step, at batch x --seq-len. The total also
     // holds the warm-up's shorter steps, the held-out evaluation and the checkpoint gathers.
@@ -447,7 +454,7 @@ int64_t effective_seq_len_warmup(const TrainOptions& o) {
 }
 
 nlohmann::json run_training(const TrainOptions& o, Communicator& world) {
-  if (o.dtype == "float32") return train_impl<float>(o, world);
+  if (o.dtype == "float32" || o.dtype == "bf16") return train_impl<float>(o, world);
   if (o.dtype == "float64") return train_impl<double>(o, world);
   throw UsageError(unsupported_dtype_message(o.dtype));
 }

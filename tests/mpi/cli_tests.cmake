@@ -29,11 +29,17 @@ tsp_cli_test(bad_config ${TSP_CLI_DIR}/expect.sh nonzero "error: .*nonexistent.j
 tsp_cli_test(bad_checkpoint ${TSP_CLI_DIR}/expect.sh nonzero "error: .* is not a checkpoint" -- ${TSP_BIN} eval
              --checkpoint ${CMAKE_CURRENT_BINARY_DIR} --tokens ${TSP_CLI_DIR}/tokens.txt)
 
-# --dtype bf16 (the paper's precision, asked for first): a clear refusal on every rank naming what runs in bf16.
-tsp_cli_test(bad_dtype_bf16 ${TSP_CLI_DIR}/expect.sh nonzero
-             "\\[rank 0\\] error: --dtype bf16 is not supported \\(allowed: float32, float64\\); bf16 storage and communication are not implemented yet: --dtype float32 --matmul-precision bf16"
-             "\\[rank 1\\] error: --dtype bf16 is not supported" -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} train --strategy tsp
-             --preset tiny --seq-len 64 --steps 1 --dtype bf16)
+# --dtype names the allowed precisions on every rank; the bf16 policy's companions need a float model.
+tsp_cli_test(bad_dtype ${TSP_CLI_DIR}/expect.sh nonzero
+             "error: --dtype: fp8 not in \\{float32,bf16,bfloat16,float64\\}" -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} train
+             --strategy tsp --preset tiny --seq-len 80 --steps 1 --dtype fp8)
+tsp_cli_test(optimizer_dtype_needs_float ${TSP_CLI_DIR}/expect.sh 2
+             "\\[rank 1\\] error: --optimizer-dtype bf16 needs --dtype float32 or bf16 \\(got float64\\)" --
+             ${TSP_MPIEXEC} -np 2 ${TSP_BIN} train --strategy tsp --preset tiny --seq-len 80 --steps 1 --dtype float64
+             --optimizer-dtype bf16)
+tsp_cli_test(grad_reduce_dtype_needs_float ${TSP_CLI_DIR}/expect.sh 2
+             "error: --grad-reduce-dtype bf16 needs --dtype float32 or bf16 \\(got float64\\)" -- ${TSP_BIN} check
+             --preset tiny --seq-len 16 --dtype float64 --grad-reduce-dtype bf16)
 
 tsp_cli_test(pipeline_np2 ${TSP_CLI_DIR}/pipeline.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2)
 
@@ -210,7 +216,7 @@ set_tests_properties(cli_weight_comm_tsp_only PROPERTIES SKIP_REGULAR_EXPRESSION
 tsp_cli_test(weight_comm_unknown ${TSP_CLI_DIR}/expect.sh 2 "error: --weight-comm-dtype: fp8 not in \\{float32,bf16\\}"
              -- ${TSP_BIN} check --strategy single --seq-len 16 --weight-comm-dtype fp8)
 tsp_cli_test(matmul_precision_needs_float32 ${TSP_CLI_DIR}/expect.sh 2
-             "\\[rank 1\\] error: --matmul-precision bf16 needs --dtype float32 \\(got --dtype float64\\)" --
+             "\\[rank 1\\] error: --matmul-precision bf16 needs --dtype float32 or bf16 \\(got --dtype float64\\)" --
              ${TSP_MPIEXEC} -np 2 ${TSP_BIN} check --strategy tsp --preset tiny --seq-len 64 --matmul-precision bf16)
 set_tests_properties(cli_matmul_precision_needs_float32 PROPERTIES SKIP_REGULAR_EXPRESSION
                      "has no bf16 product on this CPU")

@@ -6,6 +6,8 @@
 
 #include "comm/communicator.h"
 #include "core/check.h"
+#include "core/precision.h"
+#include "kernels/bf16.h"
 
 namespace tsp {
 
@@ -42,13 +44,21 @@ void DataParallel<T>::prepare(ModelParams<T>& p, int64_t batch, int64_t seq_len)
   inner_->prepare(p, batch / dp_->size(), seq_len);
   local_batch_ = batch / dp_->size();
   seq_len_ = seq_len;
-  if (!zero1_) return;
+  const bool grad16 = bf16_grad_reduce<T>();
+  if (!zero1_) {
+    // Every block's sum is in flight at once: under --grad-reduce-dtype bf16 a mirror of all of them.
+    int64_t all_grads = 0;
+    for (int b = 0; b < p.num_blocks(); ++b) all_grads += p.grad(b).size();
+    grad_wire_.prepare(all_grads);
+    return;
+  }
   int64_t largest = 0;
   for (int b = 0; b < p.num_blocks(); ++b) largest = std::max(largest, p.value(b).size());
-  if (chunk_.size() != chunk(largest)) {
-    padded_ = Buffer<T>(chunk(largest) * dp_->size(), Mem::communication);
-    chunk_ = Buffer<T>(chunk(largest), Mem::communication);
-  }
+  // The reduce-scatter's padded block and chunk, in T or (--grad-reduce-dtype bf16) bf16; the all-gather of
+  // the updated parameters uses them in T (the master weights).
+  padded_.allocate(chunk(largest) * dp_->size(), grad16 ? chunk(largest) * dp_->size() : 0,
+                   Mem::communication);
+  chunk_.allocate(chunk(largest), grad16 ? chunk(largest) : 0, Mem::communication);
 }
 
 template <class T>
@@ -69,21 +79,35 @@ void DataParallel<T>::reduce_replicated_grads(ModelParams<T>& p) {
   const int N = dp_->size();
   if (!zero1_) {
     // Every block's all-reduce is in flight at once; MPI progresses them while we wait on the first.
-    std::vector<CommRequest> pending;
-    for (int b = 0; b < p.num_blocks(); ++b)
-      pending.push_back(dp_->iall_reduce("dp.grad_allreduce", p.grad(b).data(), p.grad(b).size()));
-    for (auto& r : pending) dp_->wait(r);
+    std::vector<typename GradWire<T>::Pending> pending;
+    int64_t slot = 0;
+    for (int b = 0; b < p.num_blocks(); ++b) {
+      pending.push_back(
+          grad_wire_.iall_reduce(*dp_, "dp.grad_allreduce", p.grad(b).data(), p.grad(b).size(), slot));
+      slot += p.grad(b).size();
+    }
+    for (auto& r : pending) grad_wire_.finish(*dp_, r);
     return;
   }
   // ZeRO-1: replica r needs only the sum of chunk r of every block (the part its optimizer updates).
+  const bool grad16 = bf16_grad_reduce<T>();
   for (int b = 0; b < p.num_blocks(); ++b) {
     Buffer<T>& g = p.grad(b);
     const int64_t n = g.size(), c = chunk(n);
-    std::memcpy(padded_.data(), g.data(), sizeof(T) * size_t(n));
-    std::fill(padded_.data() + n, padded_.data() + c * N, T(0));
-    dp_->reduce_scatter("dp.grad_reducescatter", padded_.data(), chunk_.data(), c);
     const Range own = optimizer_range(n);
-    std::memcpy(g.data() + own.begin, chunk_.data(), sizeof(T) * size_t(own.size));
+    if constexpr (std::is_same_v<T, float>)
+      if (grad16) {
+        uint16_t* padded = padded_.bf16();
+        kernels::to_bf16(g.data(), n, padded);
+        std::fill(padded + n, padded + c * N, uint16_t(0));
+        dp_->reduce_scatter("dp.grad_reducescatter", static_cast<const uint16_t*>(padded), chunk_.bf16(), c);
+        kernels::from_bf16(chunk_.bf16(), own.size, g.data() + own.begin);
+        continue;
+      }
+    std::memcpy(padded_.t(), g.data(), sizeof(T) * size_t(n));
+    std::fill(padded_.t() + n, padded_.t() + c * N, T(0));
+    dp_->reduce_scatter("dp.grad_reducescatter", static_cast<const T*>(padded_.t()), chunk_.t(), c);
+    std::memcpy(g.data() + own.begin, chunk_.t(), sizeof(T) * size_t(own.size));
   }
 }
 
@@ -104,10 +128,10 @@ void DataParallel<T>::gather_partitions(T* block, int64_t numel, const char* lab
   if (!zero1_) return;
   const int64_t c = chunk(numel);
   const Range own = optimizer_range(numel);
-  std::fill(chunk_.data(), chunk_.data() + c, T(0));
-  std::memcpy(chunk_.data(), block + own.begin, sizeof(T) * size_t(own.size));
-  dp_->all_gather(label, chunk_.data(), padded_.data(), c);
-  std::memcpy(block, padded_.data(), sizeof(T) * size_t(numel));
+  std::fill(chunk_.t(), chunk_.t() + c, T(0));
+  std::memcpy(chunk_.t(), block + own.begin, sizeof(T) * size_t(own.size));
+  dp_->all_gather(label, static_cast<const T*>(chunk_.t()), padded_.t(), c);
+  std::memcpy(block, padded_.t(), sizeof(T) * size_t(numel));
 }
 
 template <class T>

@@ -19,7 +19,9 @@
 
 #include "core/check.h"
 #include "core/memory.h"
+#include "parallel/grad_wire.h"
 #include "parallel/registry.h"
+#include "parallel/wire_buffer.h"
 
 namespace tsp {
 
@@ -95,8 +97,11 @@ class DataParallel : public Strategy<T> {
   bool zero1_ = false;
   int64_t local_batch_ = 0, seq_len_ = 0;
   // ZeRO-1: one block padded to N chunks (send side of the reduce-scatter, receive side of the all-gather)
-  // and one chunk, sized for the largest block.
-  Buffer<T> padded_, chunk_;
+  // and one chunk, sized for the largest block; the reduce-scatter views them in bf16 under
+  // --grad-reduce-dtype bf16 (wire_buffer.h).
+  WireBuffer<T> padded_, chunk_;
+  // Without ZeRO-1: the gradient all-reduces (grad_wire.h).
+  GradWire<T> grad_wire_;
 };
 
 template <class T>

@@ -38,20 +38,14 @@ void SingleStrategy<T>::prepare(ModelParams<T>& p, int64_t batch, int64_t seq_le
   attn_ = {seq_len, seq_len, c.num_attention_heads, c.num_key_value_heads, c.head_dim};
   rope_ = c.rope_table(seq_len);
   const int64_t qd = shape_.q_dim(), kd = shape_.kv_dim(), I = c.intermediate_size, V = c.vocab_size;
-  saved_.clear();
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    LayerSaved s;
-    s.q = Buffer<T>(n_ * qd, Mem::activations);
-    s.k = Buffer<T>(n_ * kd, Mem::activations);
-    s.v = Buffer<T>(n_ * kd, Mem::activations);
-    s.o = Buffer<T>(n_ * qd, Mem::activations);
-    s.q_pre = Buffer<T>(c.qk_norm ? n_ * qd : 0, Mem::activations);
-    s.k_pre = Buffer<T>(c.qk_norm ? n_ * kd : 0, Mem::activations);
-    s.lse = Buffer<T>(n_ * c.num_attention_heads, Mem::activations);
-    s.g = Buffer<T>(n_ * I, Mem::activations);
-    s.up = Buffer<T>(n_ * I, Mem::activations);
-    saved_.push_back(std::move(s));
-  }
+  const int64_t L = c.num_hidden_layers;
+  for (Stash<T>* st : {&saved_.q, &saved_.o}) st->prepare(L, n_ * qd);
+  for (Stash<T>* st : {&saved_.k, &saved_.v}) st->prepare(L, n_ * kd);
+  saved_.q_pre.prepare(L, c.qk_norm ? n_ * qd : 0);
+  saved_.k_pre.prepare(L, c.qk_norm ? n_ * kd : 0);
+  for (Stash<T>* st : {&saved_.g, &saved_.up}) st->prepare(L, n_ * I);
+  saved_lse_.clear();
+  for (int64_t l = 0; l < L; ++l) saved_lse_.emplace_back(n_ * c.num_attention_heads, Mem::activations);
   lse_ = Buffer<T>(n_, Mem::activations);
   loss_ = Buffer<T>(n_, Mem::workspace);
   run_max_ = Buffer<T>(n_, Mem::workspace);
@@ -88,12 +82,16 @@ template <class T>
 void SingleStrategy<T>::attention_forward(ModelParams<T>& p, int layer, const T* u, T* y) {
   TraceSpan span("attn.fwd", "compute");
   LayerWeights<T> w = p.layer(layer);
-  LayerSaved& s = saved_[size_t(layer)];
-  qkv_forward(s.q.data(), s.k.data(), s.v.data(), u, attn_projections(w), pos_tok_.data(), shape_, rope_,
-              {s.q_pre.data(), s.k_pre.data()});
-  attention_batched_forward(s.o.data(), s.lse.data(), s.q.data(), s.k.data(), s.v.data(), pos_seq_.data(),
-                            pos_seq_.data(), batch_, attn_);
-  kernels::linear_forward(y, s.o.data(), w.wo, n_, shape_.q_dim(), shape_.hidden);
+  Saved& s = saved_;
+  T *q = s.q.work(layer), *k = s.k.work(layer), *v = s.v.work(layer);
+  qkv_forward(q, k, v, u, attn_projections(w), pos_tok_.data(), shape_, rope_,
+              {s.q_pre.work(layer), s.k_pre.work(layer)});
+  for (Stash<T>* st : {&s.q, &s.k, &s.v, &s.q_pre, &s.k_pre}) st->save(layer);
+  T* o = s.o.work(layer);
+  attention_batched_forward(o, saved_lse_[size_t(layer)].data(), q, k, v, pos_seq_.data(), pos_seq_.data(),
+                            batch_, attn_);
+  s.o.save(layer);
+  kernels::linear_forward(y, o, w.wo, n_, shape_.q_dim(), shape_.hidden);
 }
 
 template <class T>
@@ -101,26 +99,33 @@ void SingleStrategy<T>::attention_backward(ModelParams<T>& p, int layer, const T
   TraceSpan span("attn.bwd", "compute");
   LayerWeights<T> w = p.layer(layer);
   LayerWeights<T> g = p.layer_grad(layer);
-  LayerSaved& s = saved_[size_t(layer)];
+  Saved& s = saved_;
+  const T* o = s.o.load(layer);
   do_.zero();
-  kernels::linear_backward(do_.data(), g.wo, dy, s.o.data(), w.wo, n_, shape_.q_dim(), shape_.hidden);
+  kernels::linear_backward(do_.data(), g.wo, dy, o, w.wo, n_, shape_.q_dim(), shape_.hidden);
   dq_.zero();
   dk_.zero();
   dv_.zero();
-  attention_batched_backward(dq_.data(), dk_.data(), dv_.data(), do_.data(), s.q.data(), s.k.data(),
-                             s.v.data(), s.o.data(), s.lse.data(), pos_seq_.data(), pos_seq_.data(), batch_,
-                             attn_);
-  qkv_backward(du, attn_projections(g), dq_.data(), dk_.data(), dv_.data(), u, attn_projections(w),
-               {s.q_pre.data(), s.k_pre.data()}, pos_tok_.data(), shape_, rope_);
+  attention_batched_backward(dq_.data(), dk_.data(), dv_.data(), do_.data(), s.q.load(layer), s.k.load(layer),
+                             s.v.load(layer), o, saved_lse_[size_t(layer)].data(), pos_seq_.data(),
+                             pos_seq_.data(), batch_, attn_);
+  q_backward(du, attn_projections(g), dq_.data(), u, attn_projections(w), s.q_pre.load(layer),
+             pos_tok_.data(), shape_, rope_);
+  kv_backward(du, attn_projections(g), dk_.data(), dv_.data(), u, attn_projections(w), s.k_pre.load(layer),
+              pos_tok_.data(), shape_, rope_);
 }
 
 template <class T>
 void SingleStrategy<T>::mlp_forward(ModelParams<T>& p, int layer, const T* u, T* y) {
   TraceSpan span("mlp.fwd", "compute");
   LayerWeights<T> w = p.layer(layer);
-  LayerSaved& s = saved_[size_t(layer)];
-  mlp_shard_forward(y, s.g.data(), s.up.data(), act_.data(), u, w.gate, w.up, w.down, n_, shape_.hidden,
-                    p.config().intermediate_size, false);
+  Saved& s = saved_;
+  // Under bf16 the forward's SwiGLU reads g and up before they are rounded for the backward (they are
+  // computed and consumed inside one call); the backward recomputes the activation from the rounded ones.
+  mlp_shard_forward(y, s.g.work(layer), s.up.work(layer), act_.data(), u, w.gate, w.up, w.down, n_,
+                    shape_.hidden, p.config().intermediate_size, false);
+  s.g.save(layer);
+  s.up.save(layer);
 }
 
 template <class T>
@@ -128,8 +133,8 @@ void SingleStrategy<T>::mlp_backward(ModelParams<T>& p, int layer, const T* u, c
   TraceSpan span("mlp.bwd", "compute");
   LayerWeights<T> w = p.layer(layer);
   LayerWeights<T> g = p.layer_grad(layer);
-  LayerSaved& s = saved_[size_t(layer)];
-  mlp_shard_backward(du, g.gate, g.up, g.down, dy, u, w.gate, w.up, w.down, s.g.data(), s.up.data(),
+  Saved& s = saved_;
+  mlp_shard_backward(du, g.gate, g.up, g.down, dy, u, w.gate, w.up, w.down, s.g.load(layer), s.up.load(layer),
                      act_.data(), dact_.data(), dg_.data(), dup_.data(), n_, shape_.hidden,
                      p.config().intermediate_size);
 }

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "parallel/blocks.h"
+#include "parallel/stash.h"
 #include "parallel/strategy.h"
 
 namespace tsp {
@@ -36,17 +37,19 @@ class SingleStrategy : public Strategy<T> {
   std::unique_ptr<Decoder<T>> make_decoder(ModelParams<T>& p, const DecodeOptions& o) override;
 
  private:
-  struct LayerSaved {
-    Buffer<T> q, k, v, o, lse;  // attention, post-RoPE q and k
-    Buffer<T> q_pre, k_pre;     // q and k before their per-head norms (models with q/k norms only)
-    Buffer<T> g, up;            // MLP gate and up projections
+  // Saved per layer (slot = layer; bf16 under the bf16 policy, parallel/stash.h): attention's post-RoPE q
+  // and k, v and o; q and k before their per-head norms (models with q/k norms only); the MLP's gate and up
+  // projections. The log-sum-exp of every head is a statistic: fp32 (saved_lse_).
+  struct Saved {
+    Stash<T> q, k, v, o, q_pre, k_pre, g, up;
   };
   AttnShardShape shape_;
   kernels::AttentionShape attn_;
   kernels::RopeTable rope_;
   int64_t batch_ = 0, seq_ = 0, n_ = 0;
   std::vector<int64_t> pos_seq_, pos_tok_;
-  std::vector<LayerSaved> saved_;
+  Saved saved_;
+  std::vector<Buffer<T>> saved_lse_;
   Buffer<T> lse_, loss_, run_max_, run_sum_, target_logit_;
   // Transient: gradients of q, k, v, o; MLP scratch; logits.
   Buffer<T> dq_, dk_, dv_, do_, act_, dact_, dg_, dup_, logits_, dlogits_;

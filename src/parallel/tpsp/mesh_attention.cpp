@@ -17,25 +17,34 @@ void MeshAttention<T>::prepare(const MeshLayout& L, TpTokens<T>& tp, const Model
   rope_ = c.rope_table(L.seq_len);
   shape_ = {L.n, c.hidden_size, spec.q_heads.size, spec.kv_heads.size, c.head_dim, c.rms_norm_eps};
   attn_ = {L.group_per_seq, L.seq_len, spec.q_heads.size, spec.kv_heads.size, c.head_dim};
-  local_kv_ = L.n * shape_.kv_dim();
+  const int64_t local_kv = L.n * shape_.kv_dim();
   const int64_t n_q = L.n * shape_.q_dim(), full_kv = L.batch * L.seq_len * shape_.kv_dim();
-  const bool sp = L.sp_size > 1;
-  saved_o_.clear();
+  // Nothing is kept for a backward when not training: o of one layer at a time, in T.
+  if (training)
+    saved_o_.prepare(c.num_hidden_layers, n_q);
+  else
+    saved_o_.prepare(1, n_q, false);
   saved_lse_.clear();
-  for (int64_t l = 0; l < (training ? c.num_hidden_layers : 1); ++l) {
-    saved_o_.emplace_back(n_q, Mem::activations);
+  for (int64_t l = 0; l < (training ? c.num_hidden_layers : 1); ++l)
     saved_lse_.emplace_back(L.n * shape_.q_heads, Mem::activations);
-  }
   const int64_t bwd = training ? 1 : 0;  // gradient buffers only when training
-  kv_gather_ = Buffer<T>(sp ? L.sp_size * 2 * local_kv_ : 0, Mem::communication);
-  dkv_local_ = Buffer<T>(sp ? bwd * 2 * local_kv_ : 0, Mem::workspace);
+  kv_ = KvExchange<T>();
+  if (L.sp_size > 1) {
+    ZigzagAxis axis;
+    axis.comm = L.sp;
+    axis.ranks = L.sp_size;
+    axis.rank = L.sp_rank;
+    axis.batch = L.batch;
+    axis.seq_len = L.seq_len;
+    kv_.prepare(axis, shape_.kv_dim(), training);
+  }
   q_ = Buffer<T>(n_q, Mem::workspace);
   dq_ = Buffer<T>(bwd * n_q, Mem::workspace);
   do_ = Buffer<T>(bwd * n_q, Mem::workspace);
   for (Buffer<T>* b : {&k_full_, &v_full_}) *b = Buffer<T>(full_kv, Mem::workspace);
   for (Buffer<T>* b : {&dk_full_, &dv_full_}) *b = Buffer<T>(bwd * full_kv, Mem::workspace);
   q_pre_ = Buffer<T>(c.qk_norm ? bwd * n_q : 0, Mem::workspace);
-  k_pre_ = Buffer<T>(c.qk_norm ? bwd * local_kv_ : 0, Mem::workspace);
+  k_pre_ = Buffer<T>(c.qk_norm ? bwd * local_kv : 0, Mem::workspace);
 }
 
 template <class T>
@@ -43,65 +52,25 @@ void MeshAttention<T>::project_and_gather(const LayerWeights<T>& w, const T* ug,
   const MeshLayout& L = *L_;
   const bool sp = L.sp_size > 1;
   // With Σ = 1 the group's tokens are the whole sequence in order: k and v are already K and V.
-  T* k = sp ? kv_gather_.data() + L.sp_rank * 2 * local_kv_ : k_full_.data();
-  T* v = sp ? k + local_kv_ : v_full_.data();
+  T* k = sp ? kv_.mine() : k_full_.data();
+  T* v = sp ? k + kv_.local() : v_full_.data();
   {
     TraceSpan span("attn.qkv", "compute");
     qkv_forward(q_.data(), k, v, ug, attn_projections(w), L.group_token_positions.data(), shape_, rope_,
                 pre_norm);
   }
-  if (sp) gather_kv();
-}
-
-// kv_gather_ holds, per SP rank r, [k | v] of r's group tokens in r's storage order (per sequence, r's two
-// zigzag chunks). The kernel wants each sequence's keys contiguous and sorted (causal block skipping).
-template <class T>
-void MeshAttention<T>::gather_kv() {
-  const MeshLayout& L = *L_;
-  const int64_t kd = shape_.kv_dim(), rows = L.chunk() * kd;
-  L.sp->all_gather("sp.kv_allgather", kv_gather_.data() + L.sp_rank * 2 * local_kv_, kv_gather_.data(),
-                   2 * local_kv_);
-  TraceSpan span("attn.kv_reorder", "compute");
-  for (int r = 0; r < L.sp_size; ++r)
-    for (int which = 0; which < 2; ++which) {
-      const T* src = kv_gather_.data() + (2 * r + which) * local_kv_;
-      T* dst = which == 0 ? k_full_.data() : v_full_.data();
-      for (int64_t b = 0; b < L.batch; ++b)
-        for (int h = 0; h < 2; ++h)
-          std::copy_n(src + (b * L.group_per_seq + h * L.chunk()) * kd, rows,
-                      dst + (b * L.seq_len + L.chunk_start(r, h)) * kd);
-    }
-}
-
-template <class T>
-CommRequest MeshAttention<T>::reduce_scatter_kv_grad() {
-  const MeshLayout& L = *L_;
-  const int64_t kd = shape_.kv_dim(), rows = L.chunk() * kd;
-  {
-    TraceSpan span("attn.kv_reorder", "compute");
-    for (int r = 0; r < L.sp_size; ++r)
-      for (int which = 0; which < 2; ++which) {
-        T* dst = kv_gather_.data() + (2 * r + which) * local_kv_;
-        const T* src = which == 0 ? dk_full_.data() : dv_full_.data();
-        for (int64_t b = 0; b < L.batch; ++b)
-          for (int h = 0; h < 2; ++h)
-            std::copy_n(src + (b * L.seq_len + L.chunk_start(r, h)) * kd, rows,
-                        dst + (b * L.group_per_seq + h * L.chunk()) * kd);
-      }
-  }
-  return L.sp->ireduce_scatter("sp.kv_grad_reducescatter", kv_gather_.data(), dkv_local_.data(),
-                               2 * local_kv_);
+  if (sp) kv_.gather("sp.kv_allgather", k_full_.data(), v_full_.data());
 }
 
 // Keys and values of my head group: all S positions in order when Σ = 1 (k_full_, v_full_), else my SP
-// group's positions in storage order (my slot of kv_gather_).
+// group's positions in storage order (where the all-gather sent them from, kv_exchange.h).
 template <class T>
 void MeshAttention<T>::store_kv(int layer) {
   const MeshLayout& L = *L_;
   const int64_t kd = shape_.kv_dim();
   const bool sp = L.sp_size > 1;
-  const T* k = sp ? kv_gather_.data() + L.sp_rank * 2 * local_kv_ : k_full_.data();
-  const T* v = sp ? k + local_kv_ : v_full_.data();
+  const T* k = sp ? kv_.mine() : k_full_.data();
+  const T* v = sp ? k + kv_.local() : v_full_.data();
   const int64_t per = sp ? L.group_per_seq : L.seq_len;
   for (int64_t b = 0; b < L.batch; ++b)
     cache_->store(layer, b, 0, per, k + b * per * kd, v + b * per * kd, kd, 0, kd);
@@ -116,9 +85,10 @@ void MeshAttention<T>::forward(ModelParams<T>& p, int layer, const T* u, T* y) {
   if (cache_) store_kv(layer);
   {
     TraceSpan span("attn.fwd", "compute");
-    T* o = saved_o(layer);
+    T* o = saved_o_.work(slot(layer));
     attention_batched_forward(o, saved_lse(layer), q_.data(), k_full_.data(), v_full_.data(),
                               L.group_positions.data(), L.key_positions.data(), L.batch, attn_);
+    saved_o_.save(slot(layer));
     // Row-parallel output projection: a partial sum over the TP group's head groups.
     kernels::linear_forward(tp_->partial(y), o, w.wo, L.n, shape_.q_dim(), shape_.hidden);
   }
@@ -134,7 +104,7 @@ void MeshAttention<T>::backward(ModelParams<T>& p, int layer, const T* u, const 
   // Megatron's behaviour: the gathered input is not kept from the forward but gathered again.
   const T* ug = tp_->gather_input("tp.attn_in_allgather", u);
   project_and_gather(w, ug, {q_pre_.data(), k_pre_.data()});
-  const T* o = saved_o(layer);
+  const T* o = saved_o_.load(slot(layer));
   {
     TraceSpan span("attn.bwd", "compute");
     do_.zero();
@@ -150,15 +120,15 @@ void MeshAttention<T>::backward(ModelParams<T>& p, int layer, const T* u, const 
   T* dug = tp_->partial(du);
   const bool sp = L.sp_size > 1;
   // The dK/dV reduce-scatter travels while the query side of the projection backward runs.
-  CommRequest kv_grad = sp ? reduce_scatter_kv_grad() : CommRequest();
+  CommRequest kv_grad =
+      sp ? kv_.reduce_scatter("sp.kv_grad_reducescatter", dk_full_.data(), dv_full_.data()) : CommRequest();
   {
     TraceSpan span("attn.bwd", "compute");
     q_backward(dug, attn_projections(g), dq_.data(), ug, attn_projections(w), q_pre_.data(),
                L.group_token_positions.data(), shape_, rope_);
   }
-  if (sp) L.sp->wait(kv_grad);
-  T* dk = sp ? dkv_local_.data() : dk_full_.data();
-  T* dv = sp ? dkv_local_.data() + local_kv_ : dv_full_.data();
+  T* dk = sp ? kv_.finish(kv_grad) : dk_full_.data();
+  T* dv = sp ? dk + kv_.local() : dv_full_.data();
   {
     TraceSpan span("attn.bwd", "compute");
     kv_backward(dug, attn_projections(g), dk, dv, ug, attn_projections(w), k_pre_.data(),

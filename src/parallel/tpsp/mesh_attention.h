@@ -11,6 +11,8 @@
 #include "model/params.h"
 #include "parallel/blocks.h"
 #include "parallel/kv_cache.h"
+#include "parallel/kv_exchange.h"
+#include "parallel/stash.h"
 #include "parallel/tpsp/mesh_layout.h"
 #include "parallel/tpsp/tp_tokens.h"
 
@@ -33,14 +35,9 @@ class MeshAttention {
   // q, k, v of head group t for the group tokens ug; K and V of all S positions end in k_full_, v_full_.
   // pre_norm: where to keep q and k before their per-head norms (the backward, with q/k norms).
   void project_and_gather(const LayerWeights<T>& w, const T* ug, QkPreNorm<T> pre_norm);
-  // all-gather of my k|v (in my slot of kv_gather_) over SP and reorder into sequence order.
-  void gather_kv();
-  // The adjoint: reorder dK/dV into per-SP-rank blocks and reduce-scatter them to their owners.
-  CommRequest reduce_scatter_kv_grad();
-
-  // Saved o and lse of `layer` (one reused buffer when not training).
-  T* saved_o(int layer) { return saved_o_[size_t(training_ ? layer : 0)].data(); }
-  T* saved_lse(int layer) { return saved_lse_[size_t(training_ ? layer : 0)].data(); }
+  // The stash slot of `layer` (one reused slot when not training), and its saved lse.
+  int64_t slot(int layer) const { return training_ ? layer : 0; }
+  T* saved_lse(int layer) { return saved_lse_[size_t(slot(layer))].data(); }
   void store_kv(int layer);
 
   const MeshLayout* L_ = nullptr;
@@ -49,11 +46,10 @@ class MeshAttention {
   KvCache<T>* cache_ = nullptr;
   AttnShardShape shape_;          // head group t on the group's n tokens
   kernels::AttentionShape attn_;  // per sequence: the group's S/Σ queries against all S keys
-  int64_t local_kv_ = 0;          // n · kv_dim/T
   kernels::RopeTable rope_;
-  std::vector<Buffer<T>> saved_o_, saved_lse_;  // activations, per layer
-  Buffer<T> kv_gather_;                         // communication (Σ > 1): [Σ, 2, n, kv_dim/T]
-  Buffer<T> dkv_local_;                         // workspace (Σ > 1): reduce-scattered dK|dV of my tokens
+  Stash<T> saved_o_;                  // activations per layer (parallel/stash.h)
+  std::vector<Buffer<T>> saved_lse_;  // activations per layer
+  KvExchange<T> kv_;                  // Σ > 1: K/V all-gather and dK/dV reduce-scatter over SP
   Buffer<T> q_, k_full_, v_full_, dq_, do_, dk_full_, dv_full_;  // workspace
   Buffer<T> q_pre_, k_pre_;  // workspace (q/k norms): pre-norm q and k of the group tokens
 };

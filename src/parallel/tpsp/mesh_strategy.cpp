@@ -105,6 +105,12 @@ void MeshStrategy<T>::prepare(ModelParams<T>& p, int64_t batch, int64_t seq_len)
     kv_holders_ = kv_holder_group(tp_comm_, replicas);
     kv_replicas_ = replicas;
   }
+  // The replicated gradients' sums go one after the other through one mirror; the SP ones are all in
+  // flight together (every block).
+  int64_t all_grads = 0;
+  for (int b = 0; b < p.num_blocks(); ++b) all_grads += p.grad(b).size();
+  grad_wire_.prepare(std::max({sp_comm_.size() > 1 ? all_grads : int64_t(0), p.grad(p.norm_block()).size(),
+                               kv_replicas_ > 1 ? replicated_kv_grad_elements(p) : int64_t(0)}));
   tokens_.prepare(L, c.hidden_size);
   attn_.prepare(L, tokens_, p);
   mlp_.prepare(L, tokens_, p);
@@ -190,22 +196,27 @@ void MeshStrategy<T>::reduce_replicated_grads(ModelParams<T>& p) {
   // Every block is replicated across SP, and each SP group computed its gradient from its own tokens: all
   // of them are summed over SP (posted together, waited together).
   if (sp_comm_.size() > 1) {
-    std::vector<CommRequest> reqs;
-    for (int b = 0; b < p.num_blocks(); ++b)
-      reqs.push_back(sp_comm_.iall_reduce("sp.weight_grad_allreduce", p.grad(b).data(), p.grad(b).size()));
-    for (CommRequest& r : reqs) sp_comm_.wait(r);
+    std::vector<typename GradWire<T>::Pending> reqs;
+    int64_t slot = 0;
+    for (int b = 0; b < p.num_blocks(); ++b) {
+      reqs.push_back(grad_wire_.iall_reduce(sp_comm_, "sp.weight_grad_allreduce", p.grad(b).data(),
+                                            p.grad(b).size(), slot));
+      slot += p.grad(b).size();
+    }
+    for (auto& r : reqs) grad_wire_.finish(sp_comm_, r);
   }
   // Under Megatron-SP each TP rank saw 1/T of its group's tokens in the norms: sum those over TP too.
   Buffer<T>& g = p.grad(p.norm_block());
   if (seq_parallel()) {
-    tp_comm_.all_reduce("tp.norm_grad_allreduce", g.data(), g.size());
+    grad_wire_.all_reduce(tp_comm_, "tp.norm_grad_allreduce", g.data(), g.size());
   } else if (tp_comm_.size() > 1 && p.qk_norm_numel() > 0) {
     // Qwen3's q/k norms act on each head: TP rank t saw its head group only, so they are partial over TP
     // even though the hidden-size norms are not.
-    tp_comm_.all_reduce("tp.qk_norm_grad_allreduce", g.data() + p.qk_norm_offset(), p.qk_norm_numel());
+    grad_wire_.all_reduce(tp_comm_, "tp.qk_norm_grad_allreduce", g.data() + p.qk_norm_offset(),
+                          p.qk_norm_numel());
   }
   // Each TP holder of a replicated KV head computed its gradient from its own query heads only.
-  if (kv_holders_) sum_replicated_kv_grads(p, *kv_holders_, "tp.kv_head_grad_allreduce");
+  if (kv_holders_) sum_replicated_kv_grads(p, *kv_holders_, "tp.kv_head_grad_allreduce", grad_wire_);
 }
 
 template <class T>

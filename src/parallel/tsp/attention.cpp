@@ -4,7 +4,9 @@
 #include <type_traits>
 
 #include "core/check.h"
+#include "core/precision.h"
 #include "core/trace.h"
+#include "kernels/bf16.h"
 #include "kernels/gemm.h"
 
 namespace tsp {
@@ -25,22 +27,33 @@ void TspAttention<T>::prepare(const TspLayout& L, const ModelParams<T>& p, bool 
   attn_ = {L.per_seq, L.seq_len, spec.q_heads.size, spec.kv_heads.size, c.head_dim};
   off_ = p.attn_offsets();
   shard_numel_ = p.value(p.attn_block(0)).size();
-  local_kv_ = L.n * shape_.kv_dim();
   full_kv_ = L.batch * L.seq_len * shape_.kv_dim();
   const int64_t n_q = L.n * shape_.q_dim(), layers = c.num_hidden_layers;
 
-  saved_o_.clear();
+  // Nothing is kept for a backward when not training: o of one head group at a time, in T.
+  if (training)
+    saved_o_.prepare(layers * L.D, n_q);
+  else
+    saved_o_.prepare(1, n_q, false);
   saved_lse_.clear();
-  for (int64_t l = 0; l < (training ? layers : 1); ++l) {
-    saved_o_.emplace_back((training ? L.D : 1) * n_q, Mem::activations);
+  for (int64_t l = 0; l < (training ? layers : 1); ++l)
     saved_lse_.emplace_back((training ? L.D : 1) * L.n * shape_.q_heads, Mem::activations);
-  }
   const int64_t bwd = training ? 1 : 0;  // gradient buffers only when training
-  kept_kv_ = Buffer<T>(keep_ ? layers * L.D * 2 * full_kv_ : 0, Mem::activations);
+  kept_kv_.prepare(keep_ ? layers * L.D : 0, 2 * full_kv_);
   for (auto& b : bcast_) b = Buffer<T>(bf16_wire ? 0 : shard_numel_, Mem::communication);
   for (auto& b : bcast16_) b = Buffer<uint16_t>(bf16_wire ? shard_numel_ : 0, Mem::communication);
-  kv_gather_ = Buffer<T>(L.D * 2 * local_kv_, Mem::communication);
-  grad_partial_ = Buffer<T>(bwd * shard_numel_, Mem::communication);
+  ZigzagAxis axis;
+  axis.comm = L.comm;
+  axis.ranks = L.D;
+  axis.rank = L.p;
+  axis.batch = L.batch;
+  axis.seq_len = L.seq_len;
+  kv_.prepare(axis, shape_.kv_dim(), training);
+  // The weight-gradient partial is the reduce's send buffer, or under --grad-reduce-dtype bf16 rounded into
+  // the gradient wire's (send | receive) pair first (grad_wire.h).
+  const bool grad16 = training && bf16_grad_reduce<T>();
+  grad_partial_ = Buffer<T>(bwd * shard_numel_, grad16 ? Mem::workspace : Mem::communication);
+  grad_wire_.prepare(grad16 ? 2 * shard_numel_ : 0);
   q_ = Buffer<T>(n_q, Mem::workspace);
   k_full_ = Buffer<T>(keep_ ? 0 : full_kv_, Mem::workspace);
   v_full_ = Buffer<T>(keep_ ? 0 : full_kv_, Mem::workspace);
@@ -48,52 +61,8 @@ void TspAttention<T>::prepare(const TspLayout& L, const ModelParams<T>& p, bool 
   do_ = Buffer<T>(bwd * n_q, Mem::workspace);
   dk_full_ = Buffer<T>(bwd * full_kv_, Mem::workspace);
   dv_full_ = Buffer<T>(bwd * full_kv_, Mem::workspace);
-  dkv_local_ = Buffer<T>(bwd * 2 * local_kv_, Mem::workspace);
   q_pre_ = Buffer<T>(c.qk_norm ? bwd * n_q : 0, Mem::workspace);
-  k_pre_ = Buffer<T>(c.qk_norm ? bwd * local_kv_ : 0, Mem::workspace);
-}
-
-// kv_gather_ holds, per rank r, [k | v] of r's tokens in r's storage order (sequence-major, then r's two
-// zigzag chunks). The attention kernel wants each sequence's keys contiguous; they are put in global order so
-// that the kernel's causal block skipping sees sorted positions (key_positions = 0..S-1).
-template <class T>
-void TspAttention<T>::gather_kv(T* k_full, T* v_full) {
-  const TspLayout& L = *L_;
-  const int64_t kd = shape_.kv_dim(), rows = L.chunk() * kd;
-  L.comm->all_gather("attn.kv_allgather", kv_gather_.data() + L.p * 2 * local_kv_, kv_gather_.data(),
-                     2 * local_kv_);
-  TraceSpan span("attn.kv_reorder", "compute");
-  for (int r = 0; r < L.D; ++r)
-    for (int which = 0; which < 2; ++which) {
-      const T* src = kv_gather_.data() + (2 * r + which) * local_kv_;
-      T* dst = which == 0 ? k_full : v_full;
-      for (int64_t b = 0; b < L.batch; ++b)
-        for (int h = 0; h < 2; ++h)
-          std::copy_n(src + (b * L.per_seq + h * L.chunk()) * kd, rows,
-                      dst + (b * L.seq_len + L.chunk_start(r, h)) * kd);
-    }
-}
-
-// The adjoint of gather_kv: the same permutation backwards into per-rank blocks, then every rank receives the
-// sum over ranks of the gradients of its own keys and values.
-template <class T>
-CommRequest TspAttention<T>::reduce_scatter_kv_grad(const T* dk_full, const T* dv_full) {
-  const TspLayout& L = *L_;
-  const int64_t kd = shape_.kv_dim(), rows = L.chunk() * kd;
-  {
-    TraceSpan span("attn.kv_reorder", "compute");
-    for (int r = 0; r < L.D; ++r)
-      for (int which = 0; which < 2; ++which) {
-        T* dst = kv_gather_.data() + (2 * r + which) * local_kv_;
-        const T* src = which == 0 ? dk_full : dv_full;
-        for (int64_t b = 0; b < L.batch; ++b)
-          for (int h = 0; h < 2; ++h)
-            std::copy_n(src + (b * L.seq_len + L.chunk_start(r, h)) * kd, rows,
-                        dst + (b * L.per_seq + h * L.chunk()) * kd);
-      }
-  }
-  return L.comm->ireduce_scatter("attn.kv_grad_reducescatter", kv_gather_.data(), dkv_local_.data(),
-                                 2 * local_kv_);
+  k_pre_ = Buffer<T>(c.qk_norm ? bwd * L.n * shape_.kv_dim() : 0, Mem::workspace);
 }
 
 template <class T>
@@ -116,19 +85,20 @@ template <class T>
 template <class W>
 void TspAttention<T>::forward_head_group(ModelParams<T>& p, int layer, int r, const W* w, const T* u, T* y) {
   const TspLayout& L = *L_;
-  T* k_local = kv_gather_.data() + L.p * 2 * local_kv_;
+  T* k_local = kv_.mine();
   {
-    // My tokens, head group r, RoPE at their global positions; k and v land in my slot of the gather
-    // buffer (an in-place all-gather).
+    // My tokens, head group r, RoPE at their global positions; k and v land where the all-gather sends
+    // them from (kv_exchange.h).
     TraceSpan span("attn.fwd", "compute");
     const LayerWeights<T> lw = p.layer(layer);
-    qkv_forward(q_.data(), k_local, k_local + local_kv_, u,
+    qkv_forward(q_.data(), k_local, k_local + kv_.local(), u,
                 attn_weights<T>(w, off_, static_cast<const T*>(lw.q_norm), static_cast<const T*>(lw.k_norm)),
                 L.token_positions.data(), shape_, rope_);
   }
-  T* k = keep_ ? kept_kv(layer, r) : k_full_.data();
+  T* k = keep_ ? kept_kv_.work(slot(layer, r)) : k_full_.data();
   T* v = keep_ ? k + full_kv_ : v_full_.data();
-  gather_kv(k, v);
+  kv_.gather("attn.kv_allgather", k, v);
+  if (keep_) kept_kv_.save(slot(layer, r));
   if (cache_) {
     const int64_t kd = shape_.kv_dim();
     if (cache_layout_ == KvLayout::heads && r == L.p) {
@@ -136,16 +106,17 @@ void TspAttention<T>::forward_head_group(ModelParams<T>& p, int layer, int r, co
         cache_->store(layer, b, 0, L.seq_len, k + b * L.seq_len * kd, v + b * L.seq_len * kd, kd, 0, kd);
     } else if (cache_layout_ == KvLayout::sequence && r % kv_replicas_ == 0) {
       // Every KV head once: a replicated one from the first head group that holds it.
-      const T* kl = kv_gather_.data() + L.p * 2 * local_kv_;
+      const T* kl = kv_.mine();
       for (int64_t b = 0; b < L.batch; ++b)
-        cache_->store(layer, b, 0, L.per_seq, kl + b * L.per_seq * kd, kl + local_kv_ + b * L.per_seq * kd,
+        cache_->store(layer, b, 0, L.per_seq, kl + b * L.per_seq * kd, kl + kv_.local() + b * L.per_seq * kd,
                       kd, (r / kv_replicas_) * kd, kd);
     }
   }
   TraceSpan span("attn.fwd", "compute");
-  T* o = saved_o(layer, r);
+  T* o = saved_o_.work(slot(layer, r));
   attention_batched_forward(o, saved_lse(layer, r), q_.data(), k, v, L.seq_positions.data(),
                             L.key_positions.data(), L.batch, attn_);
+  saved_o_.save(slot(layer, r));
   // The sum over head groups is local: y = Σ_r o_r Wo_rᵀ.
   kernels::linear_forward(y, o, kernels::WeightRef<T>(w + off_.o), L.n, shape_.q_dim(), shape_.hidden, r > 0);
 }
@@ -162,26 +133,30 @@ template <class W>
 void TspAttention<T>::backward_head_group(ModelParams<T>& p, int layer, int r, const W* w, const T* u,
                                           const T* dy, T* du, T* own_grad) {
   const TspLayout& L = *L_;
-  T* k_local = kv_gather_.data() + L.p * 2 * local_kv_;
+  T* k_local = kv_.mine();
   const LayerWeights<T> lw = p.layer(layer), lg = p.layer_grad(layer);
   const ConstProjections<T> proj =
       attn_weights<T>(w, off_, static_cast<const T*>(lw.q_norm), static_cast<const T*>(lw.k_norm));
   {
     // Of head group r only o and lse were saved: recompute q, k, v from u.
     TraceSpan span("attn.bwd", "compute");
-    qkv_forward(q_.data(), k_local, k_local + local_kv_, u, proj, L.token_positions.data(), shape_, rope_,
+    qkv_forward(q_.data(), k_local, k_local + kv_.local(), u, proj, L.token_positions.data(), shape_, rope_,
                 {q_pre_.data(), k_pre_.data()});
   }
-  T* k = keep_ ? kept_kv(layer, r) : k_full_.data();
-  T* v = keep_ ? k + full_kv_ : v_full_.data();
-  if (!keep_) gather_kv(k, v);
+  const T *k = k_full_.data(), *v = v_full_.data();
+  if (keep_) {
+    k = kept_kv_.load(slot(layer, r));
+    v = k + full_kv_;
+  } else {
+    kv_.gather("attn.kv_allgather", k_full_.data(), v_full_.data());
+  }
   T* g = grad_partial_.data();
   // The weight gradients go to the partial for owner r; the q/k norms are replicated: mine, summed over all
   // ranks with the other norms (TspStrategy::reduce_replicated_grads).
   const AttnProjections<T> grads = attn_projections<T>(g, off_, lg.q_norm, lg.k_norm);
   {
     TraceSpan span("attn.bwd", "compute");
-    const T* o = saved_o(layer, r);
+    const T* o = saved_o_.load(slot(layer, r));
     grad_partial_.zero();
     do_.zero();
     kernels::linear_backward(do_.data(), g + off_.o, dy, o, kernels::WeightRef<T>(w + off_.o), L.n,
@@ -195,20 +170,22 @@ void TspAttention<T>::backward_head_group(ModelParams<T>& p, int layer, int r, c
   }
   // The dK/dV reduce-scatter travels while the query side of the projection backward runs; only the key and
   // value side needs its result.
-  CommRequest kv_grad = reduce_scatter_kv_grad(dk_full_.data(), dv_full_.data());
+  CommRequest kv_grad = kv_.reduce_scatter("attn.kv_grad_reducescatter", dk_full_.data(), dv_full_.data());
   {
     TraceSpan span("attn.bwd", "compute");
     q_backward(du, grads, dq_.data(), u, proj, q_pre_.data(), L.token_positions.data(), shape_, rope_);
   }
-  L.comm->wait(kv_grad);
+  T* dkv = kv_.finish(kv_grad);
   {
     TraceSpan span("attn.bwd", "compute");
-    kv_backward(du, grads, dkv_local_.data(), dkv_local_.data() + local_kv_, u, proj, k_pre_.data(),
-                L.token_positions.data(), shape_, rope_);
+    kv_backward(du, grads, dkv, dkv + kv_.local(), u, proj, k_pre_.data(), L.token_positions.data(), shape_,
+                rope_);
   }
   // The adjoint of the broadcast: the owner receives the sum of every rank's partial. It folds its
   // accumulated gradient into its own contribution so that the reduce lands directly in the gradient block.
-  if (r == L.p) {
+  if (grad_wire_.bf16()) {
+    grad_wire_.reduce_add(*L.comm, "attn.weight_grad_reduce", g, own_grad, shard_numel_, r);
+  } else if (r == L.p) {
     for (int64_t i = 0; i < shard_numel_; ++i) g[i] += own_grad[i];
     L.comm->reduce("attn.weight_grad_reduce", g, own_grad, shard_numel_, r);
   } else {

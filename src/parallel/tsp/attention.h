@@ -10,7 +10,10 @@
 #include "core/memory.h"
 #include "model/params.h"
 #include "parallel/blocks.h"
+#include "parallel/grad_wire.h"
 #include "parallel/kv_cache.h"
+#include "parallel/kv_exchange.h"
+#include "parallel/stash.h"
 #include "parallel/tsp/ring.h"
 
 namespace tsp {
@@ -47,43 +50,39 @@ class TspAttention {
   template <class W>
   void backward_head_group(ModelParams<T>& p, int layer, int r, const W* w, const T* u, const T* dy, T* du,
                            T* own_grad);
-  // all-gather of my k|v (already in place in kv_gather_) and reorder into k_full, v_full [B, S, kv_dim_s].
-  void gather_kv(T* k_full, T* v_full);
-  // The adjoint: reorder dk_full, dv_full into per-rank blocks and reduce-scatter them to their token owners.
-  // Posts the reduce-scatter (non-blocking); the caller waits before reading dkv_local_.
-  CommRequest reduce_scatter_kv_grad(const T* dk_full, const T* dv_full);
-  // Saved o and lse of (layer, head group r); one reused buffer when not training.
-  T* saved_o(int layer, int r) {
-    return training_ ? saved_o_[size_t(layer)].data() + r * L_->n * shape_.q_dim() : saved_o_[0].data();
-  }
+  // The stash slot of (layer, head group r): o and, with keep_gathered_kv, the gathered K|V; one slot,
+  // reused, when not training. The lse of (layer, r), in T.
+  int64_t slot(int layer, int r) const { return training_ ? int64_t(layer) * L_->D + r : 0; }
   T* saved_lse(int layer, int r) {
     return training_ ? saved_lse_[size_t(layer)].data() + r * L_->n * shape_.q_heads : saved_lse_[0].data();
   }
-  T* kept_kv(int layer, int r) { return kept_kv_.data() + (int64_t(layer) * L_->D + r) * 2 * full_kv_; }
 
   const TspLayout* L_ = nullptr;
   AttnShardShape shape_;          // one head group applied to the local tokens
   kernels::AttentionShape attn_;  // per sequence: my per_seq queries against all S keys
   AttnOffsets off_;
   int64_t shard_numel_ = 0;  // packed attention shard
-  int64_t local_kv_ = 0;     // n · kv_dim_s: my k (or v) of one head group
   int64_t full_kv_ = 0;      // B · S · kv_dim_s: gathered K (or V) of one head group
   bool keep_ = false, training_ = true;
   KvCache<T>* cache_ = nullptr;
   KvLayout cache_layout_ = KvLayout::heads;
   kernels::RopeTable rope_;
   int kv_replicas_ = 1;  // head groups sharing each KV head (model/params.h)
-  // Saved per layer (1/D-sized): o of every head group for my queries [D, n, q_dim_s], and their lse.
-  std::vector<Buffer<T>> saved_o_, saved_lse_;
-  Buffer<T> kept_kv_;  // keep_gathered_kv: [L, D, 2, B, S, kv_dim_s]
-  // Communication: the two broadcast buffers, the gathered k|v of one head group [D, 2, n, kv_dim_s] (also
-  // the send side of the dK/dV reduce-scatter), the packed weight-gradient partial sent to its owner.
-  Buffer<T> bcast_[2], kv_gather_, grad_partial_;
-  Buffer<uint16_t> bcast16_[2];  // the broadcast buffers of a bf16 wire (instead of bcast_)
+  // Saved (1/D-sized per layer; parallel/stash.h, bf16 under the bf16 policy): o of every head group for my
+  // queries, slot (layer, r) of [n, q_dim_s]; with keep_gathered_kv the gathered K|V, slot (layer, r) of
+  // [2, B, S, kv_dim_s]. Their lse in T.
+  Stash<T> saved_o_, kept_kv_;
+  std::vector<Buffer<T>> saved_lse_;
+  // Communication: the two broadcast buffers, the packed weight-gradient partial sent to its owner.
+  Buffer<T> bcast_[2], grad_partial_;
+  Buffer<uint16_t> bcast16_[2];  // the broadcast buffers of a bf16 weight wire (instead of bcast_)
   bool bf16_wire_ = false;
+  // The all-gather of one head group's k|v over the D ranks and the reduce-scatter of dK|dV (its buffers).
+  KvExchange<T> kv_;
+  GradWire<T> grad_wire_;  // the weight-gradient reduce under --grad-reduce-dtype bf16
   // Workspace: q of one head group, K/V in sequence order (unless kept), and the gradients; with q/k norms,
   // the pre-norm q and k of the head group being differentiated.
-  Buffer<T> q_, k_full_, v_full_, dq_, do_, dk_full_, dv_full_, dkv_local_, q_pre_, k_pre_;
+  Buffer<T> q_, k_full_, v_full_, dq_, do_, dk_full_, dv_full_, q_pre_, k_pre_;
 };
 
 }  // namespace tsp

@@ -3,6 +3,7 @@
 #include <type_traits>
 
 #include "core/check.h"
+#include "core/precision.h"
 #include "core/trace.h"
 #include "kernels/gemm.h"
 #include "parallel/blocks.h"
@@ -21,7 +22,10 @@ void TspMlpRing<T>::prepare(const TspLayout& L, const ModelParams<T>& p, bool tr
   for (auto& b : ring_) b = Buffer<T>(bf16_wire ? 0 : shard_numel_, Mem::communication);
   for (auto& b : ring16_) b = Buffer<uint16_t>(bf16_wire ? shard_numel_ : 0, Mem::communication);
   const int64_t bwd = training ? 1 : 0;
-  for (auto& b : acc_) b = Buffer<T>(bwd * shard_numel_, Mem::communication);
+  // The accumulators travel in T or, under --grad-reduce-dtype bf16, in bf16 (ring.h).
+  grad16_ = training && bf16_grad_reduce<T>();
+  for (auto& b : acc_) b = Buffer<T>(grad16_ ? 0 : bwd * shard_numel_, Mem::communication);
+  for (auto& b : acc16_) b = Buffer<uint16_t>(grad16_ ? shard_numel_ : 0, Mem::communication);
   grad_partial_ = Buffer<T>(bwd * shard_numel_, Mem::workspace);
   for (Buffer<T>* b : {&g_, &up_, &act_}) *b = Buffer<T>(L.n * inter_, Mem::workspace);
   for (Buffer<T>* b : {&dact_, &dg_, &dup_}) *b = Buffer<T>(bwd * L.n * inter_, Mem::workspace);
@@ -33,6 +37,14 @@ void TspMlpRing<T>::with_ring(F&& f) {
   if constexpr (std::is_same_v<T, float>)
     if (bf16_wire_) return f(ring16_[0].data(), ring16_[1].data());
   f(ring_[0].data(), ring_[1].data());
+}
+
+template <class T>
+template <class F>
+void TspMlpRing<T>::with_accumulators(F&& f) {
+  if constexpr (std::is_same_v<T, float>)
+    if (grad16_) return f(acc16_[0].data(), acc16_[1].data());
+  f(acc_[0].data(), acc_[1].data());
 }
 
 template <class T>
@@ -56,19 +68,21 @@ template <class T>
 void TspMlpRing<T>::backward(ModelParams<T>& p, int layer, const T* u, const T* dy, T* du) {
   const TspLayout& L = *L_;
   with_ring([&](auto* buf0, auto* buf1) {
-    weight_ring_with_grad(
-        L, "mlp.weight_ring", "mlp.grad_ring", p.value(p.mlp_block(layer)).data(), shard_numel_, buf0, buf1,
-        p.grad(p.mlp_block(layer)).data(), shard_numel_, acc_[0].data(), acc_[1].data(), grad_partial_.data(),
-        [&](const auto* shard, T* dw, int) {
-          TraceSpan span("mlp.bwd", "compute");
-          const kernels::WeightRef<T> w(shard);
-          // Recompute this shard's gate and up projections (the forward kept nothing).
-          kernels::linear_forward(g_.data(), u, w + off_.gate, L.n, hidden_, inter_);
-          kernels::linear_forward(up_.data(), u, w + off_.up, L.n, hidden_, inter_);
-          mlp_shard_backward(du, dw + off_.gate, dw + off_.up, dw + off_.down, dy, u, w + off_.gate,
-                             w + off_.up, w + off_.down, g_.data(), up_.data(), act_.data(), dact_.data(),
-                             dg_.data(), dup_.data(), L.n, hidden_, inter_);
-        });
+    with_accumulators([&](auto* acc0, auto* acc1) {
+      weight_ring_with_grad(L, "mlp.weight_ring", "mlp.grad_ring", p.value(p.mlp_block(layer)).data(),
+                            shard_numel_, buf0, buf1, p.grad(p.mlp_block(layer)).data(), shard_numel_, acc0,
+                            acc1, grad_partial_.data(), [&](const auto* shard, T* dw, int) {
+                              TraceSpan span("mlp.bwd", "compute");
+                              const kernels::WeightRef<T> w(shard);
+                              // Recompute this shard's gate and up projections (the forward kept nothing).
+                              kernels::linear_forward(g_.data(), u, w + off_.gate, L.n, hidden_, inter_);
+                              kernels::linear_forward(up_.data(), u, w + off_.up, L.n, hidden_, inter_);
+                              mlp_shard_backward(du, dw + off_.gate, dw + off_.up, dw + off_.down, dy, u,
+                                                 w + off_.gate, w + off_.up, w + off_.down, g_.data(),
+                                                 up_.data(), act_.data(), dact_.data(), dg_.data(),
+                                                 dup_.data(), L.n, hidden_, inter_);
+                            });
+    });
   });
 }
 

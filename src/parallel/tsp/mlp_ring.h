@@ -25,6 +25,9 @@ class TspMlpRing {
   // Calls f(buf0, buf1) with the weight ring's buffers: bf16 ones on a bf16 wire, else those in T.
   template <class F>
   void with_ring(F&& f);
+  // Calls f(acc0, acc1) with the gradient accumulators: bf16 ones under --grad-reduce-dtype bf16, else in T.
+  template <class F>
+  void with_accumulators(F&& f);
 
   const TspLayout* L_ = nullptr;
   int64_t hidden_ = 0, inter_ = 0;  // h and the intermediate width of one shard
@@ -34,6 +37,8 @@ class TspMlpRing {
   Buffer<T> ring_[2], acc_[2];
   Buffer<uint16_t> ring16_[2];  // the weight ring of a bf16 wire (instead of ring_)
   bool bf16_wire_ = false;
+  Buffer<uint16_t> acc16_[2];  // the accumulators under --grad-reduce-dtype bf16 (instead of acc_)
+  bool grad16_ = false;
   // Workspace: this step's gradient contribution (added to the arriving accumulator), and [n, inter_]
   // scratch.
   Buffer<T> grad_partial_, g_, up_, act_, dact_, dg_, dup_;

@@ -23,6 +23,7 @@
 #include "comm/communicator.h"
 #include "core/trace.h"
 #include "kernels/bf16.h"
+#include "kernels/frozen_weights.h"
 
 namespace tsp {
 
@@ -49,13 +50,16 @@ struct TspLayout {
 // The layout of a [batch, seq_len] step on comm's ranks (seq_len a multiple of 2D, checked by the caller).
 TspLayout make_tsp_layout(Communicator& comm, int64_t batch, int64_t seq_len);
 
-// The own shard in the wire type: itself when W is T, else rounded into `slot` (n elements).
+// The own shard in the wire type: itself when W is T, its held bf16 copy under the bf16 policy, else rounded
+// into `slot` (n elements).
 template <class W, class T>
 const W* on_wire(const T* own, int64_t n, W* slot) {
   if constexpr (std::is_same_v<W, T>) {
     return own;
   } else {
     static_assert(std::is_same_v<T, float> && std::is_same_v<W, uint16_t>, "the only narrowed wire is bf16");
+    // Under the bf16 policy the held copy is these bits already (kernels/frozen_weights.h): sent as it is.
+    if (const uint16_t* held = kernels::frozen_bf16(own, n)) return held;
     TraceSpan span("weights.bf16_convert", "convert");
     kernels::to_bf16(own, n, slot);
     return slot;
@@ -119,20 +123,25 @@ void weight_ring(const TspLayout& L, std::string_view label, const T* own, int64
 // gradient from this rank's tokens into dw.
 //
 // Schedule, per rank: at t = 0 the own shard's contribution goes straight into own_grad. At t = 1 the
-// contribution to shard p-1 starts an accumulator (zeroed). At t >= 2 the contribution to shard p-t is
-// computed into `partial` while the accumulator of that shard, sent by p-1 at the end of its step t-1, is in
-// flight; then it is added to the accumulator. After every t >= 1 the accumulator goes to p+1, which at
-// t = D-1 is the owner (p-(D-1) = p+1 mod D): on arrival it is added into own_grad. Transfers per rank per
-// call: D-1 weight shards (n_w, when own_w is set) under w_label and D-1 accumulators (n_g) under g_label.
-// Every rank posts the two rings in the same order, so the messages match in posting order (one MPI tag).
-// Weights travel as W (wbuf0, wbuf1: n_w elements of W), accumulators as T.
-template <class W, class T, class Contribute>
+// contribution to shard p-1 starts an accumulator. At t >= 2 the contribution to shard p-t is computed into
+// `partial` while the accumulator of that shard, sent by p-1 at the end of its step t-1, is in flight; then
+// it is added to the accumulator. After every t >= 1 the accumulator goes to p+1, which at t = D-1 is the
+// owner (p-(D-1) = p+1 mod D): on arrival it is added into own_grad. Transfers per rank per call: D-1 weight
+// shards (n_w, when own_w is set) under w_label and D-1 accumulators (n_g) under g_label. Every rank posts
+// the two rings in the same order, so the messages match in posting order (one MPI tag).
+// Weights travel as W (wbuf0, wbuf1: n_w elements of W); accumulators as A (acc0, acc1: n_g elements): T, or
+// bf16 bits under --grad-reduce-dtype bf16, where each addition into the accumulator is rounded to bf16 (a
+// bf16 sum, like the other gradient reductions) and every contribution is computed into `partial` in T.
+template <class W, class A, class T, class Contribute>
 void weight_ring_with_grad(const TspLayout& L, std::string_view w_label, std::string_view g_label,
-                           const T* own_w, int64_t n_w, W* wbuf0, W* wbuf1, T* own_grad, int64_t n_g, T* acc0,
-                           T* acc1, T* partial, Contribute&& contribute) {
+                           const T* own_w, int64_t n_w, W* wbuf0, W* wbuf1, T* own_grad, int64_t n_g, A* acc0,
+                           A* acc1, T* partial, Contribute&& contribute) {
+  static_assert(std::is_same_v<A, T> || (std::is_same_v<A, uint16_t> && std::is_same_v<T, float>),
+                "accumulators travel in T or in bf16");
+  constexpr bool narrow = !std::is_same_v<A, T>;
   Communicator& comm = *L.comm;
   W* wbufs[2] = {wbuf0, wbuf1};
-  T* accs[2] = {acc0, acc1};
+  A* accs[2] = {acc0, acc1};
   const W* cur = own_w ? on_wire<W>(own_w, n_w, wbufs[1]) : nullptr;
   CommRequest w_pending, g_pending;
   int held = 0;  // accs[held]: the accumulator received last (or started at t = 1)
@@ -143,18 +152,30 @@ void weight_ring_with_grad(const TspLayout& L, std::string_view w_label, std::st
     if (t == 0) {
       contribute(cur, own_grad, s);
     } else {
-      if (t == 1) {
-        for (int64_t i = 0; i < n_g; ++i) accs[held][i] = T(0);
-        contribute(cur, accs[held], s);
+      A* acc = accs[held];
+      if constexpr (!narrow) {
+        if (t == 1) {
+          for (int64_t i = 0; i < n_g; ++i) acc[i] = T(0);
+          contribute(cur, acc, s);
+        } else {
+          for (int64_t i = 0; i < n_g; ++i) partial[i] = T(0);
+          contribute(cur, partial, s);
+          comm.wait(g_pending);
+          for (int64_t i = 0; i < n_g; ++i) acc[i] += partial[i];
+        }
       } else {
         for (int64_t i = 0; i < n_g; ++i) partial[i] = T(0);
         contribute(cur, partial, s);
-        comm.wait(g_pending);
-        T* acc = accs[held];
-        for (int64_t i = 0; i < n_g; ++i) acc[i] += partial[i];
+        if (t == 1) {
+          kernels::to_bf16(partial, n_g, acc);
+        } else {
+          comm.wait(g_pending);
+          for (int64_t i = 0; i < n_g; ++i) acc[i] = float_to_bf16(bf16_to_float(acc[i]) + partial[i]);
+        }
       }
       // The other buffer went out in the previous exchange, which has been waited.
-      g_pending = comm.isend_recv(g_label, accs[held], n_g, L.next(), accs[1 - held], n_g, L.prev());
+      g_pending =
+          comm.isend_recv(g_label, static_cast<const A*>(acc), n_g, L.next(), accs[1 - held], n_g, L.prev());
       held = 1 - held;
     }
     comm.wait(w_pending);
@@ -162,8 +183,13 @@ void weight_ring_with_grad(const TspLayout& L, std::string_view w_label, std::st
   }
   if (L.D > 1) {
     comm.wait(g_pending);
-    const T* acc = accs[held];
-    for (int64_t i = 0; i < n_g; ++i) own_grad[i] += acc[i];
+    const A* acc = accs[held];
+    for (int64_t i = 0; i < n_g; ++i) {
+      if constexpr (narrow)
+        own_grad[i] += bf16_to_float(acc[i]);
+      else
+        own_grad[i] += acc[i];
+    }
   }
 }
 

@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "core/check.h"
+#include "core/precision.h"
 #include "kernels/matmul_precision.h"
 #include "parallel/layout.h"
 #include "parallel/tsp/decode.h"
@@ -30,7 +31,8 @@ TspLayout make_tsp_layout(Communicator& comm, int64_t batch, int64_t seq_len) {
 
 template <class T>
 void require_weight_wire(const TspOptions& o) {
-  if (!o.weight_comm_bf16) return;
+  // The bf16 policy's weights are bf16 already: their shards travel as they are held.
+  if (!o.weight_comm_bf16 || bf16_storage<T>()) return;
   TSP_REQUIRE(
       (std::is_same_v<T, float>),
       "--weight-comm-dtype bf16 narrows float32 weights; it needs --dtype float32 (this run is float64)");
@@ -100,7 +102,10 @@ void TspStrategy<T>::prepare(ModelParams<T>& p, int64_t batch, int64_t seq_len) 
     kv_holders_ = kv_holder_group(comm_, replicas);
     kv_replicas_ = replicas;
   }
-  const bool wire16 = opts_.weight_comm_bf16;
+  const bool wire16 = opts_.weight_comm_bf16 || bf16_storage<T>();
+  // The norms' sum, then the KV heads' (posted together), one after the other through one mirror.
+  grad_wire_.prepare(std::max(p.grad(p.norm_block()).size(),
+                              kv_replicas_ > 1 ? replicated_kv_grad_elements(p) : int64_t(0)));
   attn_.prepare(L, p, opts_.keep_gathered_kv, true, wire16);
   mlp_.prepare(L, p, true, wire16);
   vocab_.prepare(L, p, true, wire16);
@@ -181,9 +186,9 @@ void TspStrategy<T>::reduce_replicated_grads(ModelParams<T>& p) {
   // Every rank computed the norms' gradients (q/k norms included) from its own tokens; the full gradient is
   // their sum.
   Buffer<T>& g = p.grad(p.norm_block());
-  comm_.all_reduce("norm.grad_allreduce", g.data(), g.size());
+  grad_wire_.all_reduce(comm_, "norm.grad_allreduce", g.data(), g.size());
   // Each holder of a replicated KV head received, as owner, the gradient from its own query heads only.
-  if (kv_holders_) sum_replicated_kv_grads(p, *kv_holders_, "attn.kv_head_grad_allreduce");
+  if (kv_holders_) sum_replicated_kv_grads(p, *kv_holders_, "attn.kv_head_grad_allreduce", grad_wire_);
 }
 
 template <class T>
@@ -216,7 +221,7 @@ std::unique_ptr<Decoder<T>> TspStrategy<T>::make_decoder(ModelParams<T>& p, cons
                 p.spec().intermediate == want.intermediate && p.spec().vocab == want.vocab,
             "TspStrategy::make_decoder on rank {}: the parameters hold a different shard", comm_.rank());
   require_weight_wire<T>(opts_);
-  return std::make_unique<TspDecode<T>>(p, comm_, o.kv_layout, opts_.weight_comm_bf16);
+  return std::make_unique<TspDecode<T>>(p, comm_, o.kv_layout, opts_.weight_comm_bf16 || bf16_storage<T>());
 }
 
 template class TspStrategy<float>;

@@ -77,6 +77,7 @@ class TspStrategy : public Strategy<T> {
   const ModelParams<T>* prepared_for_ = nullptr;
   int kv_replicas_ = 1;
   std::unique_ptr<Communicator> kv_holders_;  // ranks holding my KV head (null without replication)
+  GradWire<T> grad_wire_;                     // the replicated gradients' sums (grad_wire.h)
   // Row i of an all-gathered [D, B, per_seq] token block belongs at row gather_dest_[i] of [B, S].
   std::vector<int64_t> gather_dest_;
   TspAttention<T> attn_;

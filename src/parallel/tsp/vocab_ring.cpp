@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "core/check.h"
+#include "core/precision.h"
 #include "core/trace.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/embedding.h"
@@ -25,7 +26,10 @@ void TspVocabRing<T>::prepare(const TspLayout& L, const ModelParams<T>& p, bool 
   for (auto& b : ring_) b = Buffer<T>(bf16_wire ? 0 : part_numel_, Mem::communication);
   for (auto& b : ring16_) b = Buffer<uint16_t>(bf16_wire ? part_numel_ : 0, Mem::communication);
   const int64_t bwd = training ? 1 : 0, n = bwd * L.n;
-  for (auto& b : acc_) b = Buffer<T>(bwd * part_numel_, Mem::communication);
+  // The accumulators travel in T or, under --grad-reduce-dtype bf16, in bf16 (ring.h).
+  grad16_ = training && bf16_grad_reduce<T>();
+  for (auto& b : acc_) b = Buffer<T>(grad16_ ? 0 : bwd * part_numel_, Mem::communication);
+  for (auto& b : acc16_) b = Buffer<uint16_t>(grad16_ ? part_numel_ : 0, Mem::communication);
   lse_ = Buffer<T>(n, Mem::activations);
   grad_partial_ = Buffer<T>(bwd * part_numel_, Mem::workspace);
   logits_ = Buffer<T>(n * shard_rows_, Mem::workspace);
@@ -44,6 +48,14 @@ void TspVocabRing<T>::with_ring(F&& f) {
   if constexpr (std::is_same_v<T, float>)
     if (bf16_wire_) return f(ring16_[0].data(), ring16_[1].data());
   f(ring_[0].data(), ring_[1].data());
+}
+
+template <class T>
+template <class F>
+void TspVocabRing<T>::with_accumulators(F&& f) {
+  if constexpr (std::is_same_v<T, float>)
+    if (grad16_) return f(acc16_[0].data(), acc16_[1].data());
+  f(acc_[0].data(), acc_[1].data());
 }
 
 template <class T>
@@ -68,13 +80,15 @@ template <class T>
 void TspVocabRing<T>::embed_backward(ModelParams<T>& p, const int32_t* tokens, const T* dx) {
   const TspLayout& L = *L_;
   // The lookup's gradient needs no weights: only the accumulators travel.
-  weight_ring_with_grad(
-      L, "vocab.ring", "vocab.grad_ring", static_cast<const T*>(nullptr), 0, static_cast<T*>(nullptr),
-      static_cast<T*>(nullptr), p.grad(p.vocab_block()).data() + p.embed_offset(), part_numel_,
-      acc_[0].data(), acc_[1].data(), grad_partial_.data(), [&](const T*, T* dw, int s) {
-        TraceSpan span("embed.bwd.shard", "compute");
-        kernels::embedding_backward(dw, dx, tokens, L.n, hidden_, s * shard_rows_, shard_rows_);
-      });
+  with_accumulators([&](auto* acc0, auto* acc1) {
+    weight_ring_with_grad(
+        L, "vocab.ring", "vocab.grad_ring", static_cast<const T*>(nullptr), 0, static_cast<T*>(nullptr),
+        static_cast<T*>(nullptr), p.grad(p.vocab_block()).data() + p.embed_offset(), part_numel_, acc0, acc1,
+        grad_partial_.data(), [&](const T*, T* dw, int s) {
+          TraceSpan span("embed.bwd.shard", "compute");
+          kernels::embedding_backward(dw, dx, tokens, L.n, hidden_, s * shard_rows_, shard_rows_);
+        });
+  });
 }
 
 template <class T>
@@ -103,14 +117,16 @@ void TspVocabRing<T>::head_backward(ModelParams<T>& p, const T* u, const int32_t
   // With tied embeddings lm_head_offset() == embed_offset() == 0: the head's gradient lands in the
   // embedding's rows, to which embed_backward adds the lookup's gradient later.
   with_ring([&](auto* buf0, auto* buf1) {
-    weight_ring_with_grad(
-        L, "vocab.ring", "vocab.grad_ring", p.value(p.vocab_block()).data() + p.lm_head_offset(), part_numel_,
-        buf0, buf1, p.grad(p.vocab_block()).data() + p.lm_head_offset(), part_numel_, acc_[0].data(),
-        acc_[1].data(), grad_partial_.data(), [&](const auto* w, T* dw, int s) {
-          TraceSpan span("head.bwd.shard", "compute");
-          head_shard_backward(du, dw, logits_.data(), dlogits_.data(), u, kernels::WeightRef<T>(w),
-                              lse_.data(), targets, L.n, hidden_, s * shard_rows_, valid_rows(s), scale);
-        });
+    with_accumulators([&](auto* acc0, auto* acc1) {
+      weight_ring_with_grad(
+          L, "vocab.ring", "vocab.grad_ring", p.value(p.vocab_block()).data() + p.lm_head_offset(),
+          part_numel_, buf0, buf1, p.grad(p.vocab_block()).data() + p.lm_head_offset(), part_numel_, acc0,
+          acc1, grad_partial_.data(), [&](const auto* w, T* dw, int s) {
+            TraceSpan span("head.bwd.shard", "compute");
+            head_shard_backward(du, dw, logits_.data(), dlogits_.data(), u, kernels::WeightRef<T>(w),
+                                lse_.data(), targets, L.n, hidden_, s * shard_rows_, valid_rows(s), scale);
+          });
+    });
   });
 }
 

@@ -34,6 +34,9 @@ class TspVocabRing {
   // Calls f(buf0, buf1) with the ring's buffers: bf16 ones on a bf16 wire, else those in T.
   template <class F>
   void with_ring(F&& f);
+  // Calls f(acc0, acc1) with the gradient accumulators: bf16 ones under --grad-reduce-dtype bf16, else in T.
+  template <class F>
+  void with_accumulators(F&& f);
 
   const TspLayout* L_ = nullptr;
   int64_t hidden_ = 0, vocab_ = 0;
@@ -43,6 +46,8 @@ class TspVocabRing {
   Buffer<T> ring_[2], acc_[2];
   Buffer<uint16_t> ring16_[2];  // the ring of a bf16 wire (instead of ring_)
   bool bf16_wire_ = false;
+  Buffer<uint16_t> acc16_[2];  // the accumulators under --grad-reduce-dtype bf16 (instead of acc_)
+  bool grad16_ = false;
   Buffer<T> lse_;  // activations: the final log-sum-exp of my tokens
   // Workspace: this step's gradient contribution, logits of one shard, the online softmax state.
   Buffer<T> grad_partial_, logits_, dlogits_, run_max_, run_sum_, target_logit_, loss_;

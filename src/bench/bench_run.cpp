@@ -19,6 +19,7 @@
 #include "core/trace.h"
 #include "kernels/matmul_precision.h"
 #include "kernels/onednn_matmul.h"
+#include "kernels/product_paths.h"
 #include "model/params.h"
 #include "model/transformer.h"
 #include "train/optimizer.h"
@@ -258,6 +259,9 @@ nlohmann::json run_bench(const BenchOptions& o, Communicator& world) {
                         {"isa", kernels::onednn::cpu_isa()},
                         {"model_flops_ratio", flops / step / sgemm_sum},
                         {"matmul_precision", kernels::to_string(kernels::matmul_precision())},
+                        {"product_paths", kernels::matmul_precision() == kernels::MatmulPrecision::automatic
+                                              ? kernels::product_paths_json()
+                                              : nlohmann::json()},
                         {"overlap", o.overlap},
                         {"model_flops_ratio_bf16_gemm", bf16_sum > 0 ? flops / step / bf16_sum : 0.0},
                         {"memory_peak_bytes_max", mem_max},

@@ -118,7 +118,12 @@ void add_plan_command(CLI::App& root, std::vector<Command>& cmds) {
   app->add_option("--dp", r.dp, "data-parallel replicas")->capture_default_str();
   app->add_flag("--zero1", r.zero1, "with --dp > 1: shard the AdamW state over the replicas");
   app->add_flag("--keep-gathered-kv", r.keep_gathered_kv, "tsp: keep the gathered K/V for the backward");
-  app->add_option("--dtype", r.dtype, "weights, gradients, activations: float32, bf16, float64")
+  app->add_option("--dtype", r.dtype,
+                  "float32, bf16 (the runtime's bf16 policy: bf16 weights, activations and traffic, fp32 "
+                  "master, gradients and compute; docs/precision.md) or float64")
+      ->capture_default_str();
+  app->add_option("--grad-reduce-dtype", r.grad_reduce_dtype,
+                  "gradient sums on the wire: float32 or bf16 (the runtime's --grad-reduce-dtype)")
       ->capture_default_str();
   app->add_option("--weight-comm-dtype", r.weight_comm_dtype,
                   "tsp: dtype of the weight shards on the wire and their buffers (default: --dtype; bf16 is "

@@ -65,9 +65,10 @@ void add_layout_options(CLI::App* app, std::string& strategy, StrategyOptions& o
   app->add_option("--threads", threads_option(),
                   "OpenMP and OpenBLAS threads per rank (default: the rank's cores / ranks sharing them)");
   app->add_option("--matmul-precision", matmul_precision_option(),
-                  "linear-layer and attention products: fp32 (OpenBLAS) or bf16 (operands rounded to bf16, "
-                  "fp32 accumulation, on oneDNN; needs --dtype float32 or bf16; the default under --dtype "
-                  "bf16)")
+                  "linear-layer and attention products: fp32 (OpenBLAS), bf16 (operands rounded to bf16, "
+                  "fp32 accumulation, on oneDNN; the default under --dtype bf16) or auto (each linear product "
+                  "takes the path that measured faster on this CPU; docs/precision.md); bf16 and auto need "
+                  "--dtype float32 or bf16")
       ->capture_default_str();
 }
 
@@ -143,7 +144,7 @@ void apply_precision(const CLI::App& chosen) {
   } else {
     mp = kernels::parse_matmul_precision(matmul_precision_option());
     // bf16 products are a float32 mode: fp64 runs are the reference and never round their operands.
-    if (mp == kernels::MatmulPrecision::bf16 && d == "float64")
+    if (mp != kernels::MatmulPrecision::fp32 && d == "float64")
       throw UsageError(
           fmt::format("--matmul-precision bf16 needs --dtype float32 or bf16 (got --dtype {})", d));
   }

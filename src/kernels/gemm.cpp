@@ -13,6 +13,7 @@
 #include "kernels/frozen_weights.h"
 #include "kernels/matmul_precision.h"
 #include "kernels/onednn_matmul.h"
+#include "kernels/product_paths.h"
 
 namespace tsp::kernels {
 
@@ -67,6 +68,11 @@ bool bf16_products() {
   return matmul_precision() == MatmulPrecision::bf16;
 }
 
+// Under auto each float product takes the path kernels/product_paths.h's table holds for it.
+bool auto_products(int64_t n, int64_t in, int64_t out) {
+  return matmul_precision() == MatmulPrecision::automatic && n > 0 && out > 0 && in > 0;
+}
+
 }  // namespace
 
 template <class T>
@@ -92,13 +98,21 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
              to_blas_int(ldb, "ldb"), beta, c, to_blas_int(ldc, "ldc"));
 }
 
-// A bf16 weight operand exists only for bf16 products; an fp32 product handed one would have to widen it,
-// which no caller means to do.
+// The weight an fp32 product multiplies by: the weight in T, or widened from bf16 when it is held in bf16 —
+// a shard that travelled in bf16, or the bf16 policy's copy (frozen_weights.h: under --dtype bf16 the model's
+// weights are the bf16 ones even where the products run in fp32).
 template <class T>
-void require_weight_precision(const WeightRef<T>& w) {
-  TSP_CHECK(!w.is_bf16() || bf16_products(),
-            "linear layer: a bf16 weight operand needs --matmul-precision bf16 (the products are {})",
-            to_string(matmul_precision()));
+const T* fp32_weight(const WeightRef<T>& w, int64_t numel) {
+  if constexpr (std::is_same_v<T, float>) {
+    const uint16_t* b = w.b ? w.b : held_bf16(w.f, numel);
+    if (b) {
+      thread_local std::vector<float> wide;
+      if (int64_t(wide.size()) < numel) wide.resize(size_t(numel));
+      from_bf16(b, numel, wide.data());
+      return wide.data();
+    }
+  }
+  return w.f;
 }
 
 template <class T>
@@ -106,7 +120,8 @@ void linear_forward(T* y, const T* x, WeightRef<std::type_identity_t<T>> w, int6
                     int64_t out, bool accumulate, int64_t ldy) {
   if (ldy == 0) ldy = out;
   const T beta = accumulate ? T(1) : T(0);
-  require_weight_precision(w);
+  if constexpr (std::is_same_v<T, float>)
+    if (auto_products(n, in, out)) return auto_linear_forward(y, x, w, n, in, out, beta, ldy);
   // W[out, in] is exactly (W^T)^T in row-major, so the HF layout needs a transposed B and no copy.
   if constexpr (std::is_same_v<T, float>)
     if (bf16_products() && n > 0 && out > 0 && in > 0) {
@@ -117,24 +132,27 @@ void linear_forward(T* y, const T* x, WeightRef<std::type_identity_t<T>> w, int6
       return bf16_product(false, true, n, out, in, as_bf16(ops.a, x, n * in), in,
                           w16 ? w16 : as_bf16(ops.b, w.f, out * in), in, beta, y, ldy);
     }
-  gemm<T>(false, true, n, out, in, T(1), x, in, w.f, in, beta, y, ldy);
+  gemm<T>(false, true, n, out, in, T(1), x, in, fp32_weight(w, out * in), in, beta, y, ldy);
 }
 
 template <class T>
 void linear_backward(T* dx, T* dw, const T* dy, const T* x, WeightRef<std::type_identity_t<T>> w, int64_t n,
                      int64_t in, int64_t out) {
-  require_weight_precision(w);
+  if constexpr (std::is_same_v<T, float>)
+    if (auto_products(n, in, out)) return auto_linear_backward(dx, dw, dy, x, w, n, in, out);
   if constexpr (std::is_same_v<T, float>)
     if (bf16_products() && n > 0 && out > 0 && in > 0) {
       Bf16Operands& ops = bf16_operands();
       const uint16_t* dy16 = as_bf16(ops.c, dy, n * out);
-      if (dx)
-        bf16_product(false, false, n, in, out, dy16, out, w.b ? w.b : as_bf16(ops.b, w.f, out * in), in, 1.0f,
+      if (dx) {
+        const uint16_t* w16 = w.b ? w.b : frozen_bf16(w.f, out * in);
+        bf16_product(false, false, n, in, out, dy16, out, w16 ? w16 : as_bf16(ops.b, w.f, out * in), in, 1.0f,
                      dx, in);
+      }
       if (dw) bf16_product(true, false, out, in, n, dy16, out, as_bf16(ops.a, x, n * in), in, 1.0f, dw, in);
       return;
     }
-  if (dx) gemm<T>(false, false, n, in, out, T(1), dy, out, w.f, in, T(1), dx, in);
+  if (dx) gemm<T>(false, false, n, in, out, T(1), dy, out, fp32_weight(w, out * in), in, T(1), dx, in);
   if (dw) gemm<T>(true, false, out, in, n, T(1), dy, out, x, in, T(1), dw, in);
 }
 

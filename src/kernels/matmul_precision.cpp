@@ -21,11 +21,20 @@ MatmulPrecision parse_matmul_precision(const std::string& s) {
           onednn::summary(), onednn::cpu_isa()));
     return MatmulPrecision::bf16;
   }
-  throw UsageError(fmt::format("--matmul-precision {} is not supported (allowed: fp32, bf16)", s));
+  if (s == "auto") return MatmulPrecision::automatic;
+  throw UsageError(fmt::format("--matmul-precision {} is not supported (allowed: fp32, bf16, auto)", s));
 }
 
 std::string to_string(MatmulPrecision p) {
-  return p == MatmulPrecision::bf16 ? "bf16" : "fp32";
+  switch (p) {
+    case MatmulPrecision::bf16:
+      return "bf16";
+    case MatmulPrecision::automatic:
+      return "auto";
+    case MatmulPrecision::fp32:
+      break;
+  }
+  return "fp32";
 }
 
 void set_matmul_precision(MatmulPrecision p) {

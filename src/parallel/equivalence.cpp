@@ -173,9 +173,10 @@ nlohmann::json check_impl(const CheckOptions& o, Communicator& world) {
   if (strategy->comm()) strategy->comm()->set_phase("check");
   const RunErrors e = run_errors(par, run, ref, ref_run, strategy.get(), "check.grad_error_reduce");
   const double tol = check_tolerance(o.dtype);
-  // bf16 products or the bf16 policy (whose storage and traffic round even where the products are fp32).
+  // bf16 products (or auto, which may choose them) or the bf16 policy (whose storage and traffic round even
+  // where the products are fp32).
   const bool bf16 = std::is_same_v<T, float> &&
-                    (kernels::matmul_precision() == kernels::MatmulPrecision::bf16 || bf16_storage<T>());
+                    (kernels::matmul_precision() != kernels::MatmulPrecision::fp32 || bf16_storage<T>());
   bool pass = e.loss <= tol && e.logits <= tol && e.worst_grad <= tol;
   nlohmann::json vs_fp64;
   if (bf16) {

@@ -31,7 +31,7 @@ class Stash {
     bf16_ = bf16;
     t_ = Buffer<T>(bf16 ? 0 : slots * numel, Mem::activations);
     b_ = Buffer<uint16_t>(bf16 ? slots * numel : 0, Mem::activations);
-    work_ = Buffer<T>(bf16 ? numel : 0, Mem::workspace);
+    work_ = Buffer<T>(bf16 && slots > 0 ? numel : 0, Mem::workspace);
   }
   int64_t numel() const { return numel_; }
   bool bf16() const { return bf16_; }

@@ -1,7 +1,8 @@
 // tsp plan: a closed-form model of memory, communication, FLOPs and step time per rank for every layout
-// (docs/planning.md). In "runtime" mode (element size = the runtime's float32/float64, the runtime's own
-// recompute policy) the memory categories and every (phase, label) communication count equal what the
-// runtime measures; the other options (bf16, optimizer precision, recompute modes) are what-ifs on top.
+// (docs/planning.md). With the runtime's policies (Policy::runtime for float32/float64, Policy::runtime_bf16
+// for --dtype bf16 with its --optimizer-dtype and --grad-reduce-dtype) and the runtime's own recompute, the
+// memory categories and every (phase, label) communication count equal what the runtime measures; other
+// combinations (float64 moments, no master, other recompute modes) are what-ifs on top.
 #pragma once
 
 #include <cstdint>
@@ -56,20 +57,40 @@ enum class Recompute {
   full,       // keep only each layer's input; recompute the whole layer in the backward
 };
 
+// Bytes per element of every kind of tensor. The runtime's float32/float64 runs are one size throughout;
+// its bf16 policy (--dtype bf16, src/core/precision.h, docs/precision.md) mixes them.
 struct Policy {
-  int weight_bytes = 4;  // parameters, gradients, activations, communication (4 float32, 8 float64, 2 bf16)
+  int weight_bytes = 4;   // the weights the model computes with (parameters): 4 float32, 8 float64, 2 bf16
+  int grad_bytes = 4;     // gradients, accumulated
   int optimizer_bytes = 4;  // each AdamW moment
-  // A full-precision copy of the weights in the optimizer (mixed precision): counted under optimizer state.
+  // A full-precision master of narrower weights, counted under optimizer state. Whole on every replica (the
+  // runtime's: ZeRO-1 splits the moments, not the master).
   bool master_weights = false;
   int master_bytes = 4;
+  int compute_bytes = 4;     // workspace, statistics (log-sum-exp, inverse RMS), buffers of T
+  int activation_bytes = 4;  // saved activations; narrower than compute_bytes, each saved tensor is
+                             // computed in a working buffer of compute_bytes (parallel/stash.h)
+  int act_wire_bytes = 4;    // activations on the wire: K/V and TP gathers, the forward's TP sums
+  int grad_wire_bytes = 4;   // gradient sums on the wire (--grad-reduce-dtype)
+  int weight_wire_bytes = 4;  // TSP's weight shards on the wire and in their buffers
   Recompute recompute = Recompute::runtime;
-  // Bytes per element of the weight shards TSP moves (broadcasts, rings) and their buffers; 0: weight_bytes.
-  // 2 is the runtime's --weight-comm-dtype bf16 (gradients still travel at weight_bytes).
-  int weight_wire_bytes = 0;
-  int wire_bytes() const { return weight_wire_bytes ? weight_wire_bytes : weight_bytes; }
+  bool stash_narrow() const { return activation_bytes < compute_bytes; }
   // The runtime's policy for element type T: sizeof(T) everywhere, no master copy, its recompute.
   static Policy runtime(int element_bytes) {
-    return {element_bytes, element_bytes, false, 4, Recompute::runtime, 0};
+    Policy p;
+    p.weight_bytes = p.grad_bytes = p.optimizer_bytes = p.compute_bytes = p.activation_bytes =
+        p.act_wire_bytes = p.grad_wire_bytes = p.weight_wire_bytes = element_bytes;
+    return p;
+  }
+  // The runtime's --dtype bf16: bf16 weights, saved activations and activation and weight traffic; fp32
+  // compute, gradients and master; moments and gradient sums in fp32 unless bf16_moments / bf16_grad_reduce.
+  static Policy runtime_bf16(bool bf16_moments = false, bool bf16_grad_reduce = false) {
+    Policy p = runtime(4);
+    p.weight_bytes = p.activation_bytes = p.act_wire_bytes = p.weight_wire_bytes = 2;
+    p.master_weights = true;
+    if (bf16_moments) p.optimizer_bytes = 2;
+    if (bf16_grad_reduce) p.grad_wire_bytes = 2;
+    return p;
   }
 };
 

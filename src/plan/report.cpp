@@ -39,18 +39,25 @@ std::string recompute_name(Recompute r) {
 }
 
 Policy policy_of(const Request& r) {
-  Policy p;
-  p.weight_bytes = dtype_bytes("--dtype", r.dtype);
-  p.optimizer_bytes = dtype_bytes("--optimizer-dtype", r.optimizer_dtype);
+  const int weight = dtype_bytes("--dtype", r.dtype);
+  const int moments = dtype_bytes("--optimizer-dtype", r.optimizer_dtype);
+  const int grad_wire = dtype_bytes("--grad-reduce-dtype", r.grad_reduce_dtype);
   TSP_REQUIRE(r.master == "auto" || r.master == "on" || r.master == "off",
               "--master-weights '{}' is not allowed (allowed: auto, on, off)", r.master);
-  // Mixed precision keeps a full-precision copy of low-precision weights for the update (auto).
-  p.master_weights = r.master == "on" || (r.master == "auto" && p.weight_bytes < p.optimizer_bytes);
+  // bf16 is the runtime's policy (--dtype bf16): fp32 compute and gradients beside bf16 weights, saved
+  // activations and traffic; float32 and float64 are one size throughout.
+  Policy p = weight == 2 ? Policy::runtime_bf16() : Policy::runtime(weight);
+  p.optimizer_bytes = moments;
+  TSP_REQUIRE(grad_wire <= p.compute_bytes, "--grad-reduce-dtype {} is wider than the gradients ({})",
+              r.grad_reduce_dtype, p.compute_bytes == 8 ? "float64" : "float32");
+  p.grad_wire_bytes = grad_wire == 2 ? 2 : p.compute_bytes;
+  // Mixed precision keeps a full-precision copy of narrower weights for the update (auto).
+  p.master_weights = r.master == "on" || (r.master == "auto" && p.weight_bytes < std::max(4, moments));
   p.master_bytes = std::max(4, p.optimizer_bytes);
   p.recompute = parse_recompute(r.recompute);
   if (!r.weight_comm_dtype.empty()) {
     p.weight_wire_bytes = dtype_bytes("--weight-comm-dtype", r.weight_comm_dtype);
-    TSP_REQUIRE(p.weight_wire_bytes <= p.weight_bytes,
+    TSP_REQUIRE(p.weight_wire_bytes <= p.compute_bytes,
                 "--weight-comm-dtype {} is wider than --dtype {}: the wire can only narrow the weights",
                 r.weight_comm_dtype, r.dtype);
   }
@@ -233,6 +240,7 @@ nlohmann::json to_json(const Request& r, const Result& res) {
       {"policy",
        {{"dtype", r.dtype},
         {"optimizer_dtype", r.optimizer_dtype},
+        {"grad_reduce_dtype", r.grad_reduce_dtype},
         {"master_weights", pol.master_weights},
         {"recompute", recompute_name(pol.recompute)}}},
       {"device",
@@ -267,13 +275,13 @@ std::string to_table(const Request& r, const Result& res) {
   std::string out = fmt::format(
       "tsp plan | model {} ({} parameters) | batch {} x seq {} per replica | {} rank{} per replica x dp "
       "{}{} | "
-      "{}, optimizer {}{} | recompute {} | device {}, budget {} ({})\n",
+      "{}, optimizer {}{}, gradient sums {} | recompute {} | device {}, budget {} ({})\n",
       r.model_name, human_rate(double(r.model.parameter_count())), r.shape.micro_batch, r.shape.seq_len,
       r.ranks, r.ranks == 1 ? "" : "s", r.dp, r.zero1 && r.dp > 1 ? " (ZeRO-1)" : "",
       r.weight_comm_dtype.empty()
           ? r.dtype
           : fmt::format("{} (tsp weights on the wire: {})", r.dtype, r.weight_comm_dtype),
-      r.optimizer_dtype, pol.master_weights ? " + master weights" : "", r.recompute, r.device,
+      r.optimizer_dtype, pol.master_weights ? " + master weights" : "", r.grad_reduce_dtype, r.recompute, r.device,
       human_bytes(double(res.budget)), r.budget > 0 ? "--memory-budget" : "the device's memory");
   const DeviceProfile dev = device_of(r);
   if (dev.host_cores > 0) out += fmt::format("device: {}\n", dev.description);

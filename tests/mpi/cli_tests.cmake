@@ -221,7 +221,7 @@ tsp_cli_test(matmul_precision_needs_float32 ${TSP_CLI_DIR}/expect.sh 2
 set_tests_properties(cli_matmul_precision_needs_float32 PROPERTIES SKIP_REGULAR_EXPRESSION
                      "has no bf16 product on this CPU")
 tsp_cli_test(matmul_precision_unknown ${TSP_CLI_DIR}/expect.sh 2
-             "error: --matmul-precision fp16 is not supported \\(allowed: fp32, bf16\\)" -- ${TSP_BIN} check
+             "error: --matmul-precision fp16 is not supported \\(allowed: fp32, bf16, auto\\)" -- ${TSP_BIN} check
              --strategy single --seq-len 16 --matmul-precision fp16)
 tsp_cli_test(bench_bf16_products ${TSP_CLI_DIR}/expect.sh 0 "\"matmul_precision\": \"bf16\""
              "\"model_flops_ratio_bf16_gemm\"" -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} bench --strategy tsp --preset tiny

@@ -90,7 +90,8 @@ tsp_cli_test(plan_bad_tp ${TSP_CLI_DIR}/expect.sh 2
              "error: --tp 3 does not restrict the tpsp mesh of --ranks 4 .*those of --ranks 4: 2x2" -- ${TSP_BIN}
              plan --preset tiny --seq-len 64 --ranks 4 --tp 3)
 tsp_cli_test(plan_h100_memory ${TSP_CLI_DIR}/expect.sh 0 "budget 79\\.65 GiB \\(the device's memory\\)"
-             "tpsp +4 +2 \\| .* 79\\.10 GiB .* \\| yes" -- ${TSP_BIN} plan --preset llama7b --seq-len 131072 --ranks 8
+             "tpsp-sp +4 +2 \\| .* 70\\.96 GiB .* \\| yes" "tsp +8 +8 \\| .* 36\\.23 GiB .* \\| yes" -- ${TSP_BIN} plan
+             --preset llama7b --seq-len 131072 --ranks 8
              --dtype bf16 --device h100)
 tsp_cli_test(plan_this_machine ${TSP_CLI_DIR}/expect.sh 0
              "device: this machine: [0-9]+ cores?, [0-9.]+ GiB.*per rank of 4" "\"host_cores\": [1-9]" -- bash -c

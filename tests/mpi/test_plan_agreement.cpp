@@ -7,6 +7,10 @@
 //   - allocator peaks of parameters, gradients, optimizer state, saved activations and communication buffers
 //     exactly equal, and workspace (per-step scratch) within 2 % (the planner counts the named scratch
 //     buffers; docs/planning.md says which small kernel scratch it leaves out).
+// Every case runs under three precision policies: float32; the bf16 policy (--dtype bf16: bf16 weights,
+// saved activations and activation/weight traffic, fp32 master and gradients); and the bf16 policy with bf16
+// AdamW moments and bf16 gradient sums (--optimizer-dtype bf16 --grad-reduce-dtype bf16), each against
+// plan::Policy::runtime / runtime_bf16.
 // Models: the `tiny` and `small` presets, and a config whose heads, KV heads and intermediate size divide by
 // 1-4 with a vocabulary that needs padding (so that 3 ranks run every layout), at two sequence lengths each;
 // and Qwen2 (q/k/v biases) and Qwen3 (q/k norms) configs with 1 and 2 KV heads, which every layout with
@@ -26,6 +30,9 @@
 
 #include "comm/communicator.h"
 #include "core/memory.h"
+#include "core/precision.h"
+#include "kernels/matmul_precision.h"
+#include "kernels/onednn_matmul.h"
 #include "model/params.h"
 #include "model/transformer.h"
 #include "parallel/registry.h"
@@ -97,6 +104,10 @@ std::vector<plan::LayoutSpec> layouts(int ranks) {
   return out;
 }
 
+kernels::MatmulPrecision products_for_bf16() {
+  return kernels::onednn::bf16_supported() ? kernels::MatmulPrecision::bf16 : kernels::MatmulPrecision::fp32;
+}
+
 void make_batch(int64_t vocab, int64_t n, std::vector<int32_t>& tokens, std::vector<int32_t>& targets) {
   std::mt19937 rng(11);
   tokens.resize(size_t(n));
@@ -132,62 +143,84 @@ void measure(const Case& k, const plan::LayoutSpec& l, Communicator& world, Comm
   }
 }
 
+struct PolicyCase {
+  std::string name;
+  PrecisionPolicy runtime;
+  plan::Policy plan;
+};
+
+std::vector<PolicyCase> policies() {
+  PrecisionPolicy bf16, bf16_all;
+  bf16.bf16 = bf16_all.bf16 = bf16_all.bf16_moments = bf16_all.bf16_grad_reduce = true;
+  return {{"float32", PrecisionPolicy{}, plan::Policy::runtime(sizeof(float))},
+          {"bf16", bf16, plan::Policy::runtime_bf16()},
+          {"bf16 + bf16 moments and gradient sums", bf16_all, plan::Policy::runtime_bf16(true, true)}};
+}
+
 TEST(PlanAgreement, MeasuredCommunicationAndMemoryEqualThePrediction) {
   Communicator world = Communicator::world();
   int measured = 0;
   double worst_workspace = 0;  // largest relative workspace residual seen (reported, not asserted beyond 2 %)
-  for (const Case& k : cases()) {
-    for (const plan::LayoutSpec& l : layouts(world.size())) {
-      if (l.ranks() * l.dp != world.size()) continue;
-      const plan::Prediction want = plan::predict(k.config, l, plan::RunShape{k.batch, k.seq_len},
-                                                  plan::Policy::runtime(sizeof(float)));
-      if (!want.applicable) continue;  // e.g. heads not divisible by T, or S not a multiple of the layout's
-      const std::string what = k.model + " B=" + std::to_string(k.batch) + " S=" + std::to_string(k.seq_len) +
-                               " " + l.runtime_flags();
-      SCOPED_TRACE(what);
-      CommStats got;
-      std::array<int64_t, kMemCategories> peaks{};
-      measure(k, l, world, got, peaks);
-      ++measured;
+  // The policy's products are bf16 where oneDNN has them; the bytes do not depend on it.
+  kernels::ScopedMatmulPrecision restore(kernels::matmul_precision());
+  for (const PolicyCase& pc : policies())
+    for (const Case& k : cases()) {
+      for (const plan::LayoutSpec& l : layouts(world.size())) {
+        if (l.ranks() * l.dp != world.size()) continue;
+        const plan::Prediction want = plan::predict(k.config, l, plan::RunShape{k.batch, k.seq_len}, pc.plan);
+        if (!want.applicable) continue;  // e.g. heads not divisible by T, or S not a multiple of the layout's
+        ScopedPrecisionPolicy policy(pc.runtime);
+        if (pc.runtime.bf16)
+          kernels::set_matmul_precision(products_for_bf16());
+        else
+          kernels::set_matmul_precision(kernels::MatmulPrecision::fp32);
+        const std::string what = pc.name + ": " + k.model + " B=" + std::to_string(k.batch) +
+                                 " S=" + std::to_string(k.seq_len) + " " + l.runtime_flags();
+        SCOPED_TRACE(what);
+        CommStats got;
+        std::array<int64_t, kMemCategories> peaks{};
+        measure(k, l, world, got, peaks);
+        ++measured;
 
-      // Communication: the same set of (phase, label) with the same counts, to the byte.
-      for (const auto& [phase, labels] : want.comm)
-        for (const auto& [label, e] : labels) {
-          if (e.calls == 0) continue;
-          ASSERT_TRUE(got.count(phase) && got.at(phase).count(label)) << "missing " << phase << " " << label;
-          const CommCounter& g = got.at(phase).at(label);
-          EXPECT_EQ(g.op, e.op) << phase << " " << label;
-          EXPECT_EQ(g.calls, e.calls) << phase << " " << label;
-          EXPECT_EQ(g.payload_bytes, e.payload_bytes) << phase << " " << label;
-          EXPECT_EQ(g.recv_bytes, e.recv_bytes) << phase << " " << label;
-        }
-      for (const auto& [phase, labels] : got)
-        for (const auto& [label, g] : labels) {
-          const bool predicted = want.comm.count(phase) && want.comm.at(phase).count(label);
-          EXPECT_TRUE(predicted) << "unpredicted " << phase << " " << label << " (" << g.calls << " calls, "
-                                 << g.recv_bytes << " bytes received)";
-        }
+        // Communication: the same set of (phase, label) with the same counts, to the byte.
+        for (const auto& [phase, labels] : want.comm)
+          for (const auto& [label, e] : labels) {
+            if (e.calls == 0) continue;
+            ASSERT_TRUE(got.count(phase) && got.at(phase).count(label))
+                << "missing " << phase << " " << label;
+            const CommCounter& g = got.at(phase).at(label);
+            EXPECT_EQ(g.op, e.op) << phase << " " << label;
+            EXPECT_EQ(g.calls, e.calls) << phase << " " << label;
+            EXPECT_EQ(g.payload_bytes, e.payload_bytes) << phase << " " << label;
+            EXPECT_EQ(g.recv_bytes, e.recv_bytes) << phase << " " << label;
+          }
+        for (const auto& [phase, labels] : got)
+          for (const auto& [label, g] : labels) {
+            const bool predicted = want.comm.count(phase) && want.comm.at(phase).count(label);
+            EXPECT_TRUE(predicted) << "unpredicted " << phase << " " << label << " (" << g.calls << " calls, "
+                                   << g.recv_bytes << " bytes received)";
+          }
 
-      // Memory: exact for what is allocated once; workspace within 2 %.
-      auto peak = [&](Mem m) { return peaks[size_t(m)]; };
-      EXPECT_EQ(peak(Mem::parameters), want.memory.parameters);
-      EXPECT_EQ(peak(Mem::gradients), want.memory.gradients);
-      EXPECT_EQ(peak(Mem::optimizer), want.memory.optimizer);
-      EXPECT_EQ(peak(Mem::activations), want.memory.activations);
-      EXPECT_EQ(peak(Mem::communication), want.memory.communication);
-      worst_workspace =
-          std::max(worst_workspace, std::abs(double(peak(Mem::workspace) - want.memory.workspace)) /
-                                        double(std::max<int64_t>(1, peak(Mem::workspace))));
-      EXPECT_NEAR(double(peak(Mem::workspace)), double(want.memory.workspace),
-                  0.02 * double(peak(Mem::workspace)))
-          << "workspace measured " << peak(Mem::workspace) << " predicted " << want.memory.workspace;
+        // Memory: exact for what is allocated once; workspace within 2 %.
+        auto peak = [&](Mem m) { return peaks[size_t(m)]; };
+        EXPECT_EQ(peak(Mem::parameters), want.memory.parameters);
+        EXPECT_EQ(peak(Mem::gradients), want.memory.gradients);
+        EXPECT_EQ(peak(Mem::optimizer), want.memory.optimizer);
+        EXPECT_EQ(peak(Mem::activations), want.memory.activations);
+        EXPECT_EQ(peak(Mem::communication), want.memory.communication);
+        worst_workspace =
+            std::max(worst_workspace, std::abs(double(peak(Mem::workspace) - want.memory.workspace)) /
+                                          double(std::max<int64_t>(1, peak(Mem::workspace))));
+        EXPECT_NEAR(double(peak(Mem::workspace)), double(want.memory.workspace),
+                    0.02 * double(peak(Mem::workspace)))
+            << "workspace measured " << peak(Mem::workspace) << " predicted " << want.memory.workspace;
+      }
     }
-  }
   if (world.rank() == 0)
     std::printf("[plan agreement] %d layout x shape cases on %d ranks; worst workspace residual %.2f%%\n",
                 measured, world.size(), 100.0 * worst_workspace);
   // Every rank count measures several layouts (3 ranks: the divisible config under every layout).
-  EXPECT_GE(measured, world.size() == 1 ? 5 : 10);
+  EXPECT_GE(measured, 3 * (world.size() == 1 ? 5 : 10));
 }
 
 }  // namespace

@@ -15,6 +15,11 @@ tsp_cli_test(preempt_sigterm_tsp_bf16_np2 ${TSP_REL}/preempt.sh ${TSP_BIN} ${MPI
              --strategy tsp --matmul-precision bf16)
 set_tests_properties(cli_preempt_sigterm_tsp_bf16_np2 PROPERTIES SKIP_REGULAR_EXPRESSION
                      "has no bf16 product on this CPU")
+# The bf16 policy (--dtype bf16) with bf16 moments and gradient sums resumes bit for bit: the masters and the
+# moments are checkpointed exactly (the moments widened from bf16 and rounded back), the bf16 copy is
+# re-rounded from the master.
+tsp_cli_test(preempt_sigterm_tsp_dtype_bf16_np2 ${TSP_REL}/preempt.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 SIGTERM
+             resume --strategy tsp --dtype bf16 --optimizer-dtype bf16 --grad-reduce-dtype bf16)
 # Outside training the signals keep their default action (tsp waits for them on a thread of its own).
 tsp_cli_test(signal_outside_training ${TSP_REL}/signal_outside_training.sh ${TSP_BIN})
 tsp_cli_test(save_dtype_bf16_resume_tsp_np2 ${TSP_REL}/save_dtype.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 --strategy tsp)

@@ -1,12 +1,16 @@
 #include "cli/common.h"
 
 #include <filesystem>
+#include <fstream>
 #include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "core/check.h"
 #include "core/precision.h"
 #include "kernels/matmul_precision.h"
 #include "kernels/onednn_matmul.h"
+#include "kernels/product_paths.h"
 
 namespace tsp::cli {
 
@@ -62,19 +66,29 @@ void add_layout_options(CLI::App* app, std::string& strategy, StrategyOptions& o
          "tsp: dtype the weight shards travel in: float32 (default) or bf16 (half the weight traffic and "
          "buffers; needs --matmul-precision bf16, whose products round the weights to those bits)")
       ->check(CLI::IsMember({"float32", "bf16"}));
+  app->add_option(
+      "--matmul-paths", matmul_paths_option(),
+      "with --matmul-precision auto: take the product paths of a JSON file instead of measuring "
+      "them (a checkpoint's trainer_state.json, a tsp bench --json document, or its product_paths)");
   app->add_option("--threads", threads_option(),
                   "OpenMP and OpenBLAS threads per rank (default: the rank's cores / ranks sharing them)");
-  app->add_option("--matmul-precision", matmul_precision_option(),
-                  "linear-layer and attention products: fp32 (OpenBLAS), bf16 (operands rounded to bf16, "
-                  "fp32 accumulation, on oneDNN; the default under --dtype bf16) or auto (each linear product "
-                  "takes the path that measured faster on this CPU; docs/precision.md); bf16 and auto need "
-                  "--dtype float32 or bf16")
+  app->add_option(
+         "--matmul-precision", matmul_precision_option(),
+         "linear-layer and attention products: fp32 (OpenBLAS), bf16 (operands rounded to bf16, "
+         "fp32 accumulation, on oneDNN; the default under --dtype bf16) or auto (each linear product "
+         "takes the path that measured faster on this CPU; docs/precision.md); bf16 and auto need "
+         "--dtype float32 or bf16")
       ->capture_default_str();
 }
 
 int& threads_option() {
   static int n = 0;
   return n;
+}
+
+std::string& matmul_paths_option() {
+  static std::string path;
+  return path;
 }
 
 std::string& matmul_precision_option() {
@@ -150,6 +164,29 @@ void apply_precision(const CLI::App& chosen) {
   }
   kernels::set_matmul_precision(mp);
   set_precision_policy(pol);
+  if (!matmul_paths_option().empty()) {
+    const std::string& path = matmul_paths_option();
+    TSP_REQUIRE(mp == kernels::MatmulPrecision::automatic,
+                "--matmul-paths {} pins the paths of --matmul-precision auto (got --matmul-precision {})",
+                path, kernels::to_string(mp));
+    require_input_file("--matmul-paths", path, "a JSON file with product paths");
+    std::ifstream f(path);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(f);
+    } catch (const nlohmann::json::exception& e) {
+      throw UsageError(fmt::format("--matmul-paths {}: {}", path, e.what()));
+    }
+    // A trainer_state.json or a bench document holds the table under "product_paths".
+    if (j.is_object() && j.contains("product_paths") && j.at("product_paths").is_object())
+      j = j.at("product_paths");
+    TSP_REQUIRE(
+        j.is_object() && j.contains("products"),
+        "--matmul-paths {}: no product paths in it (expected \"products\", or \"product_paths\" holding "
+        "them)",
+        path);
+    kernels::set_product_paths(j);
+  }
 }
 
 void require_input_file(const std::string& option, const std::string& path, const std::string& what) {

@@ -49,6 +49,10 @@ MPI_Datatype mpi_type<uint16_t>() {
   return MPI_UINT16_T;  // bf16 bit patterns (kernels/bf16.h), summed by bf16_sum below
 }
 template <>
+MPI_Datatype mpi_type<char>() {
+  return MPI_CHAR;  // text (a JSON document) is only broadcast
+}
+template <>
 MPI_Datatype mpi_type<int64_t>() {
   return MPI_INT64_T;
 }
@@ -692,6 +696,16 @@ TSP_COMM_INSTANTIATE(int32_t)
 TSP_COMM_INSTANTIATE(int64_t)
 
 TSP_COMM_INSTANTIATE(uint16_t)  // bf16 bit patterns: moved, and summed by bf16_sum
+
+template void Communicator::broadcast<char>(std::string_view, char*, int64_t, int);
+
+std::string Communicator::broadcast_text(std::string_view label, const std::string& text, int root) {
+  int64_t n = rank_ == root ? int64_t(text.size()) : 0;
+  broadcast(label, &n, 1, root);
+  std::string out = rank_ == root ? text : std::string(size_t(n), '\0');
+  broadcast(label, out.data(), n, root);
+  return out;
+}
 
 #undef TSP_COMM_INSTANTIATE
 

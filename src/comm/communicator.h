@@ -154,6 +154,8 @@ class Communicator {
   void all_to_all_v(std::string_view label, const T* send, const std::vector<int64_t>& send_counts, T* recv,
                     const std::vector<int64_t>& recv_counts);
   void barrier();
+  // root's text on every rank (two broadcasts under `label`: the length, then the characters).
+  std::string broadcast_text(std::string_view label, const std::string& text, int root);
 
   // Non-blocking versions: the transfer proceeds while the caller computes. Calls and bytes are counted when
   // posted (same ops as the blocking versions); wait() charges the blocked time. isend_recv posts an

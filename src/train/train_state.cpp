@@ -19,6 +19,7 @@ std::string train_state_json(const TrainState& s) {
                       {"optimizer_step", s.optimizer_step},
                       {"skipped_nonfinite", s.skipped_nonfinite}};
   if (!s.data.is_null()) j["data"] = s.data;
+  if (!s.product_paths.is_null()) j["product_paths"] = s.product_paths;
   return j.dump(2) + "\n";
 }
 
@@ -36,6 +37,12 @@ TrainState parse_train_state(const std::string& text, const std::string& where) 
       s.data = j.at("data");
       TSP_REQUIRE(s.data.is_object() && s.data.contains("kind") && s.data.at("kind").is_string(),
                   "{}: 'data' must be an object with a string 'kind'", where);
+    }
+    if (j.contains("product_paths")) {
+      s.product_paths = j.at("product_paths");
+      TSP_REQUIRE(s.product_paths.is_object() && s.product_paths.contains("products") &&
+                      s.product_paths.at("products").is_array(),
+                  "{}: 'product_paths' must be an object with a 'products' array", where);
     }
   } catch (const nlohmann::json::exception& e) {
     throw UsageError(fmt::format("{}: {}", where, e.what()));

@@ -17,6 +17,9 @@ struct TrainState {
   int64_t skipped_nonfinite = 0;  // steps skipped by --skip-nonfinite so far
   // The data source (data_source_json); null in checkpoints written before it was recorded.
   nlohmann::json data = nullptr;
+  // --matmul-precision auto: the product paths chosen (kernels::product_paths_json()), restored on resume so
+  // that the resumed run takes the same paths; null otherwise.
+  nlohmann::json product_paths = nullptr;
 };
 
 std::string train_state_json(const TrainState& s);

@@ -20,6 +20,7 @@
 #include "core/trace.h"
 #include "kernels/matmul_precision.h"
 #include "kernels/onednn_matmul.h"
+#include "kernels/product_paths.h"
 #include "model/checkpoint.h"
 #include "model/params.h"
 #include "model/transformer.h"
@@ -164,6 +165,9 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
     opt.unpartition(*strategy, /*gather=*/false);
     load_checkpoint(from.dir, params, &opt, &state);
     opt.repartition();
+    // --matmul-precision auto resumes with the paths the run chose (kernels/product_paths.h).
+    if (kernels::matmul_precision() == kernels::MatmulPrecision::automatic && !state.product_paths.is_null())
+      kernels::set_product_paths(state.product_paths);
     data->seek(state.data_position);
     TSP_REQUIRE(state.step < o.steps, "the checkpoint {} is at step {}, which is not before --steps {}",
                 from.dir, state.step, o.steps);
@@ -253,7 +257,8 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
   nlohmann::json stopped;
 
   double last_val = -1;
-  for (int64_t step = state.step + 1; step <= o.steps; ++step) {
+  const int64_t first_step = state.step + 1;
+  for (int64_t step = first_step; step <= o.steps; ++step) {
     fault_set_step(step);
     watchdog_set_step(step);
     const auto [B, S] = shape_at(step);
@@ -303,6 +308,15 @@ nlohmann::json train_impl(const TrainOptions& o, Communicator& world) {
       }
     }
     if (!skipped) opt.update(*strategy, lr, o.grad_clip, gnorm);
+    // --matmul-precision auto: every product kind has been met (and measured, on each rank for itself) by the
+    // end of the first step; from the second on every rank takes rank 0's paths, which checkpoints keep.
+    if (step == first_step && kernels::matmul_precision() == kernels::MatmulPrecision::automatic) {
+      const std::string table =
+          world.broadcast_text("optim.product_paths_bcast", kernels::product_paths_json().dump(), 0);
+      state.product_paths = nlohmann::json::parse(table);
+      kernels::set_product_paths(state.product_paths);
+      if (lead) std::fprintf(log, "%s (rank 0's, on every rank)\n", kernels::product_paths_summary().c_str());
+    }
     last_step = step;
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (comm && step == o.steps) comm_last = comm_stats_minus(comm->stats(), comm_before_last);

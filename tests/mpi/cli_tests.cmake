@@ -242,6 +242,9 @@ tsp_cli_test(matmul_precision_needs_float32 ${TSP_CLI_DIR}/expect.sh 2
              ${TSP_MPIEXEC} -np 2 ${TSP_BIN} check --strategy tsp --preset tiny --seq-len 64 --matmul-precision bf16)
 set_tests_properties(cli_matmul_precision_needs_float32 PROPERTIES SKIP_REGULAR_EXPRESSION
                      "has no bf16 product on this CPU")
+tsp_cli_test(matmul_paths_needs_auto ${TSP_CLI_DIR}/expect.sh 2
+             "error: --matmul-paths paths.json pins the paths of --matmul-precision auto \\(got --matmul-precision fp32\\)"
+             -- ${TSP_BIN} check --strategy single --seq-len 16 --matmul-paths paths.json)
 tsp_cli_test(matmul_precision_unknown ${TSP_CLI_DIR}/expect.sh 2
              "error: --matmul-precision fp16 is not supported \\(allowed: fp32, bf16, auto\\)" -- ${TSP_BIN} check
              --strategy single --seq-len 16 --matmul-precision fp16)

@@ -20,6 +20,11 @@ set_tests_properties(cli_preempt_sigterm_tsp_bf16_np2 PROPERTIES SKIP_REGULAR_EX
 # re-rounded from the master.
 tsp_cli_test(preempt_sigterm_tsp_dtype_bf16_np2 ${TSP_REL}/preempt.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 SIGTERM
              resume --strategy tsp --dtype bf16 --optimizer-dtype bf16 --grad-reduce-dtype bf16)
+# --matmul-precision auto resumes bit for bit: trainer_state.json keeps the product paths (rank 0's, taken by
+# every rank from the second step on), and the resumed run takes them instead of measuring again; runs pinned
+# to one table (--matmul-paths) are reproducible.
+tsp_cli_test(preempt_sigterm_tsp_auto_np2 ${TSP_REL}/preempt_auto.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2
+             --strategy tsp --dtype bf16)
 # Outside training the signals keep their default action (tsp waits for them on a thread of its own).
 tsp_cli_test(signal_outside_training ${TSP_REL}/signal_outside_training.sh ${TSP_BIN})
 tsp_cli_test(save_dtype_bf16_resume_tsp_np2 ${TSP_REL}/save_dtype.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE} 2 --strategy tsp)

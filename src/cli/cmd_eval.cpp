@@ -7,7 +7,9 @@
 
 #include "cli/common.h"
 #include "core/check.h"
+#include "core/precision.h"
 #include "infer/session.h"
+#include "kernels/matmul_precision.h"
 #include "model/checkpoint.h"
 #include "tokenizer/tokenizer.h"
 
@@ -102,7 +104,9 @@ int run_eval(const EvalOptions& o, Communicator& world) {
                           {"sequences", seqs.size()},
                           {"perplexity", std::exp(loss)},
                           {"strategy", o.strategy},
-                          {"ranks", world.size()}};
+                          {"ranks", world.size()},
+                          {"dtype", precision_policy().bf16 ? "bf16" : "float32"},
+                          {"matmul_precision", kernels::to_string(kernels::matmul_precision())}};
       if (tok) j["tokenizer"] = tok->describe();
       if (!o.logits_out.empty()) {
         j["logits_out"] = o.logits_out;

@@ -5,7 +5,9 @@
 
 #include "cli/common.h"
 #include "core/check.h"
+#include "core/precision.h"
 #include "infer/session.h"
+#include "kernels/matmul_precision.h"
 #include "model/checkpoint.h"
 #include "tokenizer/tokenizer.h"
 
@@ -100,6 +102,8 @@ int run_generate(GenerateCliOptions& o, Communicator& world) {
                         {"kv_context", st.context},
                         {"strategy", o.strategy},
                         {"ranks", world.size()},
+                        {"dtype", precision_policy().bf16 ? "bf16" : "float32"},
+                        {"matmul_precision", kernels::to_string(kernels::matmul_precision())},
                         {"stop_tokens", o.gen.stop_tokens},
                         {"temperature", o.gen.sampling.temperature},
                         {"top_k", o.gen.sampling.top_k},

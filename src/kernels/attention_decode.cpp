@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "kernels/bf16.h"
 #include "kernels/softmax_exp.h"
 
 namespace tsp::kernels {
@@ -29,24 +30,33 @@ constexpr int64_t kChunk = 512;
 
 // Slots [s0, s1) of one query row, every head: out[n_heads, d] and lse[n_heads] over the visible slots.
 // scores: scratch of n_heads * (s1 - s0).
+// A cache element as the kernel computes with it: in T, or bf16 bits widened (a bf16 cache).
 template <class T>
-void decode_chunk(T* out, T* lse, const T* q, const T* k, const T* v, int64_t q_pos, int64_t s0, int64_t s1,
+inline T cached(T x) {
+  return x;
+}
+inline float cached(uint16_t b) {
+  return bf16_to_float(b);
+}
+
+template <class T, class C>
+void decode_chunk(T* out, T* lse, const T* q, const C* k, const C* v, int64_t q_pos, int64_t s0, int64_t s1,
                   const int64_t* slot_pos, const DecodeAttentionShape& sh, T scale, std::vector<T>& scores) {
   const int64_t H = sh.n_heads, d = sh.head_dim, group = sh.n_heads / sh.n_kv_heads, n = s1 - s0;
   scores.resize(size_t(H * n));
   for (int64_t s = s0; s < s1; ++s) {
     const bool visible = (slot_pos ? slot_pos[s] : s) <= q_pos;
-    const T* row = k + s * sh.row_stride;
+    const C* row = k + s * sh.row_stride;
     for (int64_t h = 0; h < H; ++h) {
       if (!visible) {
         scores[size_t(h * n + s - s0)] = kNegInf<T>;
         continue;
       }
-      const T* kh = row + (h / group) * d;
+      const C* kh = row + (h / group) * d;
       const T* qh = q + h * d;
       T dot = T(0);
 #pragma omp simd reduction(+ : dot)
-      for (int64_t j = 0; j < d; ++j) dot += qh[j] * kh[j];
+      for (int64_t j = 0; j < d; ++j) dot += qh[j] * cached(kh[j]);
       scores[size_t(h * n + s - s0)] = dot * scale;
     }
   }
@@ -70,22 +80,22 @@ void decode_chunk(T* out, T* lse, const T* q, const T* k, const T* v, int64_t q_
     for (int64_t s = 0; s < n; ++s) sc[s] *= inv;
   }
   for (int64_t s = s0; s < s1; ++s) {
-    const T* row = v + s * sh.row_stride;
+    const C* row = v + s * sh.row_stride;
     for (int64_t h = 0; h < H; ++h) {
       const T p = scores[size_t(h * n + s - s0)];
       if (p == T(0)) continue;
-      const T* vh = row + (h / group) * d;
+      const C* vh = row + (h / group) * d;
       T* oh = out + h * d;
 #pragma omp simd
-      for (int64_t j = 0; j < d; ++j) oh[j] += p * vh[j];
+      for (int64_t j = 0; j < d; ++j) oh[j] += p * cached(vh[j]);
     }
   }
 }
 
 }  // namespace
 
-template <class T>
-void attention_decode(T* out, T* lse, const T* q, const T* k, const T* v, int64_t n, const int64_t* seq,
+template <class T, class C>
+void attention_decode(T* out, T* lse, const T* q, const C* k, const C* v, int64_t n, const int64_t* seq,
                       const int64_t* q_pos, const int64_t* n_slots, const int64_t* slot_pos,
                       int64_t pos_stride, const DecodeAttentionShape& s, double scale) {
   TSP_CHECK(s.n_heads > 0 && s.n_kv_heads > 0 && s.head_dim > 0 && s.n_heads % s.n_kv_heads == 0,
@@ -157,14 +167,17 @@ void attention_merge(T* out, int64_t out_stride, T* lse, const T* part_out, int6
   }
 }
 
-#define TSP_INSTANTIATE(T)                                                                                  \
-  template void attention_decode<T>(T*, T*, const T*, const T*, const T*, int64_t, const int64_t*,          \
-                                    const int64_t*, const int64_t*, const int64_t*, int64_t,                \
-                                    const DecodeAttentionShape&, double);                                   \
-  template void attention_merge<T>(T*, int64_t, T*, const T*, int64_t, const T*, int64_t, int64_t, int64_t, \
-                                   int64_t);
-TSP_INSTANTIATE(float)
-TSP_INSTANTIATE(double)
+#define TSP_INSTANTIATE(T, C)                                                                         \
+  template void attention_decode<T, C>(T*, T*, const T*, const C*, const C*, int64_t, const int64_t*, \
+                                       const int64_t*, const int64_t*, const int64_t*, int64_t,       \
+                                       const DecodeAttentionShape&, double);
+TSP_INSTANTIATE(float, float)
+TSP_INSTANTIATE(double, double)
+TSP_INSTANTIATE(float, uint16_t)
+template void attention_merge<float>(float*, int64_t, float*, const float*, int64_t, const float*, int64_t,
+                                     int64_t, int64_t, int64_t);
+template void attention_merge<double>(double*, int64_t, double*, const double*, int64_t, const double*,
+                                      int64_t, int64_t, int64_t, int64_t);
 #undef TSP_INSTANTIATE
 
 }  // namespace tsp::kernels

@@ -22,8 +22,9 @@ struct DecodeAttentionShape {
 // b * seq_stride + s * row_stride, KV head g at + g * d). slot_pos: null when slot s holds position s, else
 // row i's slot positions at slot_pos + i * pos_stride. out: [n, n_heads, d]; lse: [n, n_heads] natural-log
 // sum of exp(scale * q·k) over the visible slots; a row without visible slot gets out = 0 and lse = -inf.
-template <class T>
-void attention_decode(T* out, T* lse, const T* q, const T* k, const T* v, int64_t n, const int64_t* seq,
+// The cache holds C: T, or (float) bf16 bits, widened as they are read (the bf16 policy's KV cache).
+template <class T, class C>
+void attention_decode(T* out, T* lse, const T* q, const C* k, const C* v, int64_t n, const int64_t* seq,
                       const int64_t* q_pos, const int64_t* n_slots, const int64_t* slot_pos,
                       int64_t pos_stride, const DecodeAttentionShape& s, double scale);
 

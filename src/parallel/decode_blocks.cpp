@@ -155,9 +155,11 @@ void DecodeAttention<T>::forward(ModelParams<T>& p, int layer, const T* u, T* y)
         cache_->store(layer, b, slots_.slot(b, pos), 1, k_.data() + i * kd, v_.data() + i * kd, kd, 0, kd);
     }
     const kernels::DecodeAttentionShape as{q_heads_, kv_heads_, d, cache_->width(), cache_->seq_stride()};
-    kernels::attention_decode(o, lse, q_.data(), cache_->k(layer), cache_->v(layer), n, batch.seq.data(),
-                              batch.pos.data(), n_slots_.data(), P > 1 ? slot_pos_.data() : nullptr,
-                              slots_.slots(), as, 1.0 / std::sqrt(double(d)));
+    cache_->with_layer(layer, [&](const auto* k, const auto* v) {
+      kernels::attention_decode(o, lse, q_.data(), k, v, n, batch.seq.data(), batch.pos.data(),
+                                n_slots_.data(), P > 1 ? slot_pos_.data() : nullptr, slots_.slots(), as,
+                                1.0 / std::sqrt(double(d)));
+    });
   }
   if (P > 1) {
     sp_->all_gather("decode.attn_partial_allgather", o, parts_.data(), block);

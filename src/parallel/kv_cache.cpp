@@ -1,8 +1,11 @@
 #include "parallel/kv_cache.h"
 
 #include <algorithm>
+#include <type_traits>
 
 #include "core/check.h"
+#include "core/precision.h"
+#include "kernels/bf16.h"
 
 namespace tsp {
 
@@ -78,11 +81,11 @@ int64_t KvSlots::count(int64_t b, int64_t len) const {
 
 template <class T>
 KvCache<T>::KvCache(int64_t layers, int64_t batch, int64_t slots, int64_t width)
-    : batch_(batch),
-      slots_(slots),
-      width_(width),
-      k_(layers * batch * slots * width, Mem::kv_cache),
-      v_(layers * batch * slots * width, Mem::kv_cache) {}
+    : batch_(batch), slots_(slots), width_(width), bf16_(bf16_storage<T>()) {
+  const int64_t n = layers * batch * slots * width;
+  for (Buffer<T>* b : {&k_, &v_}) *b = Buffer<T>(bf16_ ? 0 : n, Mem::kv_cache);
+  for (Buffer<uint16_t>* b : {&k16_, &v16_}) *b = Buffer<uint16_t>(bf16_ ? n : 0, Mem::kv_cache);
+}
 
 template <class T>
 void KvCache<T>::store(int layer, int64_t b, int64_t slot0, int64_t n, const T* k, const T* v, int64_t src_ld,
@@ -90,11 +93,18 @@ void KvCache<T>::store(int layer, int64_t b, int64_t slot0, int64_t n, const T* 
   TSP_CHECK(b >= 0 && b < batch_ && slot0 >= 0 && slot0 + n <= slots_ && col0 >= 0 && col0 + cols <= width_,
             "KvCache::store: sequence {} slots [{}, {}) columns [{}, {}) outside [{}, {}, {}]", b, slot0,
             slot0 + n, col0, col0 + cols, batch_, slots_, width_);
-  T* kd = this->k(layer, b, slot0) + col0;
-  T* vd = this->v(layer, b, slot0) + col0;
+  const int64_t at = offset(layer, b, slot0) + col0;
+  if constexpr (std::is_same_v<T, float>)
+    if (bf16_) {
+      for (int64_t i = 0; i < n; ++i) {
+        kernels::to_bf16(k + i * src_ld, cols, k16_.data() + at + i * width_);
+        kernels::to_bf16(v + i * src_ld, cols, v16_.data() + at + i * width_);
+      }
+      return;
+    }
   for (int64_t i = 0; i < n; ++i) {
-    std::copy_n(k + i * src_ld, cols, kd + i * width_);
-    std::copy_n(v + i * src_ld, cols, vd + i * width_);
+    std::copy_n(k + i * src_ld, cols, k_.data() + at + i * width_);
+    std::copy_n(v + i * src_ld, cols, v_.data() + at + i * width_);
   }
 }
 

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "core/memory.h"
 
@@ -55,7 +56,9 @@ struct KvSlots {
 };
 
 // Post-RoPE keys and values of every layer: [layers][batch][slots][width] each for K and V, allocated once
-// under Mem::kv_cache (width = cached KV heads x head_dim).
+// under Mem::kv_cache (width = cached KV heads x head_dim), in T or, under the bf16 policy
+// (core/precision.h), as bf16: half the bytes, rounded as they are stored and widened as attention reads
+// them.
 template <class T>
 class KvCache {
  public:
@@ -66,12 +69,18 @@ class KvCache {
   int64_t slots() const { return slots_; }
   int64_t width() const { return width_; }
   int64_t seq_stride() const { return slots_ * width_; }
-  int64_t bytes() const { return 2 * k_.size() * int64_t(sizeof(T)); }
-  T* k(int layer, int64_t b = 0, int64_t slot = 0) { return k_.data() + offset(layer, b, slot); }
-  T* v(int layer, int64_t b = 0, int64_t slot = 0) { return v_.data() + offset(layer, b, slot); }
+  bool bf16() const { return bf16_; }
+  int64_t bytes() const { return 2 * (k_.size() * int64_t(sizeof(T)) + k16_.size() * 2); }
+  // Calls f(k, v) with layer's K and V bases (const T* or, in bf16, const uint16_t*).
+  template <class F>
+  void with_layer(int layer, F&& f) const {
+    if constexpr (std::is_same_v<T, float>)
+      if (bf16_) return f(k16_.data() + offset(layer, 0, 0), v16_.data() + offset(layer, 0, 0));
+    f(k_.data() + offset(layer, 0, 0), v_.data() + offset(layer, 0, 0));
+  }
 
   // Copies n rows of `cols` keys and values (row stride src_ld) into slots [slot0, slot0 + n) of sequence b
-  // at column col0.
+  // at column col0 (rounded to bf16 in a bf16 cache).
   void store(int layer, int64_t b, int64_t slot0, int64_t n, const T* k, const T* v, int64_t src_ld,
              int64_t col0, int64_t cols);
 
@@ -80,7 +89,9 @@ class KvCache {
     return ((int64_t(layer) * batch_ + b) * slots_ + slot) * width_;
   }
   int64_t batch_ = 0, slots_ = 0, width_ = 0;
+  bool bf16_ = false;
   Buffer<T> k_, v_;
+  Buffer<uint16_t> k16_, v16_;
 };
 
 }  // namespace tsp

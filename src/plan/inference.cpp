@@ -150,7 +150,9 @@ InferencePrediction predict_inference(const ModelConfig& c, const ServeLayout& l
   p.applicable = p.reason.empty();
   if (!p.applicable) return p;
   const Split x = split_of(c, layout);
-  const int64_t beta = pol.weight_bytes, B = r.batch, L = c.num_hidden_layers, h = c.hidden_size;
+  // Decode's traffic and buffers are in the compute type; under the bf16 policy the KV cache is bf16 and the
+  // weights are held twice: as loaded (fp32) and as the bf16 copy the model computes with.
+  const int64_t beta = pol.compute_bytes, B = r.batch, L = c.num_hidden_layers, h = c.hidden_size;
   const int64_t qd = c.q_dim(), kvd = c.kv_dim(), nh = c.num_attention_heads, I = c.intermediate_size;
   const int64_t V = c.vocab_size, Vp = (V + x.Tw - 1) / x.Tw * x.Tw;
   const int64_t kvs = kv_shard_width(c, x.Tw);  // K (or V) channels of one head shard
@@ -163,11 +165,11 @@ InferencePrediction predict_inference(const ModelConfig& c, const ServeLayout& l
   const int64_t needed = p.exceeds_max_positions ? r.context - 1 : std::min(r.context - 1, max_len);
   p.kv_context = kv_context(p.prompt_padded, needed, int(x.Pctx));
   const int64_t slots = p.kv_context / x.P;
-  p.kv_cache = 2 * L * B * slots * x.width * beta;
+  p.kv_cache = 2 * L * B * slots * x.width * pol.activation_bytes;
 
   // Parameters: the training model's shard (heads, intermediate, vocabulary over Tw; sp replicates them).
   const Sizes z = sizes_of(c, layout.layout, RunShape{1, x.multiple});
-  p.parameters = z.param_elements() * beta;
+  p.parameters = z.param_elements() * (beta + (pol.weight_bytes < beta ? pol.weight_bytes : 0));
 
   // Decode: one step of n = B rows.
   const int64_t n = B, D = x.Tw;
@@ -206,8 +208,9 @@ InferencePrediction predict_inference(const ModelConfig& c, const ServeLayout& l
                         double(Vp) / double(x.Tw) * double(h);
   const double heads_here = seq_tsp ? double(qd) : double(qd) / double(x.Tw);
   p.decode_flops = 2 * matrix * double(n) + 4.0 * double(L) * double(n) * ctx / double(x.P) * heads_here;
-  p.decode_bytes_read = matrix * double(beta) +
-                        2.0 * double(L) * double(n) * ctx / double(x.P) * double(x.width) * double(beta);
+  p.decode_bytes_read = matrix * double(pol.weight_bytes) + 2.0 * double(L) * double(n) * ctx / double(x.P) *
+                                                                double(x.width) *
+                                                                double(pol.activation_bytes);
   const double S = double(p.prompt_padded);
   const double all_matrix = double(L) * double((2 * qd + 2 * kvd) * h + 3 * h * I) + double(V) * double(h);
   p.prefill_flops =

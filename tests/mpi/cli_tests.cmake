@@ -148,6 +148,7 @@ tsp_cli_test(plan_bad_dtype ${TSP_CLI_DIR}/expect.sh nonzero
 # --- inference (docs/inference.md) ---
 tsp_cli_test(generate_layouts ${TSP_CLI_DIR}/generate_layouts.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE}
              ${TSP_CLI_DIR}/tiny.json)
+tsp_cli_test(generate_dtype_bf16 ${TSP_CLI_DIR}/generate_bf16.sh ${TSP_BIN} ${MPIEXEC_EXECUTABLE})
 tsp_cli_test(generate_bad_kv_layout ${TSP_CLI_DIR}/expect.sh nonzero
              "\\[rank 0\\] error: unknown --kv-layout 'diagonal' \\(allowed: heads, sequence\\)"
              "\\[rank 1\\] error: unknown --kv-layout 'diagonal'" -- ${TSP_MPIEXEC} -np 2 ${TSP_BIN} generate

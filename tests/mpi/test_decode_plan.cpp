@@ -5,7 +5,8 @@
 // (allocator category kv_cache) and the parameters equal plan::predict_inference exactly, and so does every
 // decode (label: op, calls, payload, received bytes) over the decode steps. No weight moves in decode: every
 // label counted in the decode phase is a decode.* label, while the prefill runs the layout's training
-// schedule (for TSP: attention broadcasts, K/V all-gather, the MLP and vocabulary rings).
+// schedule (for TSP: attention broadcasts, K/V all-gather, the MLP and vocabulary rings). Also under the bf16
+// policy (--dtype bf16): the KV cache in bf16, the weights as loaded beside their bf16 copy.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -15,6 +16,7 @@
 #include "../arch_test_configs.h"
 #include "comm/communicator.h"
 #include "core/memory.h"
+#include "core/precision.h"
 #include "infer/generator.h"
 #include "mesh_test_model.h"
 #include "model/params.h"
@@ -52,7 +54,11 @@ std::string strategy_name(plan::Kind k) {
 template <class T>
 void run_case(const plan::ServeLayout& s, const ModelConfig& c, int64_t batch, int64_t prompt,
               int64_t new_tokens, bool balanced = true) {
-  SCOPED_TRACE(s.name() + " batch " + std::to_string(batch) + (sizeof(T) == 8 ? " double" : " float"));
+  const bool bf16 = bf16_storage<T>();
+  SCOPED_TRACE(s.name() + " batch " + std::to_string(batch) +
+               (sizeof(T) == 8 ? " double"
+                : bf16         ? " bf16 policy"
+                               : " float"));
   Communicator world = Communicator::world();
   auto strategy = make_replica_strategy<T>(strategy_name(s.layout.kind), world, runtime_options(s));
   ModelParams<T> params(c, strategy->shard_spec(c), /*with_grads=*/false);
@@ -71,12 +77,14 @@ void run_case(const plan::ServeLayout& s, const ModelConfig& c, int64_t batch, i
 
   const plan::InferencePrediction want =
       plan::predict_inference(c, s, plan::ServeRequestShape{batch, prompt, prompt + new_tokens},
-                              plan::Policy::runtime(int(sizeof(T))));
+                              bf16 ? plan::Policy::runtime_bf16() : plan::Policy::runtime(int(sizeof(T))));
   ASSERT_TRUE(want.applicable) << want.reason;
   EXPECT_EQ(gen.stats().kv_cache_bytes, want.kv_cache);
   EXPECT_EQ(mem_stats().current[size_t(Mem::kv_cache)], want.kv_cache);
   EXPECT_EQ(gen.stats().context, want.kv_context);
-  EXPECT_EQ(params.local_numel() * int64_t(sizeof(T)), want.parameters);
+  // Under the bf16 policy the weights as loaded (fp32) and the bf16 copy the model computes with.
+  EXPECT_EQ(params.local_numel() * int64_t(sizeof(T)) + params.bf16_bytes(), want.parameters);
+  EXPECT_EQ(params.bf16_bytes(), bf16 ? params.local_numel() * 2 : 0);
 
   const int64_t steps = gen.stats().decode_steps;
   ASSERT_EQ(steps, new_tokens - 1);
@@ -136,6 +144,10 @@ TEST(DecodePlan, RuntimeMatchesThePlanner) {
     // One sequence on several ranks: under tsp --kv-layout sequence its new rows' owner changes every 16
     // positions (kv_cache.h), so only the sum over ranks is fixed.
     if (ranks > 1) run_case<double>(s, c, 1, 24, 40, /*balanced=*/false);
+    // The bf16 policy (--dtype bf16): a bf16 KV cache, the weights held twice, decode traffic in fp32.
+    ScopedPrecisionPolicy policy(PrecisionPolicy{true, false, false});
+    run_case<float>(s, tied, ranks, 24, 4);
+    run_case<float>(s, replicated, 2 * ranks, 24, 4);
   }
 }
 

@@ -115,9 +115,11 @@ void TspSequenceAttention<T>::forward(ModelParams<T>& p, int layer, const T* u, 
                       kd_s);
       }
     const kernels::DecodeAttentionShape as{heads_, kv_heads_, d, cache_->width(), cache_->seq_stride()};
-    kernels::attention_decode(o_all_.data(), lse_all_.data(), q_all_heads_.data(), cache_->k(layer),
-                              cache_->v(layer), n, batch.seq.data(), batch.pos.data(), n_slots_.data(),
-                              slot_pos_.data(), slots_.slots(), as, 1.0 / std::sqrt(double(d)));
+    cache_->with_layer(layer, [&](const auto* k, const auto* v) {
+      kernels::attention_decode(o_all_.data(), lse_all_.data(), q_all_heads_.data(), k, v, n,
+                                batch.seq.data(), batch.pos.data(), n_slots_.data(), slot_pos_.data(),
+                                slots_.slots(), as, 1.0 / std::sqrt(double(d)));
+    });
     // Head group g's partials (outputs, then log-sum-exps) go to rank g.
     const int64_t block = n * (qd_s + heads_s_);
     for (int g = 0; g < D_; ++g) {

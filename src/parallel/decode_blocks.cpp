@@ -5,8 +5,10 @@
 #include <cstring>
 
 #include "core/check.h"
+#include "core/precision.h"
 #include "core/trace.h"
 #include "kernels/attention_decode.h"
+#include "kernels/bf16.h"
 #include "kernels/embedding.h"
 #include "kernels/gemm.h"
 #include "parallel/blocks.h"
@@ -34,6 +36,30 @@ kernels::RopeTable decode_rope_table(const ModelConfig& c, const DecodeBatch& ba
 }
 
 template <class T>
+void activation_sum(Communicator& comm, const char* label, T* x, int64_t n) {
+  if constexpr (std::is_same_v<T, float>)
+    if (bf16_storage<T>()) {
+      // Scratch of one decode step's rows, grown once (like the products' bf16 operands, kernels/gemm.cpp).
+      thread_local std::vector<uint16_t> wire;
+      if (int64_t(wire.size()) < n) wire.resize(size_t(n));
+      kernels::to_bf16(x, n, wire.data());
+      comm.all_reduce(label, wire.data(), n);
+      kernels::from_bf16(wire.data(), n, x);
+      return;
+    }
+  comm.all_reduce(label, x, n);
+}
+template void activation_sum<float>(Communicator&, const char*, float*, int64_t);
+template void activation_sum<double>(Communicator&, const char*, double*, int64_t);
+
+namespace {
+template <class T>
+void activation_sum(Communicator* comm, const char* label, T* x, int64_t n) {
+  if (group_size(comm) > 1) activation_sum(*comm, label, x, n);
+}
+}  // namespace
+
+template <class T>
 void prefill_last_rows(const T* u, const std::vector<int64_t>& positions, const int64_t* last, int64_t batch,
                        int64_t hidden, bool contributes, Communicator* comm, T* rows) {
   std::fill(rows, rows + batch * hidden, T(0));
@@ -43,7 +69,7 @@ void prefill_last_rows(const T* u, const std::vector<int64_t>& positions, const 
       for (int64_t b = 0; b < batch; ++b)
         if (positions[size_t(j)] == last[b])
           std::copy_n(u + (b * per + j) * hidden, hidden, rows + b * hidden);
-  if (group_size(comm) > 1) comm->all_reduce("prefill.last_rows_allreduce", rows, batch * hidden);
+  activation_sum(comm, "prefill.last_rows_allreduce", rows, batch * hidden);
 }
 
 template <class T>
@@ -68,7 +94,7 @@ void DecodeVocab<T>::embed(ModelParams<T>& p, const int32_t* tokens, int64_t n, 
                                row_begin_, shard_rows_);
   }
   // Each row is non-zero on exactly one rank (its token's vocabulary owner), so the sum is exact.
-  if (group_size(tp_) > 1) tp_->all_reduce("decode.embed_allreduce", x, n * hidden_);
+  activation_sum(tp_, "decode.embed_allreduce", x, n * hidden_);
 }
 
 template <class T>
@@ -95,7 +121,7 @@ void DecodeMlp<T>::forward(ModelParams<T>& p, int layer, const T* u, int64_t n, 
     mlp_shard_forward(y, g_.data(), up_.data(), act_.data(), u, w.gate, w.up, w.down, n, hidden_, inter_,
                       false);
   }
-  if (group_size(tp_) > 1) tp_->all_reduce("decode.mlp_out_allreduce", y, n * hidden_);
+  activation_sum(tp_, "decode.mlp_out_allreduce", y, n * hidden_);
 }
 
 template <class T>
@@ -171,7 +197,7 @@ void DecodeAttention<T>::forward(ModelParams<T>& p, int layer, const T* u, T* y)
     TraceSpan span("decode.attn", "compute");
     kernels::linear_forward(y, o_.data(), w.wo, n, qd, hidden_);
   }
-  if (group_size(tp_) > 1) tp_->all_reduce("decode.attn_out_allreduce", y, n * hidden_);
+  activation_sum(tp_, "decode.attn_out_allreduce", y, n * hidden_);
 }
 
 template void prefill_last_rows<float>(const float*, const std::vector<int64_t>&, const int64_t*, int64_t,

@@ -42,6 +42,11 @@ kernels::RopeTable decode_rope_table(const ModelConfig& c, const DecodeBatch& ba
 // `comm`. This rank holds u for positions[j] of every sequence at row b·positions.size() + j; it contributes
 // the rows it holds when `contributes` (one holder per position must contribute), and the contributions are
 // summed over comm under prefill.last_rows_allreduce (exact: one non-zero term per row).
+// Sums x[0, n) over comm's ranks in place: an activation, so in bf16 under the bf16 policy
+// (core/precision.h), as the training's TP sums are; in T otherwise.
+template <class T>
+void activation_sum(Communicator& comm, const char* label, T* x, int64_t n);
+
 template <class T>
 void prefill_last_rows(const T* u, const std::vector<int64_t>& positions, const int64_t* last, int64_t batch,
                        int64_t hidden, bool contributes, Communicator* comm, T* rows);

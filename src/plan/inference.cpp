@@ -174,12 +174,12 @@ InferencePrediction predict_inference(const ModelConfig& c, const ServeLayout& l
   // Decode: one step of n = B rows.
   const int64_t n = B, D = x.Tw;
   const bool seq_tsp = layout.layout.kind == Kind::tsp && layout.kv == KvLayout::sequence;
+  const int64_t act = pol.act_wire_bytes;  // the TP sums of activations (bf16 under the bf16 policy)
   if (x.Tw > 1) {
-    add(p.comm, "decode.embed_allreduce", "all_reduce", 1, n * h * beta, all_reduce_recv(x.Tw, n * h * beta));
-    add(p.comm, "decode.mlp_out_allreduce", "all_reduce", L, n * h * beta,
-        all_reduce_recv(x.Tw, n * h * beta));
-    add(p.comm, "decode.attn_out_allreduce", "all_reduce", L, n * h * beta,
-        all_reduce_recv(x.Tw, n * h * beta));
+    add(p.comm, "decode.embed_allreduce", "all_reduce", 1, n * h * act, all_reduce_recv(x.Tw, n * h * act));
+    add(p.comm, "decode.mlp_out_allreduce", "all_reduce", L, n * h * act, all_reduce_recv(x.Tw, n * h * act));
+    add(p.comm, "decode.attn_out_allreduce", "all_reduce", L, n * h * act,
+        all_reduce_recv(x.Tw, n * h * act));
     // Greedy: every vocabulary shard's (max, argmax) of every row, as doubles.
     add(p.comm, "decode.pick_allgather", "all_gather", 1, 2 * n * 8, (x.Tw - 1) * 2 * n * 8);
   }
@@ -195,7 +195,7 @@ InferencePrediction predict_inference(const ModelConfig& c, const ServeLayout& l
     add(p.comm, "decode.attn_partial_alltoall", "all_to_all_v", L, (D - 1) * n * (qs + hs) * beta,
         (D - 1) * n * (qs + hs) * beta);
     // The sequence layout posts its exchanges even at D = 1 (local copies, counted as calls).
-    if (D == 1) add(p.comm, "decode.attn_out_allreduce", "all_reduce", L, n * h * beta, 0);
+    if (D == 1) add(p.comm, "decode.attn_out_allreduce", "all_reduce", L, n * h * act, 0);
   } else if (x.P > 1) {
     const int64_t block = n * (qd / x.Tw + nh / x.Tw) * beta;
     add(p.comm, "decode.attn_partial_allgather", "all_gather", L, block, (x.P - 1) * block);

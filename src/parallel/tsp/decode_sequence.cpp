@@ -139,7 +139,7 @@ void TspSequenceAttention<T>::forward(ModelParams<T>& p, int layer, const T* u, 
                              part_recv_.data() + n * qd_s, block, D_, n * heads_s_, d);
     kernels::linear_forward(y, o_.data(), w.wo, n, qd_s, hidden_);
   }
-  comm.all_reduce("decode.attn_out_allreduce", y, n * hidden_);
+  activation_sum(comm, "decode.attn_out_allreduce", y, n * hidden_);
 }
 
 template class TspSequenceAttention<float>;

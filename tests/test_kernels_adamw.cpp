@@ -10,6 +10,7 @@
 #include "core/check.h"
 #include "kernel_test_util.h"
 #include "kernels/adamw.h"
+#include "kernels/bf16.h"
 
 namespace tsp::kernels {
 namespace {
@@ -108,6 +109,44 @@ TEST(AdamW, FloatMatchesDouble) {
   EXPECT_LE(rel_error(pf, p), 1e-6);
   EXPECT_LE(rel_error(mf, m), 1e-6);
   EXPECT_LE(rel_error(vf, v), 1e-6);
+}
+
+// --optimizer-dtype bf16: every step reads the moments widened, updates in double with the moments it just
+// formed (so this step's parameter update is the fp32 path's given the same stored moments), and stores them
+// rounded to nearest even: each stored moment is the bf16 rounding of the one this step computed, within
+// 2^-8 of it relative, and the parameters follow a reference that keeps its moments rounded the same way.
+TEST(AdamW, Bf16MomentsStayWithinTheirRounding) {
+  const int64_t n = 41, steps = 5;
+  const AdamWHyper hp{0.9, 0.95, 1e-8, 0.1};
+  std::mt19937_64 rng(4);
+  const auto p0 = test::random_vector<float>(n, rng);
+  std::vector<float> p = p0, ref_p = p0, ref_m(n, 0.f), ref_v(n, 0.f);
+  std::vector<uint16_t> m(n, 0), v(n, 0);
+  for (int64_t t = 1; t <= steps; ++t) {
+    const auto g = test::random_vector<float>(n, rng, -2, 2);
+    adamw_update(p.data(), g.data(), m.data(), v.data(), n, t, 1e-2, 0.1, hp);
+    // The reference: the fp32 kernel on moments that it rounds to bf16 after each step itself.
+    std::vector<float> mm = ref_m, vv = ref_v;
+    adamw_update(ref_p.data(), g.data(), mm.data(), vv.data(), n, t, 1e-2, 0.1, hp);
+    for (int64_t i = 0; i < n; ++i) {
+      ref_m[size_t(i)] = bf16_to_float(float_to_bf16(mm[size_t(i)]));
+      ref_v[size_t(i)] = bf16_to_float(float_to_bf16(vv[size_t(i)]));
+      EXPECT_LE(std::abs(bf16_to_float(m[size_t(i)]) - mm[size_t(i)]),
+                std::ldexp(std::abs(mm[size_t(i)]), -8))
+          << "m[" << i << "] at step " << t;
+      EXPECT_LE(std::abs(bf16_to_float(v[size_t(i)]) - vv[size_t(i)]),
+                std::ldexp(std::abs(vv[size_t(i)]), -8))
+          << "v[" << i << "] at step " << t;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      EXPECT_EQ(m[size_t(i)], float_to_bf16(mm[size_t(i)])) << "m[" << i << "] at step " << t;
+      EXPECT_EQ(v[size_t(i)], float_to_bf16(vv[size_t(i)])) << "v[" << i << "] at step " << t;
+      // The fp32 moments formed in double then rounded to float may differ from those formed from the
+      // widened bf16 ones only in the last float bit: the parameters agree to float rounding.
+      EXPECT_NEAR(p[size_t(i)], ref_p[size_t(i)], 4 * std::ldexp(std::abs(ref_p[size_t(i)]), -24) + 1e-12f)
+          << "p[" << i << "] at step " << t;
+    }
+  }
 }
 
 TEST(AdamW, RejectsStepZero) {

@@ -14,6 +14,7 @@
 #include "comm/comm_report.h"
 #include "core/check.h"
 #include "core/memory.h"
+#include "core/precision.h"
 #include "core/run_dtype.h"
 #include "core/sgemm_rate.h"
 #include "core/trace.h"
@@ -243,6 +244,8 @@ nlohmann::json run_bench(const BenchOptions& o, Communicator& world) {
                         {"mode", o.forward_only ? "forward" : "train"},
                         {"ranks", world.size()},
                         {"dtype", o.dtype},
+                        {"optimizer_dtype", optimizer_dtype_name()},
+                        {"grad_reduce_dtype", grad_reduce_dtype_name()},
                         {"seq_len", o.seq_len},
                         {"batch", o.batch},
                         {"steps", o.steps},

@@ -123,10 +123,12 @@ nlohmann::json vs_fp64_report(const RunErrors& layout, const RunErrors& single) 
   double worst = std::max(excess(layout.loss, single.loss), excess(layout.logits, single.logits));
   std::string worst_name;
   double worst_grad = -1e300;
+  size_t worst_k = 0;
   for (size_t k = 0; k < layout.grads.size(); ++k)
     if (const double x = excess(layout.grads[k], single.grads[k]); x > worst_grad) {
       worst_grad = x;
       worst_name = layout.names[k];
+      worst_k = k;
     }
   const bool pass = std::max(worst, worst_grad) <= 0;
   auto errs = [](const RunErrors& e) {
@@ -136,6 +138,9 @@ nlohmann::json vs_fp64_report(const RunErrors& layout, const RunErrors& single) 
           {"single", errs(single)},
           {"rule", "err(layout) <= 1.5 * err(single) + 1e-3 for loss, logits and every gradient tensor"},
           {"closest_grad_tensor", worst_name},
+          {"closest_grad_tensor_errors",
+           {{"layout", layout.grads.empty() ? 0.0 : layout.grads[worst_k]},
+            {"single", single.grads.empty() ? 0.0 : single.grads[worst_k]}}},
           {"pass", pass}};
 }
 

@@ -16,7 +16,11 @@
 //   dK like dQ with i and j exchanged and q for k; dV_jc like out with Σ_i P_ij |dO_ic|.
 #include <gtest/gtest.h>
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -207,6 +211,107 @@ TEST(AttentionBf16, ForwardAndBackwardWithinTheBoundOfTheirRounding) {
     EXPECT_EQ(got_dk, dk1);
     EXPECT_EQ(got_dv, dv1);
   }
+}
+
+// The bf16 softmax rows' edge cases, on unsorted positions (as TSP's zigzag shards and gathered K/V give):
+// rows masked out of a whole tile before they saw any key (their probabilities must be zeros, not
+// exp(-inf - -inf)), queries that see no key at all (out = 0, lse = -inf, dQ untouched), rows whose length
+// is not a multiple of the vector width, and a NaN input, which must reach its output row and no other.
+TEST(AttentionBf16, MaskedRowsEmptyQueriesAndNaNs) {
+  if (!onednn::bf16_supported()) GTEST_SKIP() << "oneDNN has no bf16 product on " << onednn::cpu_isa();
+  const AttentionShape s{96, 96, 2, 1, 24};
+  const AttentionBlocks blocks{16, 32};
+  std::vector<int64_t> q_pos(96), k_pos(96);
+  std::iota(q_pos.begin(), q_pos.end(), 0);
+  std::mt19937_64 rng(5);
+  std::shuffle(q_pos.begin(), q_pos.end(), rng);
+  std::iota(k_pos.begin(), k_pos.begin() + 48, 56);  // keys 56..103, then 8..55: queries 0..7 see none
+  std::iota(k_pos.begin() + 48, k_pos.end(), 8);
+  std::vector<float> q = test::random_vector<float>(s.nq * s.n_heads * s.head_dim, rng),
+                     k = test::random_vector<float>(s.nk * s.head_dim, rng),
+                     v = test::random_vector<float>(s.nk * s.head_dim, rng),
+                     dout = test::random_vector<float>(s.nq * s.n_heads * s.head_dim, rng);
+  const double scale = 1.0 / std::sqrt(double(s.head_dim));
+  const int64_t row = s.n_heads * s.head_dim;
+  const auto query_at = [&](int64_t pos) {
+    return std::find(q_pos.begin(), q_pos.end(), pos) - q_pos.begin();
+  };
+
+  std::vector<double> want(q.size()), want_lse(size_t(s.nq * s.n_heads));
+  {
+    const auto qd = test::convert<double>(q), kd = test::convert<double>(k), vd = test::convert<double>(v);
+    attention_forward_naive(want.data(), want_lse.data(), qd.data(), kd.data(), vd.data(), q_pos.data(),
+                            k_pos.data(), s, scale);
+  }
+  ScopedMatmulPrecision bf16(MatmulPrecision::bf16);
+  std::vector<float> out(q.size()), lse(want_lse.size());
+  attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), q_pos.data(), k_pos.data(), s,
+                    scale, blocks);
+  EXPECT_LE(test::rel_error(out.data(), want.data(), int64_t(out.size())), 1e-2);
+  for (int64_t pos = 0; pos < 8; ++pos) {
+    const int64_t i = query_at(pos);
+    for (int64_t h = 0; h < s.n_heads; ++h) EXPECT_EQ(lse[size_t(i * s.n_heads + h)], -INFINITY) << pos;
+    for (int64_t c = 0; c < row; ++c) EXPECT_EQ(out[size_t(i * row + c)], 0.0f) << pos;
+  }
+
+  std::vector<float> dq(q.size(), 1.0f), dk(k.size()), dv(v.size());
+  attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), k.data(), v.data(), out.data(),
+                     lse.data(), q_pos.data(), k_pos.data(), s, scale, blocks);
+  for (int64_t pos = 0; pos < 8; ++pos)
+    for (int64_t c = 0; c < row; ++c) EXPECT_EQ(dq[size_t(query_at(pos) * row + c)], 1.0f) << pos;
+  for (float x : dk) EXPECT_TRUE(std::isfinite(x));
+  for (float x : dv) EXPECT_TRUE(std::isfinite(x));
+
+  // A NaN in one query's head 0 makes that row NaN and leaves its head 1 and every other query finite: in the
+  // backward (given the finite out and lse above, so that only the recomputed probabilities carry it) and in
+  // the forward.
+  const int64_t bad = query_at(50);
+  const auto expect_nan_row_only = [&](const std::vector<float>& x, const char* what) {
+    for (int64_t i = 0; i < s.nq; ++i)
+      for (int64_t h = 0; h < s.n_heads; ++h)
+        for (int64_t c = 0; c < s.head_dim; ++c)
+          EXPECT_EQ(std::isnan(x[size_t(i * row + h * s.head_dim + c)]), i == bad && h == 0)
+              << what << " of query " << i << " head " << h;
+  };
+  q[size_t(bad * row + 3)] = std::numeric_limits<float>::quiet_NaN();
+  std::fill(dq.begin(), dq.end(), 0.0f);
+  attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), k.data(), v.data(), out.data(),
+                     lse.data(), q_pos.data(), k_pos.data(), s, scale, blocks);
+  expect_nan_row_only(dq, "dq");
+  attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), q_pos.data(), k_pos.data(), s,
+                    scale, blocks);
+  expect_nan_row_only(out, "out");
+  for (int64_t i = 0; i < s.nq; ++i)
+    for (int64_t h = 0; h < s.n_heads; ++h)
+      EXPECT_EQ(std::isnan(lse[size_t(i * s.n_heads + h)]), i == bad && h == 0) << i << " " << h;
+}
+
+// As for fp32 (test_attention.cpp), the bf16 tiles' primitives stay bounded over every sequence length: one
+// fixed shape per product for full tiles, one any-shape primitive per product for edge tiles, and the
+// trimmed causal-diagonal tiles (block_q rows by a multiple of block_q columns) one fixed shape per product
+// for each multiple: here block_k = 2 block_q, so at most 3 x 7 per thread.
+TEST(AttentionBf16, TilePrimitivesStayBoundedOverSequenceLengths) {
+  if (!onednn::bf16_supported()) GTEST_SKIP() << "oneDNN has no bf16 product on " << onednn::cpu_isa();
+  const int saved_threads = omp_get_max_threads();
+  omp_set_num_threads(1);  // the cache checked is this thread's
+  ScopedMatmulPrecision bf16(MatmulPrecision::bf16);
+  const AttentionBlocks blocks{16, 32};
+  const size_t before = onednn::cached_primitives();  // other tests of this process made some
+  for (int64_t S = 9; S <= 200; S += 7) {
+    const AttentionShape s{S, S, 2, 1, 8};
+    std::mt19937_64 rng{uint64_t(S)};
+    const auto q = test::random_vector<float>(S * 16, rng), k = test::random_vector<float>(S * 8, rng),
+               v = test::random_vector<float>(S * 8, rng);
+    std::vector<float> out(q.size()), lse(size_t(S * 2)), dq(q.size()), dk(k.size()), dv(v.size());
+    std::vector<int64_t> pos(static_cast<size_t>(S));
+    std::iota(pos.begin(), pos.end(), 0);
+    attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), pos.data(), pos.data(), s, 0.35,
+                      blocks);
+    attention_backward(dq.data(), dk.data(), dv.data(), out.data(), q.data(), k.data(), v.data(), out.data(),
+                       lse.data(), pos.data(), pos.data(), s, 0.35, blocks);
+  }
+  EXPECT_LE(onednn::cached_primitives() - before, 21u);
+  omp_set_num_threads(saved_threads);
 }
 
 }  // namespace

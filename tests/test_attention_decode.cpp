@@ -15,6 +15,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/attention_decode.h"
+#include "kernels/bf16.h"
 
 namespace tsp::kernels {
 namespace {
@@ -100,6 +101,44 @@ TEST(AttentionDecode, MatchesNaiveAcrossChunksGqaAndMasks) {
   attention_decode(b.data(), bl.data(), q.data(), c.k.data(), c.v.data(), int64_t(seq.size()), seq.data(),
                    q_pos.data(), n_slots.data(), nullptr, 0, s, scale);
   EXPECT_EQ(a, b);
+}
+
+// The bf16 policy's KV cache (bf16 bits, widened as read) is attention on the keys and values rounded to
+// bf16: bit for bit what the fp32 kernel gives on a float cache holding those rounded values (widening is
+// exact and the arithmetic is the same), and not what it gives on the unrounded cache (the rounding is real).
+TEST(AttentionDecode, Bf16CacheIsAttentionOnTheRoundedKeysAndValues) {
+  const int64_t H = 4, KV = 2, d = 16, slots = 700;
+  const Cache c = make_cache(2, slots, H, KV, d, 7);
+  std::vector<uint16_t> k16(c.k.size()), v16(c.v.size());
+  std::vector<float> kr(c.k.size()), vr(c.v.size()), kf(c.k.size()), vf(c.v.size());
+  for (size_t j = 0; j < c.k.size(); ++j) {
+    kf[j] = float(c.k[j]);
+    vf[j] = float(c.v[j]);
+    k16[j] = float_to_bf16(kf[j]);
+    v16[j] = float_to_bf16(vf[j]);
+    kr[j] = bf16_to_float(k16[j]);
+    vr[j] = bf16_to_float(v16[j]);
+  }
+  const std::vector<int64_t> seq = {0, 1, 0}, q_pos = {650, 30, 200}, n_slots = {690, 40, 690};
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0, 1);
+  std::vector<float> q(seq.size() * size_t(H * d));
+  for (auto& x : q) x = nd(rng);
+  std::vector<int64_t> slot_pos;
+  for (int64_t b : seq)
+    slot_pos.insert(slot_pos.end(), c.pos.begin() + b * slots, c.pos.begin() + (b + 1) * slots);
+  const DecodeAttentionShape s{H, KV, d, KV * d, slots * KV * d};
+  const double scale = 1.0 / std::sqrt(double(d));
+  auto run = [&](const auto* k, const auto* v) {
+    std::vector<float> out(q.size()), lse(seq.size() * size_t(H));
+    attention_decode(out.data(), lse.data(), q.data(), k, v, int64_t(seq.size()), seq.data(), q_pos.data(),
+                     n_slots.data(), slot_pos.data(), slots, s, scale);
+    out.insert(out.end(), lse.begin(), lse.end());
+    return out;
+  };
+  const std::vector<float> bf16 = run(k16.data(), v16.data());
+  EXPECT_EQ(bf16, run(kr.data(), vr.data()));
+  EXPECT_NE(bf16, run(kf.data(), vf.data()));
 }
 
 TEST(AttentionDecode, ResultDoesNotDependOnThreads) {

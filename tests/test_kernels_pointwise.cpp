@@ -9,8 +9,10 @@
 
 #include "core/check.h"
 #include "kernel_test_util.h"
+#include "kernels/bf16.h"
 #include "kernels/bias.h"
 #include "kernels/embedding.h"
+#include "kernels/frozen_weights.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
@@ -38,6 +40,46 @@ TEST(RmsNorm, ForwardMatchesFormula) {
   rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), n, h, eps);
   EXPECT_LE(rel_error(out, ref), 1e-14);
   EXPECT_LE(rel_error(rstd, ref_rstd), 1e-14);
+}
+
+// Under the bf16 policy the gains (and an embedding table, a bias) are held as bf16 copies that every read
+// goes through (kernels/frozen_weights.h, every_read): the kernels then compute, bit for bit, what they
+// compute on weights rounded to bf16; a copy that stands for the products only (weights at rest under
+// --matmul-precision bf16) leaves these reads on the fp32 weights.
+TEST(RmsNorm, HeldBf16GainsAreReadRoundedEmbeddingToo) {
+  const int64_t n = 6, h = 40, V = 9;
+  std::mt19937_64 rng(3);
+  auto x = test::random_vector<float>(n * h, rng, -2, 2);
+  auto w = test::random_vector<float>(h, rng, 0.5, 1.5);
+  auto table = test::random_vector<float>(V * h, rng, -1, 1);
+  std::vector<float> w16(w), table16(table);
+  for (float& v : w16) v = bf16_to_float(float_to_bf16(v));
+  for (float& v : table16) v = bf16_to_float(float_to_bf16(v));
+  const std::vector<int32_t> tokens = {3, 0, 8, 3, 5, 1};
+  auto norm = [&](const std::vector<float>& gains) {
+    std::vector<float> out(n * h), rstd(n);
+    rmsnorm_forward(out.data(), rstd.data(), x.data(), gains.data(), n, h, 1e-5);
+    return out;
+  };
+  auto lookup = [&](const std::vector<float>& t) {
+    std::vector<float> out(n * h);
+    embedding_forward(out.data(), t.data(), tokens.data(), n, h, 0, V);
+    return out;
+  };
+  const std::vector<float> exact_norm = norm(w), exact_lookup = lookup(table);
+  ASSERT_NE(exact_norm, norm(w16));  // the rounding is visible
+  {
+    FrozenBf16Weights at_rest;  // products only: these reads stay fp32
+    at_rest.add(w.data(), h);
+    at_rest.add(table.data(), V * h);
+    EXPECT_EQ(norm(w), exact_norm);
+    EXPECT_EQ(lookup(table), exact_lookup);
+  }
+  FrozenBf16Weights held(/*every_read=*/true);
+  held.add(w.data(), h);
+  held.add(table.data(), V * h);
+  EXPECT_EQ(norm(w), norm(w16));
+  EXPECT_EQ(lookup(table), lookup(table16));
 }
 
 TEST(RmsNorm, BackwardMatchesFiniteDifferences) {

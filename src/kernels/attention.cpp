@@ -22,6 +22,15 @@
 #include <cblas.h>
 #include <omp.h>
 
+#if defined(__x86_64__)
+// GCC 12's AVX-512 intrinsics pass _mm512_undefined_ps() as the unused source of their unmasked forms, which
+// -Wmaybe-uninitialized reports at the header's lines (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#endif
+
 #include <algorithm>
 #include <bit>
 #include <climits>
@@ -93,29 +102,111 @@ HeadRows<E> token_major(E* x, int64_t heads, int64_t d) {
   return {x, heads * d, d};
 }
 
+// The bf16 tiles' softmax rows (where a bf16 step spends most of its time outside the tile products) and the
+// operands' bf16 copies. GCC's vectorisation of exp_score (blends and masked operations for the clamps, four
+// operations for 2^n) ran at 0.4 ns per score, a third of a tile product's time, and rounding P and dS to
+// bf16 in a second pass over each tile cost a tenth more. On CPUs with AVX512-BF16 (every CPU whose bf16
+// tile products do not emulate bf16) the rows below compute the same exp_score with fewer instructions
+// (vscalefps for 2^n, the clamps as min/max) and round with vcvtneps2bf16 as they go: ~1.4x on the
+// exponentials, the rounding nearly free. The operands' copies round with it too (to_bf16 called per head
+// row of 64 elements ran at 1/3 of its speed). vcvtneps2bf16 flushes subnormals, which the tile products
+// (vdpbf16ps, AMX) treat as zero anyway; P is never subnormal (exp_score gives 0 or at least e^-87). Other
+// CPUs take the portable loops.
+#if defined(__x86_64__) && defined(__GNUC__)
+#define TSP_ATTENTION_AVX512_BF16 1
+#define TSP_TARGET_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+
+bool has_avx512_bf16() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                         __builtin_cpu_supports("avx512bf16");
+  return ok;
+}
+
+// exp_score on 16 lanes, bit for bit what GCC makes of it (the same contractions into FMAs) for every input
+// but NaN, which stays a NaN. The clamp keeps 2^n normal, so vscalefps equals the multiplication by 2^n.
+TSP_TARGET_AVX512_BF16 inline __m512 exp_score16(__m512 x) {
+  const __m512 round_to_int = _mm512_set1_ps(12582912.0f);
+  const __m512 lowest = _mm512_set1_ps(-87.0f);
+  // max/min return their second operand when either is NaN: a NaN x passes through.
+  const __m512 xc = _mm512_min_ps(_mm512_set1_ps(88.0f), _mm512_max_ps(lowest, x));
+  const __m512 n =
+      _mm512_sub_ps(_mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504088896341f), round_to_int), round_to_int);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  const __m512 er = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+  // Below e^-87 (masked scores: -inf) exactly 0; "not less than" is true for NaN, which stays.
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lowest, _CMP_NLT_UQ), _mm512_scalef_ps(er, n));
+}
+
+// The lanes of a row's 16-wide chunk starting at j that lie inside its n entries.
+inline __mmask16 live_lanes(int64_t n, int64_t j) {
+  return n - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - j)) - 1u);
+}
+
+TSP_TARGET_AVX512_BF16 inline void store_bf16(uint16_t* y, __mmask16 live, __m512 x) {
+  _mm256_mask_storeu_epi16(y, live, reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x)));
+}
+
+// to_bf16 on AVX512-BF16.
+TSP_TARGET_AVX512_BF16 void to_bf16_avx512(const float* x, int64_t n, uint16_t* y) {
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 live = live_lanes(n, j);
+    store_bf16(y + j, live, _mm512_maskz_loadu_ps(live, x + j));
+  }
+}
+
+// exp_row_bf16 on AVX512-BF16; the sum runs over 16 lanes, then across them.
+TSP_TARGET_AVX512_BF16 float exp_row_bf16_avx512(const float* row, int64_t n, float shift, uint16_t* p) {
+  const __m512 vshift = _mm512_set1_ps(shift);
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 live = live_lanes(n, j);
+    const __m512 e = exp_score16(_mm512_sub_ps(_mm512_maskz_loadu_ps(live, row + j), vshift));
+    sum = _mm512_mask_add_ps(sum, live, sum, e);
+    store_bf16(p + j, live, e);
+  }
+  return _mm512_reduce_add_ps(sum);
+}
+
+TSP_TARGET_AVX512_BF16 void probabilities_and_ds_row_avx512(const float* s, const float* dp, int64_t n,
+                                                            float shift, float di, uint16_t* p,
+                                                            uint16_t* ds) {
+  const __m512 vshift = _mm512_set1_ps(shift), vdi = _mm512_set1_ps(di);
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 live = live_lanes(n, j);
+    const __m512 e = exp_score16(_mm512_sub_ps(_mm512_maskz_loadu_ps(live, s + j), vshift));
+    store_bf16(p + j, live, e);
+    store_bf16(ds + j, live, _mm512_mul_ps(e, _mm512_sub_ps(_mm512_maskz_loadu_ps(live, dp + j), vdi)));
+  }
+}
+#endif
+
+// One row rounded to bf16 (kernels::to_bf16, or its AVX512-BF16 form where the CPU has it).
+void round_row_to_bf16(const float* x, int64_t n, uint16_t* y) {
+#ifdef TSP_ATTENTION_AVX512_BF16
+  if (has_avx512_bf16()) return to_bf16_avx512(x, n, y);
+#endif
+  to_bf16(x, n, y);
+}
+
 // A whole operand (Q, K, V or dO, [n, heads, d] token-major) rounded to bf16 into `copy` head-major by the
 // call's team (workspace, counted).
 HeadRows<const uint16_t> bf16_head_major(const float* x, int64_t n, int64_t heads, int64_t d,
                                          Buffer<uint16_t>& copy, int n_threads) {
   copy = Buffer<uint16_t>(n * heads * d, Mem::workspace);
   uint16_t* y = copy.data();
-#pragma omp parallel for collapse(2) schedule(static) num_threads(n_threads)
-  for (int64_t h = 0; h < heads; ++h)
-    for (int64_t i = 0; i < n; ++i) to_bf16(x + (i * heads + h) * d, d, y + (h * n + i) * d);
+  // Token by token, so that x streams in order (head by head it was read at a stride of heads * d).
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t h = 0; h < heads; ++h) round_row_to_bf16(x + (i * heads + h) * d, d, y + (h * n + i) * d);
   return {y, d, n * d};
-}
-
-// One [rows x cols] tile (row stride ld) of P or dS in the tile products' element type: the tile itself, or
-// its bf16 rounding in `copy` (same strides).
-template <class In, class T>
-const In* tile_rows(const T* tile, int64_t rows, int64_t cols, int64_t ld, std::vector<In>& copy) {
-  if constexpr (std::is_same_v<In, T>) {
-    return tile;
-  } else {
-    if (copy.size() < size_t(rows * ld)) copy.resize(size_t(rows * ld));
-    for (int64_t i = 0; i < rows; ++i) to_bf16(tile + i * ld, cols, copy.data() + i * ld);
-    return copy.data();
-  }
 }
 
 AttentionBlocks g_default_blocks;
@@ -183,6 +274,26 @@ Tile visible_tile(const int64_t* q_pos, const int64_t* k_pos, int64_t bi0, int64
   while (k_pos[c0] > qr.hi) ++c0;
   while (k_pos[c1 - 1] > qr.hi) --c1;
   return {r0, r1 - r0, c0, c1 - c0, true};
+}
+
+// How a tile's products run: on primitives of its exact shape (TileGemm) or on the any-shape ones, and the
+// row stride of its score, probability and dS tiles. Full tiles are fixed-shape. With bf16 operands so are
+// the tiles that trimming cuts from the causal diagonal of sorted positions, block_q rows by a multiple of
+// block_q columns, stored densely: oneDNN's any-shape bf16 kernel (gemm:jit), which it also picks for a
+// fixed shape with a row stride other than the row length, ran them at a third of the rate of its brgemm
+// kernel. There are at most block_k / block_q such shapes whatever the sequence length. Every other tile
+// keeps the row stride lds = block_k, so that one any-shape primitive serves them all; fp32 tiles are laid
+// out as before, and keep their bits.
+struct TileLayout {
+  bool fixed_shape;
+  int64_t ld;
+};
+
+template <class T, class In>
+TileLayout tile_layout(int64_t rows, int64_t cols, const AttentionBlocks& blocks, int64_t lds) {
+  const bool trimmed_diagonal = !std::is_same_v<In, T> && cols < blocks.block_k && cols % blocks.block_q == 0;
+  if (rows == blocks.block_q && (cols == blocks.block_k || trimmed_diagonal)) return {true, cols};
+  return {false, lds};
 }
 
 void check_shape(const AttentionShape& s, const AttentionBlocks& b, const char* who) {
@@ -254,6 +365,49 @@ T exp_row(T* row, int64_t n, T shift) {
   return sum;
 }
 
+// exp_row for bf16 tiles: p[j] = bf16(exp(row[j] - shift)); returns the sum of the fp32 exponentials. The
+// portable path leaves the exponentials in row.
+float exp_row_bf16(float* row, int64_t n, float shift, uint16_t* p) {
+#ifdef TSP_ATTENTION_AVX512_BF16
+  if (has_avx512_bf16()) return exp_row_bf16_avx512(row, n, shift, p);
+#endif
+  const float sum = exp_row(row, n, shift);
+  to_bf16(row, n, p);
+  return sum;
+}
+
+// A forward row's probabilities exp(row - shift) where the P·V product reads them, returning their sum: in
+// place for T (p is the row itself), rounded into p in the same pass for bf16.
+template <class T>
+T probabilities_row(T* row, int64_t n, T shift, T* /*p: row*/) {
+  return exp_row(row, n, shift);
+}
+
+float probabilities_row(float* row, int64_t n, float shift, uint16_t* p) {
+  return exp_row_bf16(row, n, shift, p);
+}
+
+// One row of a backward tile: P = exp(S - shift) and dS = P (dP - D), in place over s and dp for T (p and
+// ds are s and dp), rounded into p and ds for bf16 (below).
+template <class T>
+void probabilities_and_ds_row(T* s, T* dp, int64_t n, T shift, T di, T* /*p: s*/, T* /*ds: dp*/) {
+  exp_row(s, n, shift);
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) dp[j] = s[j] * (dp[j] - di);
+}
+
+// The bf16 form rounds P and dS into p and ds in the same pass, and never stores P in fp32; the portable
+// path computes the fp32 row as above and then rounds it.
+void probabilities_and_ds_row(float* s, float* dp, int64_t n, float shift, float di, uint16_t* p,
+                              uint16_t* ds) {
+#ifdef TSP_ATTENTION_AVX512_BF16
+  if (has_avx512_bf16()) return probabilities_and_ds_row_avx512(s, dp, n, shift, di, p, ds);
+#endif
+  probabilities_and_ds_row<float>(s, dp, n, shift, di, s, dp);
+  to_bf16(s, n, p);
+  to_bf16(dp, n, ds);
+}
+
 }  // namespace
 
 namespace {
@@ -286,7 +440,15 @@ void forward_tiles(T* out, T* lse, HeadRows<const In> q, HeadRows<const In> k, H
     std::vector<T> acc(static_cast<size_t>(bq * d));
     std::vector<T> row_m(static_cast<size_t>(bq));
     std::vector<T> row_l(static_cast<size_t>(bq));
-    std::vector<In> p_in;  // the probability tile rounded to In (unused when In is T)
+    // The probability tile the P·V product reads (row stride lds or less, TileLayout): the scores themselves,
+    // overwritten, for T; for bf16 a tile of its own that the softmax writes in the pass that computes it.
+    std::vector<In> p_in(std::is_same_v<In, T> ? 0 : static_cast<size_t>(bq * lds));
+    In* const p_tile = [&] {
+      if constexpr (std::is_same_v<In, T>)
+        return scores.data();
+      else
+        return p_in.data();
+    }();
 
     // Under causal masking later query blocks see more keys: hand them out first so the cheap ones fill gaps.
 #pragma omp for schedule(dynamic, 1)
@@ -307,12 +469,13 @@ void forward_tiles(T* out, T* lse, HeadRows<const In> q, HeadRows<const In> k, H
         if (tile.rows == 0) continue;
         const int64_t r0 = tile.i0 - i0;  // first tile row within this task's accumulators
         const int64_t cols = tile.cols;
-        const bool full = tile.rows == blocks.block_q && cols == blocks.block_k;
+        const auto [full, ld] = tile_layout<T, In>(tile.rows, cols, blocks, lds);
         tile_gemm(full, false, true, tile.rows, cols, d, alpha_qk, q.at(tile.i0, h), q.ld, k.at(tile.j0, kvh),
-                  k.ld, T(0), scores.data(), lds);
+                  k.ld, T(0), scores.data(), ld);
 
         for (int64_t i = 0; i < tile.rows; ++i) {
-          T* row = scores.data() + i * lds;
+          T* row = scores.data() + i * ld;
+          In* p_row = p_tile + i * ld;
           T* m = &row_m[static_cast<size_t>(r0 + i)];
           T* l = &row_l[static_cast<size_t>(r0 + i)];
           if (tile.masked) mask_row(row, k_pos + tile.j0, cols, q_pos[tile.i0 + i]);
@@ -320,20 +483,19 @@ void forward_tiles(T* out, T* lse, HeadRows<const In> q, HeadRows<const In> k, H
           const T m_new = rm != rm ? rm : std::max(*m, rm);  // a NaN stays: the output becomes NaN
           if (m_new == kNegInf<T>) {
             // Nothing visible to this query yet: its probabilities are zero, not exp(-inf - -inf).
-            std::fill(row, row + cols, T(0));
+            std::fill(p_row, p_row + cols, In(0));
             continue;
           }
           // Online softmax: earlier numerators were relative to the old max, rescale them to the new one.
           const T correction = exp_score(*m - m_new);
-          *l = *l * correction + exp_row(row, cols, m_new);
+          *l = *l * correction + probabilities_row(row, cols, m_new, p_row);
           *m = m_new;
           if (correction != T(1)) {
             T* acc_row = acc.data() + (r0 + i) * d;
             for (int64_t c = 0; c < d; ++c) acc_row[c] *= correction;
           }
         }
-        const In* p = tile_rows<In>(scores.data(), tile.rows, cols, lds, p_in);
-        tile_gemm(full, false, false, tile.rows, d, cols, T(1), p, lds, v.at(tile.j0, kvh), v.ld, T(1),
+        tile_gemm(full, false, false, tile.rows, d, cols, T(1), p_tile, ld, v.at(tile.j0, kvh), v.ld, T(1),
                   acc.data() + r0 * d, d);
       }
 
@@ -442,7 +604,22 @@ void backward_tiles(T* dq, T* dk, T* dv, const T* dout, HeadRows<const In> dout_
     std::vector<T> ds(static_cast<size_t>(bq * lds));
     std::vector<T> dk_acc(static_cast<size_t>(bk * d));
     std::vector<T> dv_acc(static_cast<size_t>(bk * d));
-    std::vector<In> p_in, ds_in;  // P and dS rounded to In (unused when In is T)
+    // The P and dS tiles the products read (row stride lds or less, TileLayout): p and ds themselves,
+    // overwritten, for T; for bf16 tiles of their own, written by the row pass that computes them.
+    std::vector<In> p_in(std::is_same_v<In, T> ? 0 : static_cast<size_t>(bq * lds));
+    std::vector<In> ds_in(p_in.size());
+    In* const p_tile = [&] {
+      if constexpr (std::is_same_v<In, T>)
+        return p.data();
+      else
+        return p_in.data();
+    }();
+    In* const ds_tile = [&] {
+      if constexpr (std::is_same_v<In, T>)
+        return ds.data();
+      else
+        return ds_in.data();
+    }();
 
     // Tasks go round-robin (static, 1), not first-come: which dQ copy a task adds into, and in what order,
     // must not depend on timing, so that a training run is bitwise reproducible (exact resume) for a given
@@ -464,38 +641,31 @@ void backward_tiles(T* dq, T* dk, T* dv, const T* dout, HeadRows<const In> dout_
               visible_tile(q_pos, k_pos, i0, std::min(bq, nq - i0), j0, nkk, q_ranges[qb], k_ranges[kb]);
           if (tile.rows == 0) continue;
           const int64_t rows = tile.rows, cols = tile.cols;
-          const bool full = rows == blocks.block_q && cols == blocks.block_k;
+          const auto [full, ld] = tile_layout<T, In>(rows, cols, blocks, lds);
           const int64_t c0 = tile.j0 - j0;  // first tile column within this task's dK/dV accumulators
           const In* q_tile = q.at(tile.i0, h);
           const In* dout_tile = dout_in.at(tile.i0, h);
           const In* k_tile = k.at(tile.j0, kvh);
           const In* v_tile = v.at(tile.j0, kvh);
 
-          // P = exp(scale * Q K^T - lse), recomputed instead of stored.
-          tile_gemm(full, false, true, rows, cols, d, alpha, q_tile, q.ld, k_tile, k.ld, T(0), p.data(), lds);
+          // S = scale * Q K^T (P is recomputed instead of stored) and dP = dO V^T.
+          tile_gemm(full, false, true, rows, cols, d, alpha, q_tile, q.ld, k_tile, k.ld, T(0), p.data(), ld);
+          tile_gemm(full, false, true, rows, cols, d, T(1), dout_tile, dout_in.ld, v_tile, v.ld, T(0),
+                    ds.data(), ld);
+          // P = exp(S - lse) and dS = P * (dP - D), one pass per row.
           for (int64_t i = 0; i < rows; ++i) {
-            T* row = p.data() + i * lds;
-            if (tile.masked) mask_row(row, k_pos + tile.j0, cols, q_pos[tile.i0 + i]);
-            exp_row(row, cols, row_shift[(tile.i0 + i) * n_heads + h]);
+            T* s_row = p.data() + i * ld;
+            if (tile.masked) mask_row(s_row, k_pos + tile.j0, cols, q_pos[tile.i0 + i]);
+            probabilities_and_ds_row(s_row, ds.data() + i * ld, cols, row_shift[(tile.i0 + i) * n_heads + h],
+                                     row_d[(tile.i0 + i) * n_heads + h], p_tile + i * ld, ds_tile + i * ld);
           }
           // dV += P^T dO
-          tile_gemm(full, true, false, cols, d, rows, T(1), tile_rows<In>(p.data(), rows, cols, lds, p_in),
-                    lds, dout_tile, dout_in.ld, T(1), dv_acc.data() + c0 * d, d);
-          // dP = dO V^T, then dS = P * (dP - D) in place
-          tile_gemm(full, false, true, rows, cols, d, T(1), dout_tile, dout_in.ld, v_tile, v.ld, T(0),
-                    ds.data(), lds);
-          for (int64_t i = 0; i < rows; ++i) {
-            const T di = row_d[(tile.i0 + i) * n_heads + h];
-            const T* p_row = p.data() + i * lds;
-            T* ds_row = ds.data() + i * lds;
-#pragma omp simd
-            for (int64_t j = 0; j < cols; ++j) ds_row[j] = p_row[j] * (ds_row[j] - di);
-          }
+          tile_gemm(full, true, false, cols, d, rows, T(1), p_tile, ld, dout_tile, dout_in.ld, T(1),
+                    dv_acc.data() + c0 * d, d);
           // dQ += scale * dS K ;  dK += scale * dS^T Q
-          const In* ds_tile = tile_rows<In>(ds.data(), rows, cols, lds, ds_in);
-          tile_gemm(full, false, false, rows, d, cols, alpha, ds_tile, lds, k_tile, k.ld, T(1),
+          tile_gemm(full, false, false, rows, d, cols, alpha, ds_tile, ld, k_tile, k.ld, T(1),
                     dq_acc.at(tile.i0, h), dq_acc.ld);
-          tile_gemm(full, true, false, cols, d, rows, alpha, ds_tile, lds, q_tile, q.ld, T(1),
+          tile_gemm(full, true, false, cols, d, rows, alpha, ds_tile, ld, q_tile, q.ld, T(1),
                     dk_acc.data() + c0 * d, d);
         }
       }

@@ -26,6 +26,8 @@ namespace kernels {
 // speed).
 void to_bf16(const float* x, int64_t n, uint16_t* out);
 void from_bf16(const uint16_t* x, int64_t n, float* out);
+// Both in one pass: out[i] = bf16(x[i]) and x[i] rounded in place to that value.
+void round_to_bf16(float* x, int64_t n, uint16_t* out);
 
 }  // namespace kernels
 }  // namespace tsp

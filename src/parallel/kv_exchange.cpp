@@ -52,8 +52,7 @@ void KvExchange<T>::gather(const char* label, T* k_full, T* v_full) {
     if (bf16_) {
       uint16_t* all = wire_.bf16();
       uint16_t* slot = all + ax_.rank * n;
-      kernels::to_bf16(mine_.data(), n, slot);
-      kernels::from_bf16(slot, n, mine_.data());
+      kernels::round_to_bf16(mine_.data(), n, slot);
       ax_.comm->all_gather(label, static_cast<const uint16_t*>(slot), all, n);
       TraceSpan span("attn.kv_reorder", "compute");
       each_run(ax_, kd_, local_, [&](int64_t off, int which, int64_t full_off) {

@@ -46,9 +46,7 @@ class Stash {
     check(s);
     if constexpr (std::is_same_v<T, float>)
       if (bf16_) {
-        uint16_t* slot = b_.data() + s * numel_;
-        kernels::to_bf16(work_.data(), numel_, slot);
-        kernels::from_bf16(slot, numel_, work_.data());
+        kernels::round_to_bf16(work_.data(), numel_, b_.data() + s * numel_);
       }
   }
   // Slot s as the backward reads it (bf16: widened into the working buffer, valid until the next work() or

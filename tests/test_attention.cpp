@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "attention_test_util.h"
 #include "core/check.h"
 #include "kernel_test_util.h"
 #include "kernels/onednn_matmul.h"
@@ -353,24 +354,7 @@ TEST(AttentionBackward, BitwiseReproducibleWithSeveralThreads) {
 // any-shape primitive per product, so at most 2 x 7 per thread (2 forward + 5 backward products). Caching
 // one per tile shape instead held tens of MiB after a warm-up.
 TEST(AttentionForward, Fp32TilePrimitivesStayBoundedOverSequenceLengths) {
-  const int saved_threads = omp_get_max_threads();
-  omp_set_num_threads(1);  // the cache checked is this thread's
-  const AttentionBlocks blocks{16, 32};
-  const size_t before = onednn::cached_primitives();  // other tests of this process made some
-  for (int64_t S = 9; S <= 200; S += 7) {
-    const AttentionShape s{S, S, 2, 1, 8};
-    std::mt19937_64 rng{uint64_t(S)};
-    const auto q = test::random_vector<float>(S * 16, rng), k = test::random_vector<float>(S * 8, rng),
-               v = test::random_vector<float>(S * 8, rng);
-    std::vector<float> out(q.size()), lse(size_t(S * 2)), dq(q.size()), dk(k.size()), dv(v.size());
-    const std::vector<int64_t> pos = iota_positions(S, 0);
-    attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), pos.data(), pos.data(), s, 0.35,
-                      blocks);
-    attention_backward(dq.data(), dk.data(), dv.data(), out.data(), q.data(), k.data(), v.data(), out.data(),
-                       lse.data(), pos.data(), pos.data(), s, 0.35, blocks);
-  }
-  EXPECT_LE(onednn::cached_primitives() - before, 14u);
-  omp_set_num_threads(saved_threads);
+  EXPECT_LE(test::primitives_added_over_sequence_lengths({16, 32}), 14u);
 }
 
 TEST(AttentionErrors, RejectsBadShapes) {

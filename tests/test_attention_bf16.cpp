@@ -25,6 +25,7 @@
 #include <random>
 #include <vector>
 
+#include "attention_test_util.h"
 #include "kernel_test_util.h"
 #include "kernels/attention.h"
 #include "kernels/matmul_precision.h"
@@ -292,26 +293,8 @@ TEST(AttentionBf16, MaskedRowsEmptyQueriesAndNaNs) {
 // for each multiple: here block_k = 2 block_q, so at most 3 x 7 per thread.
 TEST(AttentionBf16, TilePrimitivesStayBoundedOverSequenceLengths) {
   if (!onednn::bf16_supported()) GTEST_SKIP() << "oneDNN has no bf16 product on " << onednn::cpu_isa();
-  const int saved_threads = omp_get_max_threads();
-  omp_set_num_threads(1);  // the cache checked is this thread's
   ScopedMatmulPrecision bf16(MatmulPrecision::bf16);
-  const AttentionBlocks blocks{16, 32};
-  const size_t before = onednn::cached_primitives();  // other tests of this process made some
-  for (int64_t S = 9; S <= 200; S += 7) {
-    const AttentionShape s{S, S, 2, 1, 8};
-    std::mt19937_64 rng{uint64_t(S)};
-    const auto q = test::random_vector<float>(S * 16, rng), k = test::random_vector<float>(S * 8, rng),
-               v = test::random_vector<float>(S * 8, rng);
-    std::vector<float> out(q.size()), lse(size_t(S * 2)), dq(q.size()), dk(k.size()), dv(v.size());
-    std::vector<int64_t> pos(static_cast<size_t>(S));
-    std::iota(pos.begin(), pos.end(), 0);
-    attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), pos.data(), pos.data(), s, 0.35,
-                      blocks);
-    attention_backward(dq.data(), dk.data(), dv.data(), out.data(), q.data(), k.data(), v.data(), out.data(),
-                       lse.data(), pos.data(), pos.data(), s, 0.35, blocks);
-  }
-  EXPECT_LE(onednn::cached_primitives() - before, 21u);
-  omp_set_num_threads(saved_threads);
+  EXPECT_LE(test::primitives_added_over_sequence_lengths({16, 32}), 21u);
 }
 
 }  // namespace

@@ -29,15 +29,8 @@ void MeshAttention<T>::prepare(const MeshLayout& L, TpTokens<T>& tp, const Model
     saved_lse_.emplace_back(L.n * shape_.q_heads, Mem::activations);
   const int64_t bwd = training ? 1 : 0;  // gradient buffers only when training
   kv_ = KvExchange<T>();
-  if (L.sp_size > 1) {
-    ZigzagAxis axis;
-    axis.comm = L.sp;
-    axis.ranks = L.sp_size;
-    axis.rank = L.sp_rank;
-    axis.batch = L.batch;
-    axis.seq_len = L.seq_len;
-    kv_.prepare(axis, shape_.kv_dim(), training);
-  }
+  if (L.sp_size > 1)
+    kv_.prepare(ZigzagAxis{L.sp, L.sp_size, L.sp_rank, L.batch, L.seq_len}, shape_.kv_dim(), training);
   q_ = Buffer<T>(n_q, Mem::workspace);
   dq_ = Buffer<T>(bwd * n_q, Mem::workspace);
   do_ = Buffer<T>(bwd * n_q, Mem::workspace);

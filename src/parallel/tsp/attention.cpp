@@ -42,13 +42,7 @@ void TspAttention<T>::prepare(const TspLayout& L, const ModelParams<T>& p, bool 
   kept_kv_.prepare(keep_ ? layers * L.D : 0, 2 * full_kv_);
   for (auto& b : bcast_) b = Buffer<T>(bf16_wire ? 0 : shard_numel_, Mem::communication);
   for (auto& b : bcast16_) b = Buffer<uint16_t>(bf16_wire ? shard_numel_ : 0, Mem::communication);
-  ZigzagAxis axis;
-  axis.comm = L.comm;
-  axis.ranks = L.D;
-  axis.rank = L.p;
-  axis.batch = L.batch;
-  axis.seq_len = L.seq_len;
-  kv_.prepare(axis, shape_.kv_dim(), training);
+  kv_.prepare(ZigzagAxis{L.comm, L.D, L.p, L.batch, L.seq_len}, shape_.kv_dim(), training);
   // The weight-gradient partial is the reduce's send buffer, or under --grad-reduce-dtype bf16 rounded into
   // the gradient wire's (send | receive) pair first (grad_wire.h).
   const bool grad16 = training && bf16_grad_reduce<T>();
@@ -69,11 +63,9 @@ template <class T>
 template <class Use>
 void TspAttention<T>::each_shard(ModelParams<T>& p, int layer, Use&& use) {
   const T* own = p.value(p.attn_block(layer)).data();
-  if constexpr (std::is_same_v<T, float>)
-    if (bf16_wire_)
-      return broadcast_shards(*L_, "attn.weight_bcast", own, shard_numel_, bcast16_[0].data(),
-                              bcast16_[1].data(), use);
-  broadcast_shards(*L_, "attn.weight_bcast", own, shard_numel_, bcast_[0].data(), bcast_[1].data(), use);
+  with_pair(bf16_wire_, bcast_, bcast16_, [&](auto* buf0, auto* buf1) {
+    broadcast_shards(*L_, "attn.weight_bcast", own, shard_numel_, buf0, buf1, use);
+  });
 }
 
 template <class T>

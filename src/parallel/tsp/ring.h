@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "core/memory.h"
 #include "core/trace.h"
 #include "kernels/bf16.h"
 #include "kernels/frozen_weights.h"
@@ -49,6 +50,15 @@ struct TspLayout {
 
 // The layout of a [batch, seq_len] step on comm's ranks (seq_len a multiple of 2D, checked by the caller).
 TspLayout make_tsp_layout(Communicator& comm, int64_t batch, int64_t seq_len);
+
+// Calls f(b0, b1) with a pair of buffers: the bf16 ones when `narrow` (float only), else those in T — a
+// ring's weight buffers on a bf16 wire, or its gradient accumulators under --grad-reduce-dtype bf16.
+template <class T, class F>
+void with_pair(bool narrow, Buffer<T> (&wide)[2], Buffer<uint16_t> (&bf16)[2], F&& f) {
+  if constexpr (std::is_same_v<T, float>)
+    if (narrow) return f(bf16[0].data(), bf16[1].data());
+  f(wide[0].data(), wide[1].data());
+}
 
 // The own shard in the wire type: itself when W is T, its held bf16 copy under the bf16 policy, else rounded
 // into `slot` (n elements).

@@ -45,17 +45,13 @@ int64_t TspVocabRing<T>::valid_rows(int s) const {
 template <class T>
 template <class F>
 void TspVocabRing<T>::with_ring(F&& f) {
-  if constexpr (std::is_same_v<T, float>)
-    if (bf16_wire_) return f(ring16_[0].data(), ring16_[1].data());
-  f(ring_[0].data(), ring_[1].data());
+  with_pair(bf16_wire_, ring_, ring16_, f);
 }
 
 template <class T>
 template <class F>
 void TspVocabRing<T>::with_accumulators(F&& f) {
-  if constexpr (std::is_same_v<T, float>)
-    if (grad16_) return f(acc16_[0].data(), acc16_[1].data());
-  f(acc_[0].data(), acc_[1].data());
+  with_pair(grad16_, acc_, acc16_, f);
 }
 
 template <class T>

@@ -8,6 +8,8 @@
 #include <new>
 #include <string>
 
+#include <sys/mman.h>
+
 namespace tsp {
 
 namespace {
@@ -33,6 +35,16 @@ std::string_view mem_name(Mem c) {
       return "kv_cache";
   }
   return "?";
+}
+
+void* reserve_address_space(std::size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  return p;
+}
+
+void release_address_space(void* p, std::size_t bytes) {
+  munmap(p, bytes);
 }
 
 void* tracked_alloc(std::size_t bytes, Mem cat) {

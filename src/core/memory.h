@@ -39,6 +39,10 @@ int64_t host_memory_bytes();
 // Restarts VmHWM from the current RSS (writes 5 to /proc/self/clear_refs); false if not permitted.
 bool reset_vm_hwm();
 
+// Address space of `bytes` with no memory behind it (mmap PROT_NONE): every access faults. Not counted.
+void* reserve_address_space(std::size_t bytes);
+void release_address_space(void* p, std::size_t bytes);
+
 // Owning, move-only, typed storage from the tracked allocator.
 template <class T>
 class Buffer {
@@ -46,6 +50,15 @@ class Buffer {
   Buffer() = default;
   Buffer(int64_t n, Mem cat) : n_(n), cat_(cat) {
     if (n_ > 0) p_ = static_cast<T*>(tracked_alloc(sizeof(T) * static_cast<std::size_t>(n_), cat_));
+  }
+  // n elements of address space and no storage (reserve_address_space): a unique address range that stands
+  // for tensors held elsewhere (the bf16 policy's serving weights, model/params.h). Reading it faults.
+  static Buffer address_only(int64_t n) {
+    Buffer b;
+    b.n_ = n;
+    b.reserved_ = true;
+    if (n > 0) b.p_ = static_cast<T*>(reserve_address_space(sizeof(T) * static_cast<std::size_t>(n)));
+    return b;
   }
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
@@ -56,13 +69,19 @@ class Buffer {
     return *this;
   }
   ~Buffer() {
-    if (p_) tracked_free(p_, sizeof(T) * static_cast<std::size_t>(n_), cat_);
+    if (!p_) return;
+    if (reserved_)
+      release_address_space(p_, sizeof(T) * static_cast<std::size_t>(n_));
+    else
+      tracked_free(p_, sizeof(T) * static_cast<std::size_t>(n_), cat_);
   }
   void swap(Buffer& o) noexcept {
     std::swap(p_, o.p_);
     std::swap(n_, o.n_);
     std::swap(cat_, o.cat_);
+    std::swap(reserved_, o.reserved_);
   }
+  bool is_address_only() const { return reserved_; }
 
   T* data() { return p_; }
   const T* data() const { return p_; }
@@ -78,6 +97,7 @@ class Buffer {
   T* p_ = nullptr;
   int64_t n_ = 0;
   Mem cat_ = Mem::workspace;
+  bool reserved_ = false;  // made by address_only()
 };
 
 template <class T>

@@ -42,8 +42,12 @@ Registry& registry() {
 
 void FrozenBf16Weights::add(const float* w, int64_t n) {
   if (n <= 0) return;
+  to_bf16(w, n, add_unread(w, n));
+}
+
+uint16_t* FrozenBf16Weights::add_unread(const float* w, int64_t n) {
+  if (n <= 0) return nullptr;
   Buffer<uint16_t> copy(n, Mem::parameters);
-  to_bf16(w, n, copy.data());
   Registry& r = registry();
   std::unique_lock lock(r.mu);
   const uintptr_t begin = addr(w), end = begin + uintptr_t(n) * sizeof(float);
@@ -54,6 +58,7 @@ void FrozenBf16Weights::add(const float* w, int64_t n) {
   r.ranges.emplace(begin, Range{end, copy.data(), every_read_});
   ranges_.push_back(w);
   copies_.push_back(std::move(copy));
+  return copies_.back().data();
 }
 
 FrozenBf16Weights::~FrozenBf16Weights() {

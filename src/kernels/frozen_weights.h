@@ -37,6 +37,10 @@ class FrozenBf16Weights {
   // Rounds w[0, n) to bf16 now (a copy under the allocator's `parameters` category: half the fp32 bytes) and
   // registers it. Ranges must not overlap one already registered.
   void add(const float* w, int64_t n);
+  // Registers a zeroed copy for w[0, n) without reading w (its address stands for weights that exist only
+  // as this copy: the bf16 policy's serving weights); returns the copy, which the caller fills. refresh()
+  // must not be called on a holder with such copies.
+  uint16_t* add_unread(const float* w, int64_t n);
   // Rounds every range again from its fp32 source (the weights changed: an optimizer step, a load). Call
   // only while no product runs, like add().
   void refresh();

@@ -9,6 +9,7 @@
 
 #include "core/atomic_file.h"
 #include "core/check.h"
+#include "kernels/bf16.h"
 #include "model/checkpoint_io.h"
 
 namespace fs = std::filesystem;
@@ -186,7 +187,27 @@ CheckpointReadStats load_checkpoint(const std::string& dir_in, ModelParams<T>& p
   }
 
   CheckpointReadStats stats;
-  stats.model = read_tensor_set(model, weights);
+  if (params.bf16_only()) {
+    // Serving under the bf16 policy (model/params.h): the weights exist only as bf16, so each block is read
+    // in T into a staging buffer and rounded into its copy, one block at a time.
+    if constexpr (std::is_same_v<T, float>) {
+      for (int b = 0; b < params.num_blocks(); ++b) {
+        Buffer<T> staged(params.value(b).size(), Mem::workspace);
+        // The tensors of block b are those whose address lies in its range (std::less: a total order).
+        const T* values = params.value(b).data();
+        const T* end = values + params.value(b).size();
+        const std::less<const T*> before;
+        std::vector<HeldTensor<T>> block;
+        for (const HeldTensor<T>& t : weights)
+          if (!before(t.data, values) && before(t.data, end))
+            block.push_back({t.view, staged.data() + (t.data - values)});
+        stats.model += read_tensor_set(model, block);
+        kernels::to_bf16(staged.data(), staged.size(), params.bf16_block(b));
+      }
+    }
+  } else {
+    stats.model = read_tensor_set(model, weights);
+  }
   stats.model_file_bytes = model.total_file_bytes();
   if (opt_set) {
     stats.optimizer = read_tensor_set(*opt_set, moments);

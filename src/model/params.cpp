@@ -4,6 +4,7 @@
 
 #include "core/check.h"
 #include "core/precision.h"
+#include "kernels/bf16.h"
 
 namespace tsp {
 
@@ -129,21 +130,27 @@ ModelParams<T>::ModelParams(const ModelConfig& c, const ShardSpec& spec, bool wi
     blocks_.push_back(std::move(norms));
   }
   const bool bf16 = bf16_storage<T>();
-  const Mem value_cat = bf16 && with_grads ? Mem::optimizer : Mem::parameters;
   for (const auto& b : blocks_) {
-    values_.emplace_back(b.numel, value_cat);
+    // Serving under the bf16 policy holds the bf16 copy alone: the values are only addresses for it.
+    values_.push_back(bf16 && !with_grads ? Buffer<T>::address_only(b.numel)
+                                          : Buffer<T>(b.numel, bf16 ? Mem::optimizer : Mem::parameters));
     grads_.emplace_back(with_grads ? b.numel : 0, Mem::gradients);
   }
   if constexpr (std::is_same_v<T, float>)
     if (bf16) {
       held_ = std::make_unique<kernels::FrozenBf16Weights>(/*every_read=*/true);
-      for (const auto& v : values_) held_->add(v.data(), v.size());
+      for (const auto& v : values_) {
+        if (with_grads)
+          held_->add(v.data(), v.size());
+        else
+          bf16_blocks_.push_back(held_->add_unread(v.data(), v.size()));
+      }
     }
 }
 
 template <class T>
 void ModelParams<T>::sync_bf16() {
-  if (held_) held_->refresh();
+  if (held_ && !bf16_only()) held_->refresh();
 }
 
 template <class T>
@@ -192,8 +199,10 @@ double counter_normal(uint64_t seed, uint64_t stream, uint64_t index) {
 
 template <class T>
 void ModelParams<T>::init(uint64_t seed, double init_std) {
+  std::vector<T> staged;  // a bf16-only block is formed in T, then rounded into its copy
   for (size_t b = 0; b < blocks_.size(); ++b) {
-    T* base = values_[b].data();
+    if (bf16_only()) staged.assign(size_t(blocks_[b].numel), T(0));
+    T* base = bf16_only() ? staged.data() : values_[b].data();
     for (const auto& v : blocks_[b].views) {
       // 1-D tensors are norm weights (one) or biases (zero).
       const bool is_norm = !v.is_matrix() && !v.name.ends_with(".bias");
@@ -213,6 +222,8 @@ void ModelParams<T>::init(uint64_t seed, double init_std) {
           base[v.offset + r * v.cols + col] = val;
         }
     }
+    if constexpr (std::is_same_v<T, float>)
+      if (bf16_only()) kernels::to_bf16(staged.data(), blocks_[b].numel, bf16_blocks_[b]);
   }
 }
 

@@ -137,12 +137,17 @@ class ModelParams {
 
   // The bf16 policy (--dtype bf16, core/precision.h; float only): the model computes with a bf16 copy of
   // every value block (kernels/frozen_weights.h: registered, so every kernel reads it in place of the
-  // values), counted under `parameters`; the values are then the fp32 master, counted under `optimizer` when
-  // there are gradients (training) and under `parameters` otherwise (the weights as loaded). sync_bf16()
-  // rounds the values into the copy: the transformer and the generator call it before they read weights,
-  // so an optimizer step, a checkpoint load or an initialisation reaches the copy. A no-op without it.
+  // values), counted under `parameters`.
+  //   Training (with gradients): the values are the fp32 master, counted under `optimizer`; sync_bf16()
+  //     rounds them into the copy — the transformer and the generator call it before they read weights, so
+  //     an optimizer step, a checkpoint load or an initialisation reaches the copy.
+  //   Serving (no gradients): the copy is the only storage (bf16_only()); the values are address space with
+  //     no memory behind it (Buffer::address_only), which every read of a weight reaches through the copy.
+  //     init() and checkpoint loading write the copy (bf16_block()); sync_bf16() has nothing to do.
   void sync_bf16();
   bool holds_bf16() const { return held_ != nullptr; }
+  bool bf16_only() const { return !bf16_blocks_.empty(); }
+  uint16_t* bf16_block(int block) { return bf16_blocks_[size_t(block)]; }
   int64_t bf16_bytes() const { return held_ ? held_->bytes() : 0; }
 
  private:
@@ -153,6 +158,7 @@ class ModelParams {
   std::vector<ParamBlock> blocks_;
   std::vector<Buffer<T>> values_, grads_;
   std::unique_ptr<kernels::FrozenBf16Weights> held_;  // the bf16 policy's copy (null otherwise)
+  std::vector<uint16_t*> bf16_blocks_;                // serving under the policy: the copy, per block
   AttnOffsets attn_off_;
   MlpOffsets mlp_off_;
 };

@@ -150,8 +150,8 @@ InferencePrediction predict_inference(const ModelConfig& c, const ServeLayout& l
   p.applicable = p.reason.empty();
   if (!p.applicable) return p;
   const Split x = split_of(c, layout);
-  // Decode's traffic and buffers are in the compute type; under the bf16 policy the KV cache is bf16 and the
-  // weights are held twice: as loaded (fp32) and as the bf16 copy the model computes with.
+  // Decode's traffic and buffers are in the compute type; under the bf16 policy the weights and the KV cache
+  // are bf16.
   const int64_t beta = pol.compute_bytes, B = r.batch, L = c.num_hidden_layers, h = c.hidden_size;
   const int64_t qd = c.q_dim(), kvd = c.kv_dim(), nh = c.num_attention_heads, I = c.intermediate_size;
   const int64_t V = c.vocab_size, Vp = (V + x.Tw - 1) / x.Tw * x.Tw;
@@ -169,7 +169,7 @@ InferencePrediction predict_inference(const ModelConfig& c, const ServeLayout& l
 
   // Parameters: the training model's shard (heads, intermediate, vocabulary over Tw; sp replicates them).
   const Sizes z = sizes_of(c, layout.layout, RunShape{1, x.multiple});
-  p.parameters = z.param_elements() * (beta + (pol.weight_bytes < beta ? pol.weight_bytes : 0));
+  p.parameters = z.param_elements() * pol.weight_bytes;
 
   // Decode: one step of n = B rows.
   const int64_t n = B, D = x.Tw;

@@ -6,7 +6,7 @@
 // decode (label: op, calls, payload, received bytes) over the decode steps. No weight moves in decode: every
 // label counted in the decode phase is a decode.* label, while the prefill runs the layout's training
 // schedule (for TSP: attention broadcasts, K/V all-gather, the MLP and vocabulary rings). Also under the bf16
-// policy (--dtype bf16): the KV cache in bf16, the weights as loaded beside their bf16 copy.
+// policy (--dtype bf16): the KV cache and the weights in bf16.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -82,9 +82,10 @@ void run_case(const plan::ServeLayout& s, const ModelConfig& c, int64_t batch, i
   EXPECT_EQ(gen.stats().kv_cache_bytes, want.kv_cache);
   EXPECT_EQ(mem_stats().current[size_t(Mem::kv_cache)], want.kv_cache);
   EXPECT_EQ(gen.stats().context, want.kv_context);
-  // Under the bf16 policy the weights as loaded (fp32) and the bf16 copy the model computes with.
-  EXPECT_EQ(params.local_numel() * int64_t(sizeof(T)) + params.bf16_bytes(), want.parameters);
+  // Under the bf16 policy the weights are held in bf16 alone (model/params.h: the values are address space).
+  EXPECT_EQ(bf16 ? params.bf16_bytes() : params.local_numel() * int64_t(sizeof(T)), want.parameters);
   EXPECT_EQ(params.bf16_bytes(), bf16 ? params.local_numel() * 2 : 0);
+  EXPECT_EQ(params.bf16_only(), bf16);
 
   const int64_t steps = gen.stats().decode_steps;
   ASSERT_EQ(steps, new_tokens - 1);
@@ -144,7 +145,7 @@ TEST(DecodePlan, RuntimeMatchesThePlanner) {
     // One sequence on several ranks: under tsp --kv-layout sequence its new rows' owner changes every 16
     // positions (kv_cache.h), so only the sum over ranks is fixed.
     if (ranks > 1) run_case<double>(s, c, 1, 24, 40, /*balanced=*/false);
-    // The bf16 policy (--dtype bf16): a bf16 KV cache, the weights held twice, decode traffic in fp32.
+    // The bf16 policy (--dtype bf16): bf16 weights and KV cache, decode's TP sums in bf16.
     ScopedPrecisionPolicy policy(PrecisionPolicy{true, false, false});
     run_case<float>(s, tied, ranks, 24, 4);
     run_case<float>(s, replicated, 2 * ranks, 24, 4);

@@ -41,7 +41,8 @@ int& threads_option();
 // the command runs, refusing bf16 unless the command's --dtype is float32 or bf16 and oneDNN has a bf16
 // product.
 std::string& matmul_precision_option();
-// --matmul-paths FILE: the product paths --matmul-precision auto takes instead of measuring (apply_precision).
+// --matmul-paths FILE: the product paths --matmul-precision auto takes instead of measuring
+// (apply_precision).
 std::string& matmul_paths_option();
 // --dtype: float32, bf16 (the bf16 policy, core/precision.h: a float32 model with bf16 weights,
 // activations and traffic) or float64 (with_float64: train, bench, check). training adds the policy's

@@ -23,7 +23,8 @@ int64_t optimizer_bytes(const Sizes& z, const LayoutSpec& lay, const Policy& pol
 
 // One layer's saved block activations per token, split into the saved tensors (q, k, v, o, gate, up, and
 // with q/k norms the pre-norm q and k; saved at activation_bytes) and the statistics (the log-sum-exp of
-// every head, at compute_bytes), for the heads this rank applies: all of them (single, TSP) or its head group.
+// every head, at compute_bytes), for the heads this rank applies: all of them (single, TSP) or its head
+// group.
 struct PerToken {
   int64_t tensors = 0, stats = 0;
 };
@@ -57,8 +58,8 @@ int64_t wire_buffer_bytes(int64_t n_t, int64_t n_bf16, int64_t compute_bytes) {
   return compute_bytes * std::max(n_t, (n_bf16 + per - 1) / per);
 }
 
-// The K/V exchange over `ranks` of a zigzag axis (src/parallel/kv_exchange.h), for `local` = n · kv_dim of one
-// head group: communication and workspace bytes.
+// The K/V exchange over `ranks` of a zigzag axis (src/parallel/kv_exchange.h), for `local` = n · kv_dim of
+// one head group: communication and workspace bytes.
 struct Bytes {
   int64_t comm = 0, ws = 0;
 };
@@ -66,7 +67,8 @@ Bytes kv_exchange(const Policy& pol, int64_t ranks, int64_t local) {
   const bool bf16 = pol.act_wire_bytes < pol.compute_bytes, rs16 = pol.grad_wire_bytes < pol.compute_bytes;
   const int64_t all = ranks * 2 * local, cb = pol.compute_bytes;
   Bytes b;
-  b.comm = wire_buffer_bytes(!bf16 || !rs16 ? all : 0, bf16 || rs16 ? all : 0, cb) + (rs16 ? 2 * 2 * local : 0);
+  b.comm =
+      wire_buffer_bytes(!bf16 || !rs16 ? all : 0, bf16 || rs16 ? all : 0, cb) + (rs16 ? 2 * 2 * local : 0);
   b.ws = cb * (2 * local + (bf16 ? 2 * local : 0));  // my dK|dV, and under bf16 my k|v in T
   return b;
 }
@@ -91,7 +93,8 @@ Memory predict_memory(const Sizes& z, const LayoutSpec& lay, const Policy& pol, 
   const PerToken blk = block_saved(z, lay, rc);
   saved += L * blk.tensors;
   stats += L * blk.stats;
-  stats += lay.kind == Kind::tsp || lay.kind == Kind::single ? Nt : z.N_a;  // head lse (mesh: SP group tokens)
+  stats +=
+      lay.kind == Kind::tsp || lay.kind == Kind::single ? Nt : z.N_a;  // head lse (mesh: SP group tokens)
   if (lay.kind == Kind::tsp && lay.keep_gathered_kv) saved += L * z.T * 2 * z.BS * z.kvd_s;
   m.activations = ab * saved + cb * stats;
 
@@ -127,7 +130,8 @@ Memory predict_memory(const Sizes& z, const LayoutSpec& lay, const Policy& pol, 
       if (z.qk_norm) ws += N * (z.qd_s + z.kvd_s);  // pre-norm q and k of the head group differentiated
       ws += W_m + 6 * N * z.I / D;                  // MLP: gradient partial, gate/up/act and their gradients
       ws += P_v + 2 * N * (z.V_p / D) + 4 * N;      // vocabulary: gradient partial, logits, online LSE state
-      if (narrow) ws += N * z.qd_s + (lay.keep_gathered_kv ? 2 * full_kv : 0);  // o's (and K|V's) working buffer
+      if (narrow)
+        ws += N * z.qd_s + (lay.keep_gathered_kv ? 2 * full_kv : 0);  // o's (and K|V's) working buffer
       // The replicated gradients' bf16 mirror: the norms, then the KV heads' (src/parallel/tsp/tsp.cpp).
       if (grad16) comm_bytes += 2 * std::max(z.norms, z.kv_replicas > 1 ? L * z.attn_kv_part() : int64_t(0));
       break;
@@ -143,7 +147,8 @@ Memory predict_memory(const Sizes& z, const LayoutSpec& lay, const Policy& pol, 
                       wire_buffer_bytes(t_view ? nl * h : 0, b_view ? nl * h : 0, cb);
         ws += 3 * n * h;
       } else if (T > 1) {
-        // The partial sum, all-reduced in place when a sum travels in T; a bf16 copy when one travels in bf16.
+        // The partial sum, all-reduced in place when a sum travels in T; a bf16 copy when one travels in
+        // bf16.
         (t_view ? comm : ws) += n * h;
         if (b_view) comm_bytes += 2 * n * h;
       }
@@ -152,8 +157,8 @@ Memory predict_memory(const Sizes& z, const LayoutSpec& lay, const Policy& pol, 
         comm_bytes += kv.comm;
         ws_bytes += kv.ws;
       }
-      if (T > 1) comm += T * n * 4;                                   // online log-sum-exp states of the group tokens
-      ws += 3 * n * z.qd_s + 4 * full_kv;                             // attention
+      if (T > 1) comm += T * n * 4;                 // online log-sum-exp states of the group tokens
+      ws += 3 * n * z.qd_s + 4 * full_kv;           // attention
       if (z.qk_norm) ws += n * (z.qd_s + z.kvd_s);  // pre-norm q and k for the q/k norms' backward
       ws += 6 * n * z.I / T;                        // MLP
       ws += 4 * n + 2 * n * (z.V_p / T);            // vocabulary
@@ -161,8 +166,7 @@ Memory predict_memory(const Sizes& z, const LayoutSpec& lay, const Policy& pol, 
       if (grad16) {
         // The replicated gradients' bf16 mirror: every block over SP at once, then the norms, the KV heads.
         const int64_t sp_all = z.Sg > 1 ? z.param_elements() : 0;
-        comm_bytes +=
-            2 * std::max({sp_all, z.norms, z.kv_replicas > 1 ? L * z.attn_kv_part() : int64_t(0)});
+        comm_bytes += 2 * std::max({sp_all, z.norms, z.kv_replicas > 1 ? L * z.attn_kv_part() : int64_t(0)});
       }
       break;
     }

@@ -60,18 +60,18 @@ enum class Recompute {
 // Bytes per element of every kind of tensor. The runtime's float32/float64 runs are one size throughout;
 // its bf16 policy (--dtype bf16, src/core/precision.h, docs/precision.md) mixes them.
 struct Policy {
-  int weight_bytes = 4;   // the weights the model computes with (parameters): 4 float32, 8 float64, 2 bf16
-  int grad_bytes = 4;     // gradients, accumulated
+  int weight_bytes = 4;     // the weights the model computes with (parameters): 4 float32, 8 float64, 2 bf16
+  int grad_bytes = 4;       // gradients, accumulated
   int optimizer_bytes = 4;  // each AdamW moment
   // A full-precision master of narrower weights, counted under optimizer state. Whole on every replica (the
   // runtime's: ZeRO-1 splits the moments, not the master).
   bool master_weights = false;
   int master_bytes = 4;
-  int compute_bytes = 4;     // workspace, statistics (log-sum-exp, inverse RMS), buffers of T
-  int activation_bytes = 4;  // saved activations; narrower than compute_bytes, each saved tensor is
-                             // computed in a working buffer of compute_bytes (parallel/stash.h)
-  int act_wire_bytes = 4;    // activations on the wire: K/V and TP gathers, the forward's TP sums
-  int grad_wire_bytes = 4;   // gradient sums on the wire (--grad-reduce-dtype)
+  int compute_bytes = 4;      // workspace, statistics (log-sum-exp, inverse RMS), buffers of T
+  int activation_bytes = 4;   // saved activations; narrower than compute_bytes, each saved tensor is
+                              // computed in a working buffer of compute_bytes (parallel/stash.h)
+  int act_wire_bytes = 4;     // activations on the wire: K/V and TP gathers, the forward's TP sums
+  int grad_wire_bytes = 4;    // gradient sums on the wire (--grad-reduce-dtype)
   int weight_wire_bytes = 4;  // TSP's weight shards on the wire and in their buffers
   Recompute recompute = Recompute::runtime;
   bool stash_narrow() const { return activation_bytes < compute_bytes; }

@@ -281,8 +281,8 @@ std::string to_table(const Request& r, const Result& res) {
       r.weight_comm_dtype.empty()
           ? r.dtype
           : fmt::format("{} (tsp weights on the wire: {})", r.dtype, r.weight_comm_dtype),
-      r.optimizer_dtype, pol.master_weights ? " + master weights" : "", r.grad_reduce_dtype, r.recompute, r.device,
-      human_bytes(double(res.budget)), r.budget > 0 ? "--memory-budget" : "the device's memory");
+      r.optimizer_dtype, pol.master_weights ? " + master weights" : "", r.grad_reduce_dtype, r.recompute,
+      r.device, human_bytes(double(res.budget)), r.budget > 0 ? "--memory-budget" : "the device's memory");
   const DeviceProfile dev = device_of(r);
   if (dev.host_cores > 0) out += fmt::format("device: {}\n", dev.description);
   if (context_exceeds_model_context(r))

@@ -22,7 +22,7 @@ struct Request {
   bool keep_gathered_kv = false;
   std::string dtype = "float32", optimizer_dtype = "float32", master = "auto", recompute = "runtime";
   std::string grad_reduce_dtype = "float32";  // gradient sums on the wire (the runtime's --grad-reduce-dtype)
-  std::string weight_comm_dtype;  // tsp's weight shards on the wire; empty: --dtype
+  std::string weight_comm_dtype;              // tsp's weight shards on the wire; empty: --dtype
   std::string device = "cpu-this-machine";
   int64_t budget = 0;  // bytes per device; 0: the device's memory
 };

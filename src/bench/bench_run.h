@@ -39,6 +39,7 @@ struct BenchOptions {
   DecodeOptions kv;  // tsp's KV layout
   // --decode under bf16 products: round the weights once per generation (false: in every product).
   bool freeze_bf16_weights = true;
+  bool blocked_weights = false;  // --decode: --blocked-weights (kernels/blocked_weights.h)
 };
 
 // Model FLOPs of one step over the whole batch, matrix products only (the formula of bench/bench_step.cpp):

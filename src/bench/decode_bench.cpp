@@ -35,6 +35,7 @@ nlohmann::json measure_rank(const BenchOptions& o, Communicator& world) {
   params.init(o.seed);
   Generator<T> gen(params, *strategy, o.kv);
   gen.freeze_bf16_weights = o.freeze_bf16_weights;
+  gen.blocked_weights = o.blocked_weights;
   std::mt19937_64 rng(o.seed + 1);
   std::vector<std::vector<int32_t>> prompts(size_t(o.batch), std::vector<int32_t>(size_t(o.prompt_len)));
   for (auto& p : prompts)
@@ -81,6 +82,8 @@ nlohmann::json measure_rank(const BenchOptions& o, Communicator& world) {
       {"decode_comm_recv_bytes_per_step", decode_recv},
       {"kv_cache_bytes", st.kv_cache_bytes},
       {"frozen_bf16_bytes", st.frozen_bf16_bytes},
+      {"blocked_bf16_bytes", st.blocked_bf16_bytes},
+      {"blocked_bf16_weights", st.blocked_bf16_weights},
       {"kv_context", st.context},
       {"ttft_s", st.prefill_seconds},
       {"tpot_s",
@@ -134,6 +137,7 @@ nlohmann::json run_decode_bench(const BenchOptions& o, Communicator& world) {
                         {"dtype", o.dtype},
                         {"matmul_precision", kernels::to_string(kernels::matmul_precision())},
                         {"frozen_bf16_weights", o.freeze_bf16_weights},
+                        {"blocked_weights", o.blocked_weights},
                         {"isa", kernels::onednn::cpu_isa()},
                         {"batch", o.batch},
                         {"prompt_len", o.prompt_len},

@@ -127,6 +127,10 @@ void add_bench_command(CLI::App& root, std::vector<Command>& cmds) {
   app->add_option("--new-tokens", o->new_tokens, "--decode: tokens generated per sequence")
       ->capture_default_str();
   auto no_frozen = std::make_shared<bool>(false);
+  app->add_flag(
+      "--blocked-weights", o->blocked_weights,
+      "--decode with bf16 products: also keep the weights at rest in oneDNN's blocked layout where it "
+      "pays (matrices of at least 512 x 512; their bf16 bytes again, under parameters)");
   app->add_flag("--no-frozen-weights", *no_frozen,
                 "--decode with --matmul-precision bf16: round the weights to bf16 in every product (the "
                 "baseline), not once per generation");
@@ -158,6 +162,7 @@ void add_bench_command(CLI::App& root, std::vector<Command>& cmds) {
          opts.kv.kv_layout = parse_kv_layout(*kv_layout);
          opts.kv.kv_layout_given = kv->count() > 0;
          TSP_REQUIRE(opts.decode || !*no_frozen, "--no-frozen-weights describes --decode");
+         TSP_REQUIRE(opts.decode || !opts.blocked_weights, "--blocked-weights describes --decode");
          TSP_REQUIRE(opts.decode || (!app->get_option("--prompt-len")->count() &&
                                      !app->get_option("--new-tokens")->count() && !kv->count()),
                      "--prompt-len, --new-tokens and --kv-layout describe --decode");

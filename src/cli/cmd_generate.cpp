@@ -20,7 +20,7 @@ struct GenerateCliOptions {
   StrategyOptions layout;
   GenerateOptions gen;
   std::vector<int32_t> stop_tokens;
-  bool token_ids = false, no_kv_cache = false, json = false, kv_layout_given = false;
+  bool token_ids = false, no_kv_cache = false, json = false, kv_layout_given = false, blocked_weights = false;
 };
 
 // One prompt per non-empty line: text (through `tok`), or whitespace-separated ids with --token-ids.
@@ -63,6 +63,7 @@ int run_generate(GenerateCliOptions& o, Communicator& world) {
   TSP_REQUIRE(!prompts[0].empty(), "the prompt is empty: give --prompt TEXT or --prompt-tokens \"1 2 3\"");
   InferenceSession session(o.checkpoint, o.strategy, world, o.layout, d);
   o.gen.stop_tokens = session.eos_tokens();
+  session.set_blocked_weights(o.blocked_weights);
   o.gen.stop_tokens.insert(o.gen.stop_tokens.end(), o.stop_tokens.begin(), o.stop_tokens.end());
   const std::vector<GeneratedSequence> out = session.generate(prompts, o.gen, !o.no_kv_cache);
   const GenerateStats& st = session.stats();
@@ -99,6 +100,7 @@ int run_generate(GenerateCliOptions& o, Communicator& world) {
                         {"output_tokens_per_s", tokens_per_s},
                         {"kv_cache", !o.no_kv_cache},
                         {"kv_cache_bytes_per_rank", kv_bytes},
+                        {"blocked_bf16_bytes", st.blocked_bf16_bytes},
                         {"kv_context", st.context},
                         {"strategy", o.strategy},
                         {"ranks", world.size()},
@@ -162,6 +164,9 @@ void add_generate_command(CLI::App& root, std::vector<Command>& cmds) {
                              "tsp: KV cache by heads (each rank its head group, every position) or sequence "
                              "(each rank every head, its positions)")
                  ->capture_default_str();
+  app->add_flag("--blocked-weights", o->blocked_weights,
+                "with bf16 products: keep the weights of at least 512 x 512 in oneDNN's blocked layout too, "
+                "1.2-2.2x faster decode products for their bf16 bytes again (docs/performance.md)");
   app->add_flag("--no-kv-cache", o->no_kv_cache,
                 "re-run the whole sequence for every new token (the baseline; same tokens)");
   add_layout_options(app, o->strategy, o->layout);

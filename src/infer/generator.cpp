@@ -6,6 +6,7 @@
 
 #include "core/check.h"
 #include "core/trace.h"
+#include "kernels/blocked_weights.h"
 #include "kernels/frozen_weights.h"
 #include "kernels/matmul_precision.h"
 #include "kernels/rmsnorm.h"
@@ -120,6 +121,20 @@ std::vector<GeneratedSequence> Generator<T>::generate(const std::vector<std::vec
         !p_.holds_bf16())
       for (int b = 0; b < p_.num_blocks(); ++b) frozen.add(p_.value(b).data(), p_.value(b).size());
   stats_.frozen_bf16_bytes = p_.holds_bf16() ? p_.bf16_bytes() : frozen.bytes();
+  kernels::BlockedBf16Weights blocked;
+  if constexpr (std::is_same_v<T, float>)
+    if (blocked_weights && kernels::matmul_precision() == kernels::MatmulPrecision::bf16)
+      for (int b = 0; b < p_.num_blocks(); ++b)
+        for (const TensorView& v : p_.blocks()[size_t(b)].views) {
+          // The linear layers' matrices (an untied embedding table is only looked up, never multiplied by).
+          if (!v.is_matrix() ||
+              (v.name.starts_with("model.embed_tokens") && !p_.config().tie_word_embeddings))
+            continue;
+          if (const uint16_t* w16 = kernels::frozen_bf16(p_.value(b).data() + v.offset, v.numel()))
+            blocked.add(w16, v.rows, v.cols);
+        }
+  stats_.blocked_bf16_bytes = blocked.bytes();
+  stats_.blocked_bf16_weights = blocked.count();
   decoder_->allocate(ServeShape{B, S, needed});
   stats_.kv_cache_bytes = decoder_->kv_cache_bytes();
   stats_.context = decoder_->context();

@@ -37,6 +37,8 @@ struct GenerateStats {
   int64_t kv_cache_bytes = 0;        // this rank
   int64_t context = 0;               // positions each sequence can reach in the cache
   int64_t frozen_bf16_bytes = 0;     // this rank's bf16 copy of its weights at rest (bf16 products), or 0
+  int64_t blocked_bf16_bytes = 0;    // this rank's blocked copies of them (blocked_weights), or 0
+  int64_t blocked_bf16_weights = 0;  // how many matrices have one
 };
 
 // Checks a batch of prompts against the model (non-empty, ids in the vocabulary, room below
@@ -67,6 +69,9 @@ class Generator {
   // product (kernels/frozen_weights.h; the same tokens and logits). Off: the per-call rounding (tests, the
   // baseline of docs/performance.md).
   bool freeze_bf16_weights = true;
+  // With bf16 products and weights at rest (frozen, or the bf16 policy's): also keep the matrices where it
+  // pays in oneDNN's blocked layout for the generation (kernels/blocked_weights.h; --blocked-weights).
+  bool blocked_weights = false;
 
  private:
   // logits: scratch [batch, vocabulary shard rows].

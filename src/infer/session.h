@@ -39,6 +39,8 @@ class InferenceSession {
                                           const GenerateOptions& o, bool kv_cache = true);
   const GenerateStats& stats() const { return stats_; }
   Strategy<float>& strategy() { return *strategy_; }
+  // --blocked-weights (Generator::blocked_weights).
+  void set_blocked_weights(bool on) { generator_->blocked_weights = on; }
 
  private:
   std::vector<GeneratedSequence> generate_without_cache(const std::vector<std::vector<int32_t>>& prompts,

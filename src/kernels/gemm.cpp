@@ -10,6 +10,7 @@
 #include "core/check.h"
 #include "core/trace.h"
 #include "kernels/bf16.h"
+#include "kernels/blocked_weights.h"
 #include "kernels/frozen_weights.h"
 #include "kernels/matmul_precision.h"
 #include "kernels/onednn_matmul.h"
@@ -129,8 +130,12 @@ void linear_forward(T* y, const T* x, WeightRef<std::type_identity_t<T>> w, int6
       // A weight at rest (kernels/frozen_weights.h) was rounded once, a shard received in bf16 on the wire;
       // either is the same bits as rounding it here.
       const uint16_t* w16 = w.b ? w.b : frozen_bf16(w.f, out * in);
-      return bf16_product(false, true, n, out, in, as_bf16(ops.a, x, n * in), in,
-                          w16 ? w16 : as_bf16(ops.b, w.f, out * in), in, beta, y, ldy);
+      const uint16_t* x16 = as_bf16(ops.a, x, n * in);
+      // A weight at rest may also be kept in oneDNN's blocked layout (kernels/blocked_weights.h).
+      if (const onednn::BlockedWeight* blocked = w16 ? blocked_bf16(w16, out, in) : nullptr)
+        if (onednn::matmul_blocked(n, x16, *blocked, beta, y, ldy)) return;
+      return bf16_product(false, true, n, out, in, x16, in, w16 ? w16 : as_bf16(ops.b, w.f, out * in), in,
+                          beta, y, ldy);
     }
   gemm<T>(false, true, n, out, in, T(1), x, in, fp32_weight(w, out * in), in, beta, y, ldy);
 }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/memory.h"
 #include "kernels/bf16.h"
 #include "kernels/gemm.h"
 
@@ -27,6 +28,7 @@ constexpr int64_t kAnyShape = DNNL_RUNTIME_DIM_VAL;
 
 struct Key {
   bool bf16, trans_a, trans_b;
+  bool blocked_b = false;  // B in the layout the primitive chooses (BlockedWeight)
   int64_t m, n, k, lda, ldb, ldc;
   uint32_t alpha, beta;  // bit patterns: a primitive bakes both in
   int threads;           // oneDNN sizes its work split by omp_get_max_threads() when it creates a primitive
@@ -39,6 +41,7 @@ Key key_of(bool bf16, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
   return Key{bf16,
              trans_a,
              trans_b,
+             false,
              any_shape ? kAnyShape : m,
              any_shape ? kAnyShape : n,
              any_shape ? kAnyShape : k,
@@ -52,7 +55,7 @@ Key key_of(bool bf16, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
 
 struct KeyHash {
   size_t operator()(const Key& k) const {
-    size_t h = size_t(k.bf16) | size_t(k.trans_a) << 1 | size_t(k.trans_b) << 2;
+    size_t h = size_t(k.bf16) | size_t(k.trans_a) << 1 | size_t(k.trans_b) << 2 | size_t(k.blocked_b) << 3;
     for (int64_t v :
          {k.m, k.n, k.k, k.lda, k.ldb, k.ldc, int64_t(k.alpha), int64_t(k.beta), int64_t(k.threads)})
       h = h * 0x9E3779B97F4A7C15ull + size_t(v);
@@ -92,7 +95,8 @@ memory::desc operand(memory::data_type dt, int64_t rows, int64_t cols, int64_t l
 dnnl::matmul::primitive_desc describe(const Key& key, const dnnl::engine& eng) {
   const auto in = key.bf16 ? memory::data_type::bf16 : memory::data_type::f32;
   const memory::desc a = operand(in, key.m, key.k, key.lda, key.trans_a);
-  const memory::desc b = operand(in, key.k, key.n, key.ldb, key.trans_b);
+  const memory::desc b = key.blocked_b ? memory::desc({key.k, key.n}, in, memory::format_tag::any)
+                                       : operand(in, key.k, key.n, key.ldb, key.trans_b);
   const memory::desc c = operand(memory::data_type::f32, key.m, key.n, key.ldc, false);
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -189,6 +193,64 @@ void run(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alph
 }
 
 }  // namespace
+
+struct BlockedWeight {
+  int64_t out = 0, in = 0;
+  memory::desc desc;           // the blocked layout
+  Buffer<unsigned char> data;  // parameters
+};
+
+void BlockedWeightDeleter::operator()(BlockedWeight* w) const {
+  delete w;
+}
+
+BlockedWeightPtr make_blocked_weight(const uint16_t* w, int64_t out, int64_t in) {
+  if (!bf16_supported() || out <= 0 || in <= 0) return nullptr;
+  ThreadState& s = state();
+  Key key = key_of(true, false, true, 1, out, in, in, in, out, 1.f, 0.f, false);
+  key.blocked_b = true;
+  const memory::desc chosen = describe(key, s.eng).weights_desc();
+  const memory::desc plain = operand(memory::data_type::bf16, in, out, in, /*transposed=*/true);
+  if (chosen == plain) return nullptr;
+  BlockedWeightPtr b(
+      new BlockedWeight{out, in, chosen, Buffer<unsigned char>(int64_t(chosen.get_size()), Mem::parameters)});
+  memory src(plain, s.eng, const_cast<uint16_t*>(w)), dst(chosen, s.eng, b->data.data());
+  dnnl::reorder(src, dst).execute(s.strm, src, dst);
+  s.strm.wait();
+  return b;
+}
+
+int64_t blocked_weight_bytes(const BlockedWeight& w) {
+  return w.data.size();
+}
+
+namespace {
+std::atomic<int64_t> g_blocked_products{0};
+}
+
+int64_t blocked_products() {
+  return g_blocked_products.load(std::memory_order_relaxed);
+}
+
+bool matmul_blocked(int64_t m, const uint16_t* x, const BlockedWeight& w, float beta, float* y, int64_t ldy) {
+  if (m <= 0) return true;
+  const ScopedOmpThreads one_thread(!omp_in_parallel() && 2.0 * double(m) * double(w.out) * double(w.in) <
+                                                              g_one_thread_flops.load());
+  Key key = key_of(true, false, true, m, w.out, w.in, w.in, w.in, ldy, 1.f, beta, false);
+  key.blocked_b = true;
+  Entry& e = entry(key);
+  if (e.b.get_desc() != w.desc) return false;
+  ThreadState& s = state();
+  if (s.scratch.size() < e.scratch_size) s.scratch.resize(e.scratch_size);
+  e.scratch.set_data_handle(s.scratch.data());
+  e.a.set_data_handle(const_cast<uint16_t*>(x));
+  e.b.set_data_handle(const_cast<unsigned char*>(w.data.data()));
+  e.c.set_data_handle(y);
+  e.prim.execute(s.strm, e.args);
+  s.strm.wait();
+  g_blocked_products.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
 
 void matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
             int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, bool any_shape) {

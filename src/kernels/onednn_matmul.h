@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace tsp::kernels::onednn {
@@ -27,6 +28,25 @@ void matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float a
 void matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a,
             int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc,
             bool any_shape = false);
+
+// A bf16 weight W [out, in] (row-major, the linear layer's) kept in the layout oneDNN's product Y = X·Wᵀ asks
+// for (format_tag::any: on AVX512-BF16 and AMX a VNNI-packed, blocked layout), so that the product does not
+// pack it on every call (docs/performance.md, "Blocked weights"). Made once, by a reorder from the plain
+// weight; its bytes are counted under the allocator's `parameters`.
+struct BlockedWeight;
+struct BlockedWeightDeleter {
+  void operator()(BlockedWeight* w) const;
+};
+using BlockedWeightPtr = std::unique_ptr<BlockedWeight, BlockedWeightDeleter>;
+// Null when oneDNN keeps this shape's weight plain (nothing to gain) or has no bf16 product.
+BlockedWeightPtr make_blocked_weight(const uint16_t* w, int64_t out, int64_t in);
+int64_t blocked_weight_bytes(const BlockedWeight& w);
+// y[m, out] (rows ldy apart) = x[m, in] · Wᵀ + beta · y with W blocked, x bf16 with rows `in` apart. Returns
+// false, having done nothing, when oneDNN's product for m rows reads another layout (the caller then runs the
+// plain product).
+bool matmul_blocked(int64_t m, const uint16_t* x, const BlockedWeight& w, float beta, float* y, int64_t ldy);
+// Products matmul_blocked has run since the process started (tests: the blocked copies are used).
+int64_t blocked_products();
 
 // The instruction set oneDNN dispatches to on this CPU, in oneDNN's words: "avx512_core_amx" (AMX tiles),
 // "avx512_core_bf16" (vdpbf16ps), "avx512_core", "avx2", ... ONEDNN_MAX_CPU_ISA caps it.

@@ -20,6 +20,7 @@
 #include "comm/communicator.h"
 #include "core/memory.h"
 #include "core/precision.h"
+#include "infer/generator.h"
 #include "kernels/bf16.h"
 #include "kernels/matmul_precision.h"
 #include "kernels/onednn_matmul.h"
@@ -127,6 +128,47 @@ TEST(Bf16Policy, EveryWeightIsReadThroughItsBf16Copy) {
       }
     }
   }
+}
+
+// Serving with --blocked-weights: the generator keeps the matrices of at least 512 x 512 in oneDNN's blocked
+// layout for the generation, the products use them, and the logits agree with the plain products' to fp32
+// accumulation (relative 1e-5), under the bf16 policy whose weights are bf16 alone.
+TEST(Bf16Policy, BlockedWeightsServeTheSameLogits) {
+  if (!kernels::onednn::bf16_supported()) GTEST_SKIP() << "oneDNN has no bf16 product on this CPU";
+  Communicator world = Communicator::world();
+  if (world.size() != 1) GTEST_SKIP() << "one rank: the matrices of a sharded layout are below 512";
+  ScopedPrecisionPolicy policy(bf16_policy());
+  kernels::ScopedMatmulPrecision products(kernels::MatmulPrecision::bf16);
+  ModelConfig c = test::tsp_test_config(false, 1);
+  c.hidden_size = 512;
+  c.intermediate_size = 512;
+  c.num_attention_heads = c.num_key_value_heads = 8;
+  c.head_dim = 64;
+  auto s = make_strategy<float>("single", world, StrategyOptions{});
+  ModelParams<float> p(c, s->shard_spec(c), /*with_grads=*/false);
+  p.init(13);
+  const std::vector<std::vector<int32_t>> prompts = {{1, 2, 3, 4, 5}, {7, 8}};
+  GenerateOptions o;
+  o.max_new_tokens = 4;
+  std::vector<float> logits[2];
+  for (int blocked = 0; blocked < 2; ++blocked) {
+    Generator<float> gen(p, *s, DecodeOptions{});
+    gen.blocked_weights = blocked == 1;
+    gen.on_logits = [&](const DecodeBatch& b, const float* l, const VocabShard& shard) {
+      logits[blocked].insert(logits[blocked].end(), l, l + b.size() * shard.rows);
+    };
+    const int64_t before = kernels::onednn::blocked_products();
+    gen.generate(prompts, o);
+    EXPECT_EQ(gen.stats().blocked_bf16_weights, blocked ? 7 : 0);  // q, k, v, o, gate, up, down
+    EXPECT_EQ(kernels::onednn::blocked_products() > before, blocked == 1);
+  }
+  ASSERT_EQ(logits[0].size(), logits[1].size());
+  double d2 = 0, r2 = 0;
+  for (size_t i = 0; i < logits[0].size(); ++i) {
+    d2 += std::pow(double(logits[1][i]) - logits[0][i], 2);
+    r2 += std::pow(double(logits[0][i]), 2);
+  }
+  EXPECT_LE(std::sqrt(d2 / r2), 1e-5);
 }
 
 TEST(Bf16Policy, Bf16SumsRoundEveryPartialSumAndAgreeOnEveryRank) {

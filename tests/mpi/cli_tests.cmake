@@ -264,8 +264,9 @@ tsp_cli_test(trace_summary_bf16 ${TSP_CLI_DIR}/trace_summary.sh ${TSP_BIN} ${PRO
 set_tests_properties(cli_trace_summary_bf16 PROPERTIES SKIP_REGULAR_EXPRESSION "has no bf16 product on this CPU")
 # Training with bf16 products tracks fp32: the mean loss of the last 50 of 300 steps within 2 % (the issue's
 # bar; docs/performance.md has the same on `small`). Both comparisons run in the Release build only, like
-# test_train's learning test: they are numerical checks, and the sanitizer build walks the same training loops
-# under the same flags in cli_preempt_sigterm_tsp_bf16_np2 and cli_preempt_sigterm_tsp_dtype_bf16_np2.
+# test_train's learning test: they are numerical checks, and the sanitizer build walks the same bf16 training
+# paths for hundreds of steps in cli_preempt_sigterm_tsp_bf16_np2 and cli_preempt_sigterm_tsp_dtype_bf16_np2
+# (the latter with these very flags).
 if(NOT TSP_SANITIZE)
   tsp_cli_test(train_bf16_loss_tracks_fp32 ${TSP_CLI_DIR}/train_bf16_tracks_fp32.sh ${TSP_BIN} "--matmul-precision bf16"
                --preset tiny --seq-len 128 --batch 2 --steps 300 --seq-len-warmup 0 --eval-batches 1 --no-progress

@@ -32,7 +32,6 @@ bool BlockedBf16Weights::add(const uint16_t* w, int64_t out, int64_t in) {
   const bool fresh = r.copies.emplace(std::make_tuple(w, out, in), copy.get()).second;
   TSP_CHECK(fresh, "blocked bf16 weights: [{}, {}] at {} is held twice", out, in,
             static_cast<const void*>(w));
-  keys_.push_back(w);
   copies_.push_back(std::move(copy));
   return true;
 }

@@ -33,10 +33,9 @@ class BlockedBf16Weights {
   // kMinBlockedDim and oneDNN reads another layout than the plain one; returns whether it did.
   bool add(const uint16_t* w, int64_t out, int64_t in);
   int64_t bytes() const;
-  int64_t count() const { return int64_t(keys_.size()); }
+  int64_t count() const { return int64_t(copies_.size()); }
 
  private:
-  std::vector<const uint16_t*> keys_;
   std::vector<onednn::BlockedWeightPtr> copies_;
 };
 
